@@ -1,0 +1,210 @@
+/* The fleetpulse time-series store: one LMDB environment in a data directory, written by the
+ * collector and read concurrently by query processes.
+ *
+ * Writers hand over plain arrays (no protobuf): many batches of series samples go into one LMDB
+ * transaction (group commit), together with each batch's dedup mark, so a batch is applied once
+ * even when delivered twice. Readers take a snapshot (struct fp_store_reader, one read-only LMDB
+ * transaction); keep it short, since a long reader stops the file from reusing pages.
+ *
+ * Threads: a struct fp_store may be shared; fp_store_write must be called from one thread at a
+ * time; each reader belongs to the thread that opened it. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "label.h"
+
+struct fp_store;
+struct fp_store_reader;
+
+/* Version of the on-disk layout. A store with another version is refused at open with
+ * FP_STORE_E_FORMAT. If you change what is written, bump this. */
+#define FP_STORE_FORMAT 1
+
+/* Outcomes a caller must act on (positive; negative values are -errno). */
+enum {
+    FP_STORE_E_FORMAT = 1, /**< not a fleetpulse store, or an incompatible format version */
+    FP_STORE_E_NOTFOUND,   /**< no such series / device / value */
+    FP_STORE_E_DUP,        /**< this (device, epoch, seq) was already applied */
+    FP_STORE_E_FULL,       /**< the map cannot grow further (max_map_bytes reached) */
+};
+
+/* Flags for fp_store_open. */
+enum {
+    FP_STORE_READONLY = 1u << 0, /**< open for reading only; the store must exist */
+};
+
+enum fp_series_type {
+    FP_SERIES_GAUGE = 1,
+    FP_SERIES_COUNTER = 2,
+};
+
+/* Tunables with safe defaults (fp_store_options_default). */
+struct fp_store_options {
+    uint64_t initial_map_bytes; /**< LMDB map size at first open; grows by doubling */
+    uint64_t max_map_bytes;     /**< never grow past this: FP_STORE_E_FULL instead */
+};
+
+void fp_store_options_default(struct fp_store_options *ret);
+
+/* Opens (and with write access, creates) the store in directory dir, which must exist.
+ * opts may be NULL for defaults. Returns 0 and *ret (new: fp_store_close). Returns
+ * FP_STORE_E_FORMAT when dir holds something else or another format version, or -errno (-ENOENT:
+ * no store in dir when READONLY; -EACCES / -EROFS: not writable). On failure err receives a
+ * one-line reason naming dir (err may be NULL). */
+int fp_store_open(const char *dir, unsigned flags, const struct fp_store_options *opts,
+                  struct fp_store **ret, char *err, size_t err_size);
+
+/* Closes the store; accepts NULL and nulls *s. No reader may be open. */
+void fp_store_close(struct fp_store **s);
+
+/* --- writing --------------------------------------------------------------------------------- */
+
+/* One series and its samples. labels exclude "device" (added from the batch) and may come in any
+ * order; names must be unique. ts_ms and values have n entries each. All pointers borrowed. */
+struct fp_series_in {
+    const char *metric;
+    enum fp_series_type type;
+    const struct fp_label *labels;
+    size_t n_labels;
+    const int64_t *ts_ms;
+    const double *values;
+    size_t n;
+};
+
+struct fp_event_in {
+    int64_t ts_ms;
+    const char *kind;
+    int severity; /**< 1 info, 2 warning, 3 error */
+    const char *message;
+    const struct fp_label *attrs;
+    size_t n_attrs;
+};
+
+/* What one device sent in one message. All pointers borrowed for the call. */
+struct fp_write_batch {
+    const char *device;
+    uint64_t epoch;
+    uint64_t seq;       /**< > 0; applied at most once per (device, epoch) (0: no dedup) */
+    int64_t received_ms; /**< collector clock; becomes the device's last_seen */
+    const struct fp_label *info; /**< device identity; n_info == 0 leaves the stored one */
+    size_t n_info;
+    const struct fp_series_in *series;
+    size_t n_series;
+    const struct fp_event_in *events;
+    size_t n_events;
+    uint64_t dropped_samples_total; /**< probe's own count of samples it dropped */
+};
+
+struct fp_write_result {
+    int status;               /**< 0 applied, FP_STORE_E_DUP already applied */
+    uint64_t samples_written; /**< stored by this call */
+    uint64_t samples_refused; /**< refused (e.g. a series key over LMDB's key limit) */
+};
+
+/* Writes n batches in one durable transaction: when this returns 0 every applied batch is on
+ * disk. ret_results has n entries, filled per batch. Grows the map as needed. Returns 0,
+ * FP_STORE_E_FULL (nothing written), or -errno (nothing written). */
+int fp_store_write(struct fp_store *s, const struct fp_write_batch *batches, size_t n,
+                   struct fp_write_result *ret_results);
+
+/* --- reading --------------------------------------------------------------------------------- */
+
+/* Opens a consistent snapshot. Returns 0 and *ret (new: fp_store_reader_close), or -errno. */
+int fp_store_reader_open(struct fp_store *s, struct fp_store_reader **ret);
+
+/* Ends the snapshot; accepts NULL and nulls *r. Everything borrowed from it becomes invalid. */
+void fp_store_reader_close(struct fp_store_reader **r);
+
+enum fp_match_op {
+    FP_MATCH_EQ,  /**< label == value */
+    FP_MATCH_NE,  /**< label != value (a missing label counts as "") */
+    FP_MATCH_RE,  /**< label matches the POSIX extended regex, anchored */
+    FP_MATCH_NRE, /**< label does not match */
+};
+
+/* A label matcher; name "__name__" matches the metric name. Strings borrowed. */
+struct fp_matcher {
+    const char *name;
+    const char *value;
+    enum fp_match_op op;
+};
+
+/* Finds the series matching all matchers (none: every series). *ret_ids is new (free()), sorted
+ * ascending, *ret_n entries (may be 0 with *ret_ids NULL). Returns 0, -EINVAL for a bad regex, or
+ * -errno. */
+int fp_store_select(struct fp_store_reader *r, const struct fp_matcher *m, size_t n_matchers,
+                    uint64_t **ret_ids, size_t *ret_n);
+
+/* A series' identity. Strings are borrowed from the reader and valid until it closes. labels are
+ * sorted by name and include "device". */
+struct fp_series_desc {
+    uint64_t id;
+    const char *metric;
+    enum fp_series_type type;
+    struct fp_label labels[64];
+    size_t n_labels;
+};
+
+/* Fills *ret for series id. Returns 0, FP_STORE_E_NOTFOUND, or -errno. */
+int fp_store_series_get(struct fp_store_reader *r, uint64_t id, struct fp_series_desc *ret);
+
+/* Called for each point in time order; return non-zero to stop (fp_store_read_range then returns
+ * that value). */
+typedef int (*fp_point_fn)(void *userdata, int64_t ts_ms, double value);
+
+/* Calls fn for each sample of series id with from_ms <= ts <= to_ms, oldest first. Returns 0,
+ * fn's non-zero result, or -errno. */
+int fp_store_read_range(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int64_t to_ms,
+                        fp_point_fn fn, void *userdata);
+
+/* The newest sample of series id, without scanning history. Returns 0, FP_STORE_E_NOTFOUND, or
+ * -errno. */
+int fp_store_latest(struct fp_store_reader *r, uint64_t id, int64_t *ret_ts_ms, double *ret_value);
+
+/* A device as the store knows it. Strings borrowed from the reader until it closes. */
+struct fp_device_desc {
+    const char *device;
+    int64_t first_seen_ms;
+    int64_t last_seen_ms;          /**< collector clock at the last batch applied */
+    uint64_t batches;              /**< batches applied */
+    uint64_t samples;              /**< samples applied */
+    uint64_t duplicates;           /**< batches discarded as already applied */
+    uint64_t dropped_samples_total; /**< the probe's own drop count, as last reported */
+    uint64_t last_epoch;
+    uint64_t last_seq;
+    struct fp_label info[64];      /**< identity pairs (hostname, model, ...) */
+    size_t n_info;
+};
+
+/* Called per device in id order; return non-zero to stop. */
+typedef int (*fp_device_fn)(void *userdata, const struct fp_device_desc *d);
+
+/* Calls fn for every device. Returns 0, fn's non-zero result, or -errno. */
+int fp_store_devices(struct fp_store_reader *r, fp_device_fn fn, void *userdata);
+
+/* Fills *ret for one device. Returns 0, FP_STORE_E_NOTFOUND, or -errno. */
+int fp_store_device_get(struct fp_store_reader *r, const char *device, struct fp_device_desc *ret);
+
+/* A stored event; strings borrowed from the reader until it closes. */
+struct fp_event_desc {
+    int64_t ts_ms;
+    const char *device;
+    const char *kind;
+    int severity;
+    const char *message;
+    struct fp_label attrs[32];
+    size_t n_attrs;
+};
+
+typedef int (*fp_event_fn)(void *userdata, const struct fp_event_desc *e);
+
+/* Calls fn for events with from_ms <= ts <= to_ms, oldest first, optionally of one device
+ * (NULL: all). Returns 0, fn's non-zero result, or -errno. */
+int fp_store_events(struct fp_store_reader *r, const char *device, int64_t from_ms, int64_t to_ms,
+                    fp_event_fn fn, void *userdata);
+
+/* A message for an fp_store_* result: module codes and -errno alike. Static string. */
+const char *fp_store_strerror(int code);
