@@ -1,0 +1,1217 @@
+/* The LMDB store behind storage/store.h.
+ *
+ * Layout (named databases in one environment, all integers big-endian so keys sort by value):
+ *   meta        "format" -> u32, "next_series_id" -> u64
+ *   series_key  fnv64(canonical key) -> series id            (DUPSORT|DUPFIXED: collisions)
+ *   series_id   series id -> type u8, canonical key          canonical: metric\0(name\0value\0)*
+ *   postings    name\0value -> series id                     (DUPSORT|DUPFIXED), incl. __name__
+ *   samples     series id, ts^sign -> double                 one entry per sample (see below)
+ *   latest      series id -> ts i64, value double
+ *   devices     device -> fixed header, then (name\0value\0)* identity
+ *   dedup       device\0 epoch -> highest applied seq
+ *   events      ts^sign, device\0, u32 n -> severity u8, kind\0message\0(name\0value\0)*
+ *
+ * Every string stored is NUL-terminated so readers can hand out pointers into the map instead of
+ * copies; they stay valid until the read transaction ends.
+ *
+ * This is the straightforward layout of the pipeline issue: one LMDB entry per sample. The
+ * compressed chunk engine replaces "samples" behind the same API; FP_STORE_FORMAT changes then. */
+#include "store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <lmdb.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_LABELS 63   /* + device fits struct fp_series_desc.labels */
+#define KEY_MAX 511     /* LMDB's default maximum key size */
+#define DEVICE_HEADER_BYTES 64
+
+struct fp_store {
+    MDB_env *env;
+    MDB_dbi meta, series_key, series_id, postings, samples, latest, devices, dedup, events;
+    bool readonly;
+    struct fp_store_options opts;
+    uint64_t map_bytes;
+};
+
+struct fp_store_reader {
+    struct fp_store *store;
+    MDB_txn *txn;
+};
+
+void fp_store_options_default(struct fp_store_options *ret)
+{
+    *ret = (struct fp_store_options){
+        .initial_map_bytes = UINT64_C(1) << 30,
+        .max_map_bytes = UINT64_C(1) << 40,
+    };
+}
+
+/* --- encoding helpers ----------------------------------------------------------------------- */
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Flipping the sign bit makes negative timestamps sort before positive ones as unsigned. */
+static void put_ts(uint8_t *p, int64_t ts)
+{
+    put_u64(p, (uint64_t)ts ^ (UINT64_C(1) << 63));
+}
+
+static int64_t get_ts(const uint8_t *p)
+{
+    return (int64_t)(get_u64(p) ^ (UINT64_C(1) << 63));
+}
+
+static void put_double(uint8_t *p, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof(u));
+    put_u64(p, u);
+}
+
+static double get_double(const uint8_t *p)
+{
+    uint64_t u = get_u64(p);
+    double v;
+    memcpy(&v, &u, sizeof(v));
+    return v;
+}
+
+static uint64_t fnv64(const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/* A growable byte buffer for building keys and values. */
+struct buf {
+    uint8_t *data;
+    size_t len, cap;
+};
+
+static int buf_reserve(struct buf *b, size_t more)
+{
+    size_t cap;
+    uint8_t *n;
+
+    if (b->len + more <= b->cap)
+        return 0;
+    cap = b->cap < 256 ? 256 : b->cap;
+    while (cap < b->len + more)
+        cap *= 2;
+    n = realloc(b->data, cap);
+    if (n == NULL)
+        return -ENOMEM;
+    b->data = n;
+    b->cap = cap;
+    return 0;
+}
+
+static int buf_add(struct buf *b, const void *p, size_t len)
+{
+    int r = buf_reserve(b, len);
+    if (r < 0)
+        return r;
+    memcpy(b->data + b->len, p, len);
+    b->len += len;
+    return 0;
+}
+
+/* Appends s including its NUL. */
+static int buf_str(struct buf *b, const char *s)
+{
+    return buf_add(b, s, strlen(s) + 1);
+}
+
+static int map_lmdb(int rc)
+{
+    switch (rc) {
+    case MDB_SUCCESS:
+        return 0;
+    case MDB_NOTFOUND:
+        return FP_STORE_E_NOTFOUND;
+    case MDB_MAP_FULL:
+        return FP_STORE_E_FULL;
+    case MDB_INVALID:
+    case MDB_VERSION_MISMATCH:
+    case MDB_INCOMPATIBLE:
+        return FP_STORE_E_FORMAT;
+    default:
+        /* LMDB passes system errors through as positive errno values. */
+        return rc > 0 ? -rc : -EIO;
+    }
+}
+
+const char *fp_store_strerror(int code)
+{
+    switch (code) {
+    case 0:
+        return "success";
+    case FP_STORE_E_FORMAT:
+        return "not a fleetpulse store of a compatible format";
+    case FP_STORE_E_NOTFOUND:
+        return "not found";
+    case FP_STORE_E_DUP:
+        return "batch already applied";
+    case FP_STORE_E_FULL:
+        return "store full (maximum map size reached)";
+    default:
+        return code < 0 ? strerror(-code) : "unknown store error";
+    }
+}
+
+static void set_err(char *err, size_t err_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t err_size, const char *fmt, ...)
+{
+    va_list ap;
+    if (err == NULL || err_size == 0)
+        return;
+    va_start(ap, fmt);
+    (void)vsnprintf(err, err_size, fmt, ap);
+    va_end(ap);
+}
+
+/* --- open / close ------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    unsigned flags;
+    size_t offset;
+} dbs[] = {
+    {"meta", 0, offsetof(struct fp_store, meta)},
+    {"series_key", MDB_DUPSORT | MDB_DUPFIXED, offsetof(struct fp_store, series_key)},
+    {"series_id", 0, offsetof(struct fp_store, series_id)},
+    {"postings", MDB_DUPSORT | MDB_DUPFIXED, offsetof(struct fp_store, postings)},
+    {"samples", 0, offsetof(struct fp_store, samples)},
+    {"latest", 0, offsetof(struct fp_store, latest)},
+    {"devices", 0, offsetof(struct fp_store, devices)},
+    {"dedup", 0, offsetof(struct fp_store, dedup)},
+    {"events", 0, offsetof(struct fp_store, events)},
+};
+
+static int open_dbs(struct fp_store *s, char *err, size_t err_size, const char *dir)
+{
+    MDB_txn *txn;
+    MDB_val k = {6, (void *)"format"}, v;
+    unsigned txn_flags = s->readonly ? MDB_RDONLY : 0;
+    int rc;
+
+    rc = mdb_txn_begin(s->env, NULL, txn_flags, &txn);
+    if (rc != 0) {
+        set_err(err, err_size, "cannot read store in %s: %s", dir, mdb_strerror(rc));
+        return map_lmdb(rc);
+    }
+    for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
+        unsigned flags = dbs[i].flags | (s->readonly ? 0 : MDB_CREATE);
+        rc = mdb_dbi_open(txn, dbs[i].name, flags, (MDB_dbi *)((char *)s + dbs[i].offset));
+        if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
+            mdb_txn_abort(txn);
+            set_err(err, err_size, "%s does not hold a fleetpulse store (database \"%s\" %s)",
+                    dir, dbs[i].name, rc == MDB_NOTFOUND ? "missing" : "of another kind");
+            return FP_STORE_E_FORMAT;
+        }
+        if (rc != 0) {
+            mdb_txn_abort(txn);
+            set_err(err, err_size, "cannot open store in %s: %s", dir, mdb_strerror(rc));
+            return map_lmdb(rc);
+        }
+    }
+    rc = mdb_get(txn, s->meta, &k, &v);
+    if (rc == MDB_NOTFOUND && !s->readonly) {
+        uint8_t fmt[4] = {0, 0, 0, FP_STORE_FORMAT};
+        MDB_val fv = {sizeof(fmt), fmt};
+        rc = mdb_put(txn, s->meta, &k, &fv, 0);
+        if (rc == 0)
+            rc = mdb_txn_commit(txn);
+        else
+            mdb_txn_abort(txn);
+        if (rc != 0) {
+            set_err(err, err_size, "cannot initialise store in %s: %s", dir, mdb_strerror(rc));
+            return map_lmdb(rc);
+        }
+        return 0;
+    }
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        set_err(err, err_size, "%s does not hold a fleetpulse store (no format version)", dir);
+        return FP_STORE_E_FORMAT;
+    }
+    if (v.mv_size != 4 || ((const uint8_t *)v.mv_data)[3] != FP_STORE_FORMAT ||
+        ((const uint8_t *)v.mv_data)[0] | ((const uint8_t *)v.mv_data)[1] |
+            ((const uint8_t *)v.mv_data)[2]) {
+        const uint8_t *f = v.mv_data;
+        unsigned found = v.mv_size == 4 ? ((unsigned)f[0] << 24 | (unsigned)f[1] << 16 |
+                                           (unsigned)f[2] << 8 | f[3])
+                                        : 0;
+        mdb_txn_abort(txn);
+        set_err(err, err_size,
+                "store in %s has format version %u; this fleetpulse reads version %d "
+                "(migrate or use a matching fleetpulse)",
+                dir, found, FP_STORE_FORMAT);
+        return FP_STORE_E_FORMAT;
+    }
+    /* Commit even a read-only txn: LMDB closes handles opened in an aborted one. */
+    if ((rc = mdb_txn_commit(txn)) != 0) {
+        set_err(err, err_size, "cannot open store in %s: %s", dir, mdb_strerror(rc));
+        return map_lmdb(rc);
+    }
+    return 0;
+}
+
+int fp_store_open(const char *dir, unsigned flags, const struct fp_store_options *opts,
+                  struct fp_store **ret, char *err, size_t err_size)
+{
+    struct fp_store *s;
+    struct stat st;
+    char path[PATH_MAX];
+    unsigned env_flags = MDB_NOTLS;
+    int rc, r;
+
+    if (stat(dir, &st) < 0) {
+        r = -errno;
+        set_err(err, err_size, "data directory %s: %s", dir, strerror(errno));
+        return r;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        set_err(err, err_size, "data directory %s: not a directory", dir);
+        return -ENOTDIR;
+    }
+    if (snprintf(path, sizeof(path), "%s/data.mdb", dir) >= (int)sizeof(path)) {
+        set_err(err, err_size, "data directory %s: path too long", dir);
+        return -ENAMETOOLONG;
+    }
+    if ((flags & FP_STORE_READONLY) && access(path, F_OK) < 0) {
+        set_err(err, err_size, "no fleetpulse store in %s (data.mdb missing; has the collector run?)",
+                dir);
+        return -ENOENT;
+    }
+    if (!(flags & FP_STORE_READONLY) && access(dir, W_OK) < 0) {
+        r = -errno;
+        set_err(err, err_size, "data directory %s is not writable: %s", dir, strerror(errno));
+        return r;
+    }
+
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -ENOMEM;
+    s->readonly = (flags & FP_STORE_READONLY) != 0;
+    if (opts != NULL)
+        s->opts = *opts;
+    else
+        fp_store_options_default(&s->opts);
+
+    rc = mdb_env_create(&s->env);
+    if (rc != 0) {
+        r = map_lmdb(rc);
+        goto fail;
+    }
+    (void)mdb_env_set_maxdbs(s->env, 16);
+    if (s->readonly) {
+        env_flags |= MDB_RDONLY;
+    } else {
+        /* Start at the file's size when it is larger, so a grown store keeps its map. */
+        s->map_bytes = s->opts.initial_map_bytes;
+        if (stat(path, &st) == 0 && (uint64_t)st.st_size > s->map_bytes)
+            s->map_bytes = (uint64_t)st.st_size;
+        rc = mdb_env_set_mapsize(s->env, s->map_bytes);
+        if (rc != 0) {
+            r = map_lmdb(rc);
+            goto fail;
+        }
+    }
+    rc = mdb_env_open(s->env, dir, env_flags, 0644);
+    if (rc != 0) {
+        r = map_lmdb(rc);
+        if (r == FP_STORE_E_FORMAT)
+            set_err(err, err_size, "%s does not hold a fleetpulse store (not an LMDB file)", dir);
+        else
+            set_err(err, err_size, "cannot open store in %s: %s", dir, mdb_strerror(rc));
+        goto fail;
+    }
+    r = open_dbs(s, err, err_size, dir);
+    if (r != 0)
+        goto fail;
+    *ret = s;
+    return 0;
+fail:
+    if (s->env != NULL)
+        mdb_env_close(s->env);
+    free(s);
+    return r;
+}
+
+void fp_store_close(struct fp_store **sp)
+{
+    struct fp_store *s = *sp;
+    if (s == NULL)
+        return;
+    mdb_env_close(s->env);
+    free(s);
+    *sp = NULL;
+}
+
+/* --- writing -------------------------------------------------------------------------------- */
+
+static int label_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct fp_label *)a)->name, ((const struct fp_label *)b)->name);
+}
+
+/* Builds the canonical key of a series (labels sorted, device added) into key. Returns 0, or
+ * -EINVAL when the series cannot be stored (too many labels, duplicate names, key too long for
+ * a posting). */
+static int canonical_key(const char *device, const struct fp_series_in *in, struct buf *key)
+{
+    struct fp_label sorted[MAX_LABELS + 1];
+    size_t n = 0;
+    int r;
+
+    if (in->n_labels > MAX_LABELS || in->metric == NULL || in->metric[0] == '\0')
+        return -EINVAL;
+    sorted[n++] = (struct fp_label){"device", device};
+    for (size_t i = 0; i < in->n_labels; i++)
+        sorted[n++] = in->labels[i];
+    qsort(sorted, n, sizeof(sorted[0]), label_cmp);
+    key->len = 0;
+    r = buf_str(key, in->metric);
+    if (strlen(in->metric) + 9 > KEY_MAX)
+        return -EINVAL;
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        if (i > 0 && strcmp(sorted[i].name, sorted[i - 1].name) == 0)
+            return -EINVAL;
+        if (strlen(sorted[i].name) + 1 + strlen(sorted[i].value) > KEY_MAX)
+            return -EINVAL;
+        r = buf_str(key, sorted[i].name);
+        if (r == 0)
+            r = buf_str(key, sorted[i].value);
+    }
+    return r;
+}
+
+static int get_meta_u64(MDB_txn *txn, struct fp_store *s, const char *name, uint64_t *ret)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    int rc = mdb_get(txn, s->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        *ret = 0;
+        return 0;
+    }
+    if (rc != 0)
+        return rc;
+    if (v.mv_size != 8)
+        return MDB_CORRUPTED;
+    *ret = get_u64(v.mv_data);
+    return 0;
+}
+
+static int put_meta_u64(MDB_txn *txn, struct fp_store *s, const char *name, uint64_t value)
+{
+    uint8_t b[8];
+    MDB_val k = {strlen(name), (void *)name}, v = {8, b};
+    put_u64(b, value);
+    return mdb_put(txn, s->meta, &k, &v, 0);
+}
+
+static int add_posting(MDB_txn *txn, struct fp_store *s, struct buf *tmp, const char *name,
+                       const char *value, const uint8_t id_be[8])
+{
+    MDB_val k, v = {8, (void *)id_be};
+    int r;
+
+    tmp->len = 0;
+    r = buf_add(tmp, name, strlen(name) + 1);
+    if (r == 0)
+        r = buf_add(tmp, value, strlen(value));
+    if (r < 0)
+        return ENOMEM;
+    k = (MDB_val){tmp->len, tmp->data};
+    r = mdb_put(txn, s->postings, &k, &v, MDB_NODUPDATA);
+    return r == MDB_KEYEXIST ? 0 : r;
+}
+
+/* Looks up or creates the series with canonical key; sets *ret_id. Returns an LMDB rc. */
+static int series_resolve(MDB_txn *txn, struct fp_store *s, const struct buf *key,
+                          enum fp_series_type type, uint64_t *next_id, struct buf *tmp,
+                          uint64_t *ret_id)
+{
+    uint8_t hash_be[8], id_be[8];
+    MDB_val hk = {8, hash_be}, hv, iv;
+    MDB_cursor *cur;
+    const char *p, *end;
+    int rc;
+
+    put_u64(hash_be, fnv64(key->data, key->len));
+    rc = mdb_cursor_open(txn, s->series_key, &cur);
+    if (rc != 0)
+        return rc;
+    rc = mdb_cursor_get(cur, &hk, &hv, MDB_SET_KEY);
+    while (rc == 0) {
+        MDB_val ik = {8, hv.mv_data};
+        int r2 = mdb_get(txn, s->series_id, &ik, &iv);
+        if (r2 == 0 && iv.mv_size == key->len + 1 &&
+            memcmp((const uint8_t *)iv.mv_data + 1, key->data, key->len) == 0) {
+            *ret_id = get_u64(hv.mv_data);
+            mdb_cursor_close(cur);
+            return 0;
+        }
+        rc = mdb_cursor_get(cur, &hk, &hv, MDB_NEXT_DUP);
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+
+    /* New series: id, reverse entry, postings for the name and every label. */
+    *ret_id = ++*next_id;
+    put_u64(id_be, *ret_id);
+    hv = (MDB_val){8, id_be};
+    rc = mdb_put(txn, s->series_key, &hk, &hv, 0);
+    if (rc != 0)
+        return rc;
+    tmp->len = 0;
+    if (buf_add(tmp, &(uint8_t){(uint8_t)type}, 1) < 0 || buf_add(tmp, key->data, key->len) < 0)
+        return ENOMEM;
+    {
+        MDB_val ik = {8, id_be}, kv = {tmp->len, tmp->data};
+        rc = mdb_put(txn, s->series_id, &ik, &kv, MDB_NOOVERWRITE);
+        if (rc != 0)
+            return rc;
+    }
+    p = (const char *)key->data;
+    end = p + key->len;
+    rc = add_posting(txn, s, tmp, "__name__", p, id_be);
+    p += strlen(p) + 1;
+    while (rc == 0 && p < end) {
+        const char *name = p, *value = p + strlen(p) + 1;
+        rc = add_posting(txn, s, tmp, name, value, id_be);
+        p = value + strlen(value) + 1;
+    }
+    return rc;
+}
+
+static int write_samples(MDB_txn *txn, struct fp_store *s, uint64_t id,
+                         const struct fp_series_in *in)
+{
+    uint8_t kb[16], vb[16], id_be[8];
+    MDB_val k = {16, kb}, v = {8, vb}, lk = {8, id_be}, lv;
+    int64_t newest_ts = INT64_MIN;
+    double newest_v = 0;
+    int rc;
+
+    put_u64(kb, id);
+    put_u64(id_be, id);
+    for (size_t i = 0; i < in->n; i++) {
+        put_ts(kb + 8, in->ts_ms[i]);
+        put_double(vb, in->values[i]);
+        rc = mdb_put(txn, s->samples, &k, &v, 0);
+        if (rc != 0)
+            return rc;
+        if (in->ts_ms[i] >= newest_ts) {
+            newest_ts = in->ts_ms[i];
+            newest_v = in->values[i];
+        }
+    }
+    if (in->n == 0)
+        return 0;
+    rc = mdb_get(txn, s->latest, &lk, &lv);
+    if (rc == 0 && lv.mv_size == 16 && get_ts(lv.mv_data) > newest_ts)
+        return 0;
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    put_ts(vb, newest_ts);
+    put_double(vb + 8, newest_v);
+    lv = (MDB_val){16, vb};
+    return mdb_put(txn, s->latest, &lk, &lv, 0);
+}
+
+/* Device record header: first_seen, last_seen, batches, samples, duplicates, dropped,
+ * last_epoch, last_seq; 8 bytes each. The identity pairs follow. */
+struct device_rec {
+    int64_t first_seen, last_seen;
+    uint64_t batches, samples, duplicates, dropped, last_epoch, last_seq;
+};
+
+static void rec_decode(const uint8_t *p, struct device_rec *r)
+{
+    r->first_seen = (int64_t)get_u64(p);
+    r->last_seen = (int64_t)get_u64(p + 8);
+    r->batches = get_u64(p + 16);
+    r->samples = get_u64(p + 24);
+    r->duplicates = get_u64(p + 32);
+    r->dropped = get_u64(p + 40);
+    r->last_epoch = get_u64(p + 48);
+    r->last_seq = get_u64(p + 56);
+}
+
+static void rec_encode(uint8_t *p, const struct device_rec *r)
+{
+    put_u64(p, (uint64_t)r->first_seen);
+    put_u64(p + 8, (uint64_t)r->last_seen);
+    put_u64(p + 16, r->batches);
+    put_u64(p + 24, r->samples);
+    put_u64(p + 32, r->duplicates);
+    put_u64(p + 40, r->dropped);
+    put_u64(p + 48, r->last_epoch);
+    put_u64(p + 56, r->last_seq);
+}
+
+static int update_device(MDB_txn *txn, struct fp_store *s, const struct fp_write_batch *b,
+                         bool duplicate, uint64_t samples, struct buf *tmp)
+{
+    MDB_val k = {strlen(b->device) + 1, (void *)b->device}, v;
+    struct device_rec rec = {0};
+    const uint8_t *old_info = NULL;
+    size_t old_info_len = 0;
+    int rc;
+
+    rc = mdb_get(txn, s->devices, &k, &v);
+    if (rc == 0 && v.mv_size >= DEVICE_HEADER_BYTES) {
+        rec_decode(v.mv_data, &rec);
+        old_info = (const uint8_t *)v.mv_data + DEVICE_HEADER_BYTES;
+        old_info_len = v.mv_size - DEVICE_HEADER_BYTES;
+    } else if (rc != 0 && rc != MDB_NOTFOUND) {
+        return rc;
+    } else {
+        rec.first_seen = b->received_ms;
+    }
+    if (duplicate) {
+        rec.duplicates++;
+    } else {
+        rec.batches++;
+        rec.samples += samples;
+        rec.last_seen = b->received_ms > rec.last_seen ? b->received_ms : rec.last_seen;
+        rec.dropped = b->dropped_samples_total;
+        rec.last_epoch = b->epoch;
+        rec.last_seq = b->seq;
+    }
+    tmp->len = 0;
+    if (buf_reserve(tmp, DEVICE_HEADER_BYTES) < 0)
+        return ENOMEM;
+    rec_encode(tmp->data, &rec);
+    tmp->len = DEVICE_HEADER_BYTES;
+    if (b->n_info > 0 && !duplicate) {
+        for (size_t i = 0; i < b->n_info; i++)
+            if (buf_str(tmp, b->info[i].name) < 0 || buf_str(tmp, b->info[i].value) < 0)
+                return ENOMEM;
+    } else if (old_info_len > 0 && buf_add(tmp, old_info, old_info_len) < 0) {
+        return ENOMEM;
+    }
+    v = (MDB_val){tmp->len, tmp->data};
+    return mdb_put(txn, s->devices, &k, &v, 0);
+}
+
+/* Sets *ret_dup when (device, epoch, seq) was applied before; otherwise records it. Returns an
+ * LMDB rc. */
+static int dedup_check(MDB_txn *txn, struct fp_store *s, const struct fp_write_batch *b,
+                       struct buf *tmp, bool *ret_dup)
+{
+    MDB_val k, v;
+    uint8_t seq_be[8];
+    int rc;
+
+    *ret_dup = false;
+    tmp->len = 0;
+    if (buf_str(tmp, b->device) < 0 || buf_reserve(tmp, 8) < 0)
+        return ENOMEM;
+    put_u64(tmp->data + tmp->len, b->epoch);
+    tmp->len += 8;
+    k = (MDB_val){tmp->len, tmp->data};
+    rc = mdb_get(txn, s->dedup, &k, &v);
+    if (rc == 0 && v.mv_size == 8 && get_u64(v.mv_data) >= b->seq) {
+        *ret_dup = true;
+        return 0;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    put_u64(seq_be, b->seq);
+    v = (MDB_val){8, seq_be};
+    return mdb_put(txn, s->dedup, &k, &v, 0);
+}
+
+static int write_events(MDB_txn *txn, struct fp_store *s, const struct fp_write_batch *b,
+                        struct buf *key, struct buf *val)
+{
+    for (size_t i = 0; i < b->n_events; i++) {
+        const struct fp_event_in *e = &b->events[i];
+        MDB_val k, v;
+        uint8_t n_be[8];
+        int rc;
+
+        key->len = 0;
+        if (buf_reserve(key, 8) < 0)
+            return ENOMEM;
+        put_ts(key->data, e->ts_ms);
+        key->len = 8;
+        if (buf_str(key, b->device) < 0)
+            return ENOMEM;
+        /* The batch's seq and the event's index make the key unique without a counter. */
+        put_u64(n_be, (b->seq << 16) | (i & 0xffff));
+        if (buf_add(key, n_be, 8) < 0 || key->len > KEY_MAX)
+            continue;
+        val->len = 0;
+        if (buf_add(val, &(uint8_t){(uint8_t)e->severity}, 1) < 0 ||
+            buf_str(val, e->kind != NULL ? e->kind : "") < 0 ||
+            buf_str(val, e->message != NULL ? e->message : "") < 0)
+            return ENOMEM;
+        for (size_t a = 0; a < e->n_attrs; a++)
+            if (buf_str(val, e->attrs[a].name) < 0 || buf_str(val, e->attrs[a].value) < 0)
+                return ENOMEM;
+        k = (MDB_val){key->len, key->data};
+        v = (MDB_val){val->len, val->data};
+        rc = mdb_put(txn, s->events, &k, &v, 0);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* One attempt at writing everything in one transaction. Returns an LMDB rc (or errno). */
+static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, size_t n,
+                     struct fp_write_result *res, struct buf *key, struct buf *tmp)
+{
+    MDB_txn *txn;
+    uint64_t next_id;
+    int rc;
+
+    rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc != 0)
+        return rc;
+    rc = get_meta_u64(txn, s, "next_series_id", &next_id);
+    for (size_t bi = 0; rc == 0 && bi < n; bi++) {
+        const struct fp_write_batch *b = &batches[bi];
+        uint64_t written = 0, refused = 0;
+        bool dup = false;
+
+        res[bi] = (struct fp_write_result){0};
+        if (b->seq > 0) {
+            rc = dedup_check(txn, s, b, tmp, &dup);
+            if (rc != 0)
+                break;
+        }
+        if (dup) {
+            res[bi].status = FP_STORE_E_DUP;
+            rc = update_device(txn, s, b, true, 0, tmp);
+            continue;
+        }
+        for (size_t si = 0; rc == 0 && si < b->n_series; si++) {
+            const struct fp_series_in *in = &b->series[si];
+            uint64_t id;
+            int r = canonical_key(b->device, in, key);
+            if (r == -ENOMEM) {
+                rc = ENOMEM;
+                break;
+            }
+            if (r < 0) {
+                refused += in->n;
+                continue;
+            }
+            rc = series_resolve(txn, s, key, in->type, &next_id, tmp, &id);
+            if (rc == 0)
+                rc = write_samples(txn, s, id, in);
+            written += in->n;
+        }
+        if (rc == 0)
+            rc = write_events(txn, s, b, key, tmp);
+        if (rc == 0)
+            rc = update_device(txn, s, b, false, written, tmp);
+        res[bi].samples_written = written;
+        res[bi].samples_refused = refused;
+    }
+    if (rc == 0)
+        rc = put_meta_u64(txn, s, "next_series_id", next_id);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return mdb_txn_commit(txn);
+}
+
+int fp_store_write(struct fp_store *s, const struct fp_write_batch *batches, size_t n,
+                   struct fp_write_result *ret_results)
+{
+    struct buf key = {0}, tmp = {0};
+    int rc;
+
+    if (s->readonly)
+        return -EROFS;
+    for (;;) {
+        rc = write_txn(s, batches, n, ret_results, &key, &tmp);
+        if (rc != MDB_MAP_FULL)
+            break;
+        /* Grow and redo the whole transaction: nothing of the failed attempt was committed. */
+        if (s->map_bytes >= s->opts.max_map_bytes) {
+            rc = MDB_MAP_FULL;
+            break;
+        }
+        s->map_bytes = s->map_bytes * 2 > s->opts.max_map_bytes ? s->opts.max_map_bytes
+                                                                : s->map_bytes * 2;
+        rc = mdb_env_set_mapsize(s->env, s->map_bytes);
+        if (rc != 0)
+            break;
+    }
+    free(key.data);
+    free(tmp.data);
+    if (rc == ENOMEM)
+        return -ENOMEM;
+    return map_lmdb(rc);
+}
+
+/* --- reading -------------------------------------------------------------------------------- */
+
+int fp_store_reader_open(struct fp_store *s, struct fp_store_reader **ret)
+{
+    struct fp_store_reader *r = calloc(1, sizeof(*r));
+    int rc;
+
+    if (r == NULL)
+        return -ENOMEM;
+    r->store = s;
+    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
+    if (rc == MDB_MAP_RESIZED) {
+        /* The writer (another process) grew the map: adopt its size and retry once. */
+        rc = mdb_env_set_mapsize(s->env, 0);
+        if (rc == 0)
+            rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
+    }
+    if (rc != 0) {
+        free(r);
+        return map_lmdb(rc);
+    }
+    *ret = r;
+    return 0;
+}
+
+void fp_store_reader_close(struct fp_store_reader **rp)
+{
+    struct fp_store_reader *r = *rp;
+    if (r == NULL)
+        return;
+    mdb_txn_abort(r->txn);
+    free(r);
+    *rp = NULL;
+}
+
+int fp_store_series_get(struct fp_store_reader *r, uint64_t id, struct fp_series_desc *ret)
+{
+    uint8_t id_be[8];
+    MDB_val k = {8, id_be}, v;
+    const char *p, *end;
+    int rc;
+
+    put_u64(id_be, id);
+    rc = mdb_get(r->txn, r->store->series_id, &k, &v);
+    if (rc != 0)
+        return map_lmdb(rc);
+    if (v.mv_size < 2 || ((const char *)v.mv_data)[v.mv_size - 1] != '\0')
+        return -EIO;
+    ret->id = id;
+    ret->type = (enum fp_series_type)((const uint8_t *)v.mv_data)[0];
+    p = (const char *)v.mv_data + 1;
+    end = (const char *)v.mv_data + v.mv_size;
+    ret->metric = p;
+    p += strlen(p) + 1;
+    ret->n_labels = 0;
+    while (p < end && ret->n_labels < sizeof(ret->labels) / sizeof(ret->labels[0])) {
+        const char *name = p, *value = p + strlen(p) + 1;
+        if (value >= end)
+            return -EIO;
+        ret->labels[ret->n_labels++] = (struct fp_label){name, value};
+        p = value + strlen(value) + 1;
+    }
+    return 0;
+}
+
+/* A sorted, growable id list. */
+struct ids {
+    uint64_t *v;
+    size_t n, cap;
+};
+
+static int ids_push(struct ids *l, uint64_t id)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap < 64 ? 64 : l->cap * 2;
+        uint64_t *nv = realloc(l->v, cap * sizeof(*nv));
+        if (nv == NULL)
+            return -ENOMEM;
+        l->v = nv;
+        l->cap = cap;
+    }
+    l->v[l->n++] = id;
+    return 0;
+}
+
+/* Reads the posting list of name=value (sorted, since DUPSORT keeps dups in byte order and ids
+ * are big-endian). */
+static int postings_get(struct fp_store_reader *r, const char *name, const char *value,
+                        struct ids *out)
+{
+    char kb[KEY_MAX + 1];
+    size_t nl = strlen(name), vl = strlen(value);
+    MDB_val k, v;
+    MDB_cursor *cur;
+    int rc, err = 0;
+
+    out->n = 0;
+    if (nl + 1 + vl > KEY_MAX)
+        return 0;
+    memcpy(kb, name, nl + 1);
+    memcpy(kb + nl + 1, value, vl);
+    k = (MDB_val){nl + 1 + vl, kb};
+    rc = mdb_cursor_open(r->txn, r->store->postings, &cur);
+    if (rc != 0)
+        return map_lmdb(rc);
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+    if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_GET_MULTIPLE);
+    while (rc == 0 && err == 0) {
+        for (size_t i = 0; i + 8 <= v.mv_size && err == 0; i += 8)
+            err = ids_push(out, get_u64((const uint8_t *)v.mv_data + i));
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_MULTIPLE);
+    }
+    mdb_cursor_close(cur);
+    if (err != 0)
+        return err;
+    return rc == MDB_NOTFOUND ? 0 : map_lmdb(rc);
+}
+
+static void ids_intersect(struct ids *a, const struct ids *b)
+{
+    size_t i = 0, j = 0, n = 0;
+    while (i < a->n && j < b->n) {
+        if (a->v[i] < b->v[j])
+            i++;
+        else if (a->v[i] > b->v[j])
+            j++;
+        else {
+            a->v[n++] = a->v[i];
+            i++;
+            j++;
+        }
+    }
+    a->n = n;
+}
+
+static const char *desc_label(const struct fp_series_desc *d, const char *name)
+{
+    if (strcmp(name, "__name__") == 0)
+        return d->metric;
+    for (size_t i = 0; i < d->n_labels; i++)
+        if (strcmp(d->labels[i].name, name) == 0)
+            return d->labels[i].value;
+    return "";
+}
+
+int fp_store_select(struct fp_store_reader *r, const struct fp_matcher *m, size_t n_matchers,
+                    uint64_t **ret_ids, size_t *ret_n)
+{
+    struct ids acc = {0}, tmp = {0};
+    regex_t *res = NULL;
+    bool have_eq = false, need_filter = false;
+    int err = 0;
+
+    *ret_ids = NULL;
+    *ret_n = 0;
+    if (n_matchers > 0) {
+        res = calloc(n_matchers, sizeof(*res));
+        if (res == NULL)
+            return -ENOMEM;
+    }
+    for (size_t i = 0; i < n_matchers; i++) {
+        if (m[i].op == FP_MATCH_RE || m[i].op == FP_MATCH_NRE) {
+            size_t len = strlen(m[i].value) + 5;
+            char *anchored = malloc(len);
+            if (anchored == NULL) {
+                err = -ENOMEM;
+                n_matchers = i;
+                goto out;
+            }
+            (void)snprintf(anchored, len, "^(%s)$", m[i].value);
+            if (regcomp(&res[i], anchored, REG_EXTENDED | REG_NOSUB) != 0) {
+                free(anchored);
+                err = -EINVAL;
+                n_matchers = i;
+                goto out;
+            }
+            free(anchored);
+        }
+    }
+    /* Equality matchers on a non-empty value narrow through postings; everything else filters
+     * the candidates by reading each series' labels. */
+    for (size_t i = 0; i < n_matchers; i++) {
+        if (m[i].op != FP_MATCH_EQ || m[i].value[0] == '\0') {
+            need_filter = true;
+            continue;
+        }
+        err = postings_get(r, m[i].name, m[i].value, have_eq ? &tmp : &acc);
+        if (err != 0)
+            goto out;
+        if (have_eq)
+            ids_intersect(&acc, &tmp);
+        have_eq = true;
+        if (acc.n == 0)
+            goto out;
+    }
+    if (!have_eq) {
+        MDB_cursor *cur;
+        MDB_val k, v;
+        int rc = mdb_cursor_open(r->txn, r->store->series_id, &cur);
+        if (rc != 0) {
+            err = map_lmdb(rc);
+            goto out;
+        }
+        while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0 && err == 0)
+            if (k.mv_size == 8)
+                err = ids_push(&acc, get_u64(k.mv_data));
+        mdb_cursor_close(cur);
+        if (err == 0 && rc != MDB_NOTFOUND)
+            err = map_lmdb(rc);
+        if (err != 0)
+            goto out;
+    }
+    if (need_filter) {
+        size_t keep = 0;
+        for (size_t c = 0; c < acc.n; c++) {
+            struct fp_series_desc d;
+            bool ok = true;
+            err = fp_store_series_get(r, acc.v[c], &d);
+            if (err == FP_STORE_E_NOTFOUND) {
+                err = 0;
+                continue;
+            }
+            if (err != 0)
+                goto out;
+            for (size_t i = 0; i < n_matchers && ok; i++) {
+                const char *val = desc_label(&d, m[i].name);
+                switch (m[i].op) {
+                case FP_MATCH_EQ:
+                    ok = strcmp(val, m[i].value) == 0;
+                    break;
+                case FP_MATCH_NE:
+                    ok = strcmp(val, m[i].value) != 0;
+                    break;
+                case FP_MATCH_RE:
+                    ok = regexec(&res[i], val, 0, NULL, 0) == 0;
+                    break;
+                case FP_MATCH_NRE:
+                    ok = regexec(&res[i], val, 0, NULL, 0) != 0;
+                    break;
+                }
+            }
+            if (ok)
+                acc.v[keep++] = acc.v[c];
+        }
+        acc.n = keep;
+    }
+out:
+    for (size_t i = 0; i < n_matchers; i++)
+        if (m[i].op == FP_MATCH_RE || m[i].op == FP_MATCH_NRE)
+            regfree(&res[i]);
+    free(res);
+    free(tmp.v);
+    if (err != 0 || acc.n == 0) {
+        free(acc.v);
+        return err;
+    }
+    *ret_ids = acc.v;
+    *ret_n = acc.n;
+    return 0;
+}
+
+int fp_store_read_range(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int64_t to_ms,
+                        fp_point_fn fn, void *userdata)
+{
+    uint8_t kb[16];
+    MDB_val k = {16, kb}, v;
+    MDB_cursor *cur;
+    int rc, stop = 0;
+
+    if (from_ms > to_ms)
+        return 0;
+    put_u64(kb, id);
+    put_ts(kb + 8, from_ms);
+    rc = mdb_cursor_open(r->txn, r->store->samples, &cur);
+    if (rc != 0)
+        return map_lmdb(rc);
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0) {
+        const uint8_t *kp = k.mv_data;
+        int64_t ts;
+        if (k.mv_size != 16 || get_u64(kp) != id)
+            break;
+        ts = get_ts(kp + 8);
+        if (ts > to_ms)
+            break;
+        if (v.mv_size == 8) {
+            stop = fn(userdata, ts, get_double(v.mv_data));
+            if (stop != 0)
+                break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (stop != 0)
+        return stop;
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : map_lmdb(rc);
+}
+
+int fp_store_latest(struct fp_store_reader *r, uint64_t id, int64_t *ret_ts_ms, double *ret_value)
+{
+    uint8_t id_be[8];
+    MDB_val k = {8, id_be}, v;
+    int rc;
+
+    put_u64(id_be, id);
+    rc = mdb_get(r->txn, r->store->latest, &k, &v);
+    if (rc != 0)
+        return map_lmdb(rc);
+    if (v.mv_size != 16)
+        return -EIO;
+    *ret_ts_ms = get_ts(v.mv_data);
+    *ret_value = get_double((const uint8_t *)v.mv_data + 8);
+    return 0;
+}
+
+static int device_decode(const MDB_val *k, const MDB_val *v, struct fp_device_desc *d)
+{
+    struct device_rec rec;
+    const char *p, *end;
+
+    if (v->mv_size < DEVICE_HEADER_BYTES || k->mv_size == 0 ||
+        ((const char *)k->mv_data)[k->mv_size - 1] != '\0')
+        return -EIO;
+    rec_decode(v->mv_data, &rec);
+    d->device = k->mv_data;
+    d->first_seen_ms = rec.first_seen;
+    d->last_seen_ms = rec.last_seen;
+    d->batches = rec.batches;
+    d->samples = rec.samples;
+    d->duplicates = rec.duplicates;
+    d->dropped_samples_total = rec.dropped;
+    d->last_epoch = rec.last_epoch;
+    d->last_seq = rec.last_seq;
+    d->n_info = 0;
+    p = (const char *)v->mv_data + DEVICE_HEADER_BYTES;
+    end = (const char *)v->mv_data + v->mv_size;
+    if (p < end && end[-1] != '\0')
+        return -EIO;
+    while (p < end && d->n_info < sizeof(d->info) / sizeof(d->info[0])) {
+        const char *name = p, *value = p + strlen(p) + 1;
+        if (value >= end)
+            return -EIO;
+        d->info[d->n_info++] = (struct fp_label){name, value};
+        p = value + strlen(value) + 1;
+    }
+    return 0;
+}
+
+int fp_store_devices(struct fp_store_reader *r, fp_device_fn fn, void *userdata)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc, res = 0;
+
+    rc = mdb_cursor_open(r->txn, r->store->devices, &cur);
+    if (rc != 0)
+        return map_lmdb(rc);
+    while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        struct fp_device_desc d;
+        if (device_decode(&k, &v, &d) < 0)
+            continue;
+        res = fn(userdata, &d);
+        if (res != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (res != 0)
+        return res;
+    return rc == MDB_NOTFOUND ? 0 : map_lmdb(rc);
+}
+
+int fp_store_device_get(struct fp_store_reader *r, const char *device, struct fp_device_desc *ret)
+{
+    MDB_val k = {strlen(device) + 1, (void *)device}, v;
+    int rc = mdb_get(r->txn, r->store->devices, &k, &v);
+    if (rc != 0)
+        return map_lmdb(rc);
+    return device_decode(&k, &v, ret);
+}
+
+int fp_store_events(struct fp_store_reader *r, const char *device, int64_t from_ms, int64_t to_ms,
+                    fp_event_fn fn, void *userdata)
+{
+    uint8_t kb[8];
+    MDB_val k = {8, kb}, v;
+    MDB_cursor *cur;
+    int rc, res = 0;
+
+    put_ts(kb, from_ms);
+    rc = mdb_cursor_open(r->txn, r->store->events, &cur);
+    if (rc != 0)
+        return map_lmdb(rc);
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        struct fp_event_desc e;
+        const char *kp = k.mv_data, *p, *end;
+        if (k.mv_size < 8 + 2 + 8 || v.mv_size < 3 ||
+            ((const char *)v.mv_data)[v.mv_size - 1] != '\0' || kp[k.mv_size - 9] != '\0')
+            continue;
+        e.ts_ms = get_ts(k.mv_data);
+        if (e.ts_ms > to_ms)
+            break;
+        e.device = kp + 8;
+        if (device != NULL && strcmp(e.device, device) != 0)
+            continue;
+        e.severity = ((const uint8_t *)v.mv_data)[0];
+        p = (const char *)v.mv_data + 1;
+        end = (const char *)v.mv_data + v.mv_size;
+        e.kind = p;
+        p += strlen(p) + 1;
+        if (p >= end)
+            continue;
+        e.message = p;
+        p += strlen(p) + 1;
+        e.n_attrs = 0;
+        while (p < end && e.n_attrs < sizeof(e.attrs) / sizeof(e.attrs[0])) {
+            const char *name = p, *value = p + strlen(p) + 1;
+            if (value >= end)
+                break;
+            e.attrs[e.n_attrs++] = (struct fp_label){name, value};
+            p = value + strlen(value) + 1;
+        }
+        res = fn(userdata, &e);
+        if (res != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (res != 0)
+        return res;
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : map_lmdb(rc);
+}

@@ -1,0 +1,347 @@
+/* Storage API: writes come back exactly, matchers select the right series, a batch is applied
+ * once, the map grows, and foreign or incompatible stores are refused with a clear reason. */
+#include "test.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+
+static char dir[64];
+
+static void rm_store(const char *d)
+{
+    char p[128];
+    (void)snprintf(p, sizeof(p), "%s/data.mdb", d);
+    (void)unlink(p);
+    (void)snprintf(p, sizeof(p), "%s/lock.mdb", d);
+    (void)unlink(p);
+}
+
+struct points {
+    int64_t ts[64];
+    double v[64];
+    size_t n;
+};
+
+static int collect(void *ud, int64_t ts, double v)
+{
+    struct points *p = ud;
+    if (p->n < 64) {
+        p->ts[p->n] = ts;
+        p->v[p->n] = v;
+    }
+    p->n++;
+    return 0;
+}
+
+static uint64_t select_one(struct fp_store_reader *r, const struct fp_matcher *m, size_t n)
+{
+    uint64_t *ids, id = 0;
+    size_t nids;
+    int rc = fp_store_select(r, m, n, &ids, &nids);
+    check_int(rc, 0);
+    check_int(nids, 1);
+    if (nids >= 1)
+        id = ids[0];
+    free(ids);
+    return id;
+}
+
+static size_t select_count(struct fp_store_reader *r, const struct fp_matcher *m, size_t n)
+{
+    uint64_t *ids;
+    size_t nids = 0;
+    int rc = fp_store_select(r, m, n, &ids, &nids);
+    check_int(rc, 0);
+    free(ids);
+    return nids;
+}
+
+static int count_device(void *ud, const struct fp_device_desc *d)
+{
+    (*(int *)ud)++;
+    return 0;
+}
+
+static int first_event(void *ud, const struct fp_event_desc *e)
+{
+    struct fp_event_desc *out = ud;
+    *out = *e;
+    return 1;
+}
+
+static void test_roundtrip(void)
+{
+    struct fp_store *s = NULL;
+    struct fp_store_reader *r = NULL;
+    char err[256];
+    const struct fp_label zone0[] = {{"zone", "thermal_zone0"}, {"type", "x86_pkg_temp"}};
+    const struct fp_label zone1[] = {{"type", "acpitz"}, {"zone", "thermal_zone1"}};
+    const int64_t ts[] = {1732412345123, 1732412355123, 1732412350123};
+    const double temp0[] = {51.234, 52.5, 51.9};
+    const double temp1[] = {-5.0, -4.5, -4.75};
+    const double mem[] = {8.0e9};
+    const struct fp_series_in series[] = {
+        {"temperature_celsius", FP_SERIES_GAUGE, zone0, 2, ts, temp0, 3},
+        {"temperature_celsius", FP_SERIES_GAUGE, zone1, 2, ts, temp1, 3},
+        {"memory_available_bytes", FP_SERIES_GAUGE, NULL, 0, ts, mem, 1},
+    };
+    const struct fp_label info[] = {{"hostname", "kiosk-7"}, {"model", "qwen2.5-1.5b"}};
+    const struct fp_label attrs[] = {{"source", "pressure"}};
+    const struct fp_event_in ev = {1732412345000, "source_missing", 2, "no PSI", attrs, 1};
+    struct fp_write_batch b[2] = {
+        {.device = "dev-a", .epoch = 7, .seq = 1, .received_ms = 1732412400000, .info = info,
+         .n_info = 2, .series = series, .n_series = 3, .events = &ev, .n_events = 1},
+        {.device = "dev-b", .epoch = 9, .seq = 1, .received_ms = 1732412401000,
+         .series = series + 2, .n_series = 1},
+    };
+    struct fp_write_result res[2];
+    struct points pts = {0};
+    struct fp_series_desc d;
+    struct fp_device_desc dd;
+    struct fp_event_desc ed;
+    int64_t lts;
+    double lv;
+    uint64_t id;
+    int n = 0;
+
+    fp_assert(fp_store_open(dir, 0, NULL, &s, err, sizeof(err)) == 0);
+    check_int(fp_store_write(s, b, 2, res), 0);
+    check_int(res[0].status, 0);
+    check_int(res[0].samples_written, 7);
+    check_int(res[1].samples_written, 1);
+
+    /* Delivered again (a retransmission): nothing is written twice. */
+    check_int(fp_store_write(s, b, 1, res), 0);
+    check_int(res[0].status, FP_STORE_E_DUP);
+    check_int(res[0].samples_written, 0);
+
+    fp_assert(fp_store_reader_open(s, &r) == 0);
+    {
+        const struct fp_matcher m[] = {{"__name__", "temperature_celsius", FP_MATCH_EQ},
+                                       {"device", "dev-a", FP_MATCH_EQ},
+                                       {"zone", "thermal_zone0", FP_MATCH_EQ}};
+        id = select_one(r, m, 3);
+    }
+    check_int(fp_store_series_get(r, id, &d), 0);
+    check_str(d.metric, "temperature_celsius");
+    check_int(d.n_labels, 3);
+    check_str(d.labels[0].name, "device"); /* sorted by name */
+    check_str(d.labels[0].value, "dev-a");
+    check_str(d.labels[1].name, "type");
+    check_str(d.labels[2].value, "thermal_zone0");
+
+    /* Out of order on the way in, in order on the way out, bit for bit. */
+    check_int(fp_store_read_range(r, id, 0, INT64_MAX, collect, &pts), 0);
+    check_int(pts.n, 3);
+    check_int(pts.ts[0], 1732412345123);
+    check_double(pts.v[0], 51.234);
+    check_int(pts.ts[1], 1732412350123);
+    check_double(pts.v[1], 51.9);
+    check_int(pts.ts[2], 1732412355123);
+    pts.n = 0;
+    check_int(fp_store_read_range(r, id, 1732412350123, 1732412350123, collect, &pts), 0);
+    check_int(pts.n, 1);
+    check_int(fp_store_latest(r, id, &lts, &lv), 0);
+    check_int(lts, 1732412355123);
+    check_double(lv, 52.5);
+
+    {
+        const struct fp_matcher m[] = {{"__name__", "temperature_celsius", FP_MATCH_EQ}};
+        check_int(select_count(r, m, 1), 2);
+        const struct fp_matcher ne[] = {{"__name__", "temperature_celsius", FP_MATCH_EQ},
+                                        {"zone", "thermal_zone0", FP_MATCH_NE}};
+        check_int(select_count(r, ne, 2), 1);
+        const struct fp_matcher re[] = {{"zone", "thermal_zone[01]", FP_MATCH_RE}};
+        check_int(select_count(r, re, 1), 2);
+        const struct fp_matcher nre[] = {{"device", "dev-.", FP_MATCH_NRE}};
+        check_int(select_count(r, nre, 1), 0);
+        const struct fp_matcher absent[] = {{"zone", "", FP_MATCH_EQ}};
+        check_int(select_count(r, absent, 1), 2); /* the two memory series */
+        const struct fp_matcher none[] = {{"device", "nope", FP_MATCH_EQ}};
+        check_int(select_count(r, none, 1), 0);
+        check_int(select_count(r, NULL, 0), 4);
+        uint64_t *ids;
+        size_t nids;
+        const struct fp_matcher bad[] = {{"zone", "(", FP_MATCH_RE}};
+        check_int(fp_store_select(r, bad, 1, &ids, &nids), -EINVAL);
+    }
+
+    check_int(fp_store_devices(r, count_device, &n), 0);
+    check_int(n, 2);
+    check_int(fp_store_device_get(r, "dev-a", &dd), 0);
+    check_int(dd.last_seen_ms, 1732412400000);
+    check_int(dd.batches, 1);
+    check_int(dd.samples, 7);
+    check_int(dd.duplicates, 1);
+    check_int(dd.last_epoch, 7);
+    check_int(dd.n_info, 2);
+    check_str(dd.info[1].value, "qwen2.5-1.5b");
+    check_int(fp_store_device_get(r, "dev-z", &dd), FP_STORE_E_NOTFOUND);
+
+    check_int(fp_store_events(r, NULL, 0, INT64_MAX, first_event, &ed), 1);
+    check_str(ed.kind, "source_missing");
+    check_str(ed.device, "dev-a");
+    check_str(ed.message, "no PSI");
+    check_int(ed.severity, 2);
+    check_int(ed.n_attrs, 1);
+    check_str(ed.attrs[0].value, "pressure");
+    check_int(fp_store_events(r, "dev-b", 0, INT64_MAX, first_event, &ed), 0);
+    fp_store_reader_close(&r);
+    check(r == NULL);
+
+    /* A second batch of the same epoch adds; info not resent is kept. */
+    b[0].seq = 2;
+    b[0].n_info = 0;
+    b[0].n_events = 0;
+    b[0].received_ms = 1732412410000;
+    check_int(fp_store_write(s, b, 1, res), 0);
+    check_int(res[0].status, 0);
+    fp_assert(fp_store_reader_open(s, &r) == 0);
+    check_int(fp_store_device_get(r, "dev-a", &dd), 0);
+    check_int(dd.n_info, 2);
+    check_int(dd.batches, 2);
+    check_int(dd.last_seen_ms, 1732412410000);
+    fp_store_reader_close(&r);
+    fp_store_close(&s);
+    check(s == NULL);
+    fp_store_close(&s); /* idempotent */
+
+    /* A separate read-only opener sees the same data. */
+    fp_assert(fp_store_open(dir, FP_STORE_READONLY, NULL, &s, err, sizeof(err)) == 0);
+    fp_assert(fp_store_reader_open(s, &r) == 0);
+    check_int(select_count(r, NULL, 0), 4);
+    fp_store_reader_close(&r);
+    check_int(fp_store_write(s, b, 1, res), -EROFS);
+    fp_store_close(&s);
+}
+
+static void test_refusals(void)
+{
+    struct fp_store *s = NULL;
+    char err[256];
+    char longval[600];
+    const int64_t ts[] = {1732412345123};
+    const double v[] = {1};
+    struct fp_label lbl[] = {{"x", longval}};
+    const struct fp_label dupl[] = {{"a", "1"}, {"a", "2"}};
+    const struct fp_series_in series[] = {
+        {"too_long", FP_SERIES_GAUGE, lbl, 1, ts, v, 1},
+        {"dup_labels", FP_SERIES_GAUGE, dupl, 2, ts, v, 1},
+        {"fine", FP_SERIES_GAUGE, NULL, 0, ts, v, 1},
+    };
+    struct fp_write_batch b = {.device = "d", .epoch = 1, .seq = 1, .received_ms = 1,
+                               .series = series, .n_series = 3};
+    struct fp_write_result res;
+
+    memset(longval, 'x', sizeof(longval) - 1);
+    longval[sizeof(longval) - 1] = '\0';
+    rm_store(dir);
+    fp_assert(fp_store_open(dir, 0, NULL, &s, err, sizeof(err)) == 0);
+    check_int(fp_store_write(s, &b, 1, &res), 0);
+    check_int(res.samples_written, 1);
+    check_int(res.samples_refused, 2);
+    fp_store_close(&s);
+}
+
+static void test_growth(void)
+{
+    struct fp_store_options o;
+    struct fp_store *s = NULL;
+    char err[256];
+    int64_t ts[1000];
+    double v[1000];
+    struct fp_series_in series = {"grow", FP_SERIES_GAUGE, NULL, 0, ts, v, 1000};
+    struct fp_write_batch b = {.device = "d", .epoch = 1, .received_ms = 1, .series = &series,
+                               .n_series = 1};
+    struct fp_write_result res;
+    int rc = 0;
+
+    for (int i = 0; i < 1000; i++) {
+        ts[i] = 1732412345000 + i;
+        v[i] = i;
+    }
+    rm_store(dir);
+    fp_store_options_default(&o);
+    o.initial_map_bytes = 64 * 1024;
+    o.max_map_bytes = 4 * 1024 * 1024;
+    fp_assert(fp_store_open(dir, 0, &o, &s, err, sizeof(err)) == 0);
+    /* 1000 samples per round, ~60 bytes each: the 64 KiB map must grow several times, then
+     * reach the cap and say so instead of failing some other way. */
+    for (int round = 0; round < 200 && rc == 0; round++) {
+        b.seq = (uint64_t)round + 1;
+        for (int i = 0; i < 1000; i++)
+            ts[i] += 1000;
+        rc = fp_store_write(s, &b, 1, &res);
+        if (round < 5)
+            check_int(rc, 0);
+    }
+    check_int(rc, FP_STORE_E_FULL);
+    fp_store_close(&s);
+}
+
+static void test_foreign(void)
+{
+    struct fp_store *s = NULL;
+    char err[256], path[128];
+    FILE *f;
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_val k = {6, (void *)"format"}, v = {4, (void *)"\0\0\0\x63"};
+
+    err[0] = '\0';
+    check_int(fp_store_open("/nonexistent/fleetpulse", 0, NULL, &s, err, sizeof(err)), -ENOENT);
+    check(strstr(err, "/nonexistent/fleetpulse") != NULL);
+
+    rm_store(dir);
+    check_int(fp_store_open(dir, FP_STORE_READONLY, NULL, &s, err, sizeof(err)), -ENOENT);
+    check(strstr(err, "has the collector run") != NULL);
+
+    /* Garbage where the store should be. */
+    (void)snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    f = fopen(path, "w");
+    fp_assert(f != NULL);
+    for (int i = 0; i < 4096; i++)
+        fputc('g', f);
+    fclose(f);
+    check_int(fp_store_open(dir, 0, NULL, &s, err, sizeof(err)), FP_STORE_E_FORMAT);
+    check(strstr(err, "does not hold a fleetpulse store") != NULL);
+    check(s == NULL);
+
+    /* A store of another format version: refused, naming both versions. */
+    rm_store(dir);
+    fp_assert(fp_store_open(dir, 0, NULL, &s, err, sizeof(err)) == 0);
+    fp_store_close(&s);
+    fp_assert(mdb_env_create(&env) == 0);
+    (void)mdb_env_set_maxdbs(env, 16);
+    fp_assert(mdb_env_open(env, dir, 0, 0644) == 0);
+    fp_assert(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+    fp_assert(mdb_dbi_open(txn, "meta", 0, &dbi) == 0);
+    fp_assert(mdb_put(txn, dbi, &k, &v, 0) == 0);
+    fp_assert(mdb_txn_commit(txn) == 0);
+    mdb_env_close(env);
+    check_int(fp_store_open(dir, 0, NULL, &s, err, sizeof(err)), FP_STORE_E_FORMAT);
+    check(strstr(err, "format version 99") != NULL);
+    check_int(fp_store_open(dir, FP_STORE_READONLY, NULL, &s, err, sizeof(err)),
+              FP_STORE_E_FORMAT);
+}
+
+int main(void)
+{
+    (void)snprintf(dir, sizeof(dir), "/tmp/fp-test-store-XXXXXX");
+    fp_assert(mkdtemp(dir) != NULL);
+    test_roundtrip();
+    test_refusals();
+    test_growth();
+    test_foreign();
+    rm_store(dir);
+    (void)rmdir(dir);
+    fp_test_end();
+}
