@@ -1,0 +1,444 @@
+/* Receive, validate, group-commit, acknowledge.
+ *
+ * One thread owns the ROUTER socket and the store. Each wake-up drains up to max_group messages
+ * without blocking, decodes and validates each, writes all valid ones in one LMDB transaction
+ * (group commit: one fsync for many probes), and only then answers. A probe therefore never sees
+ * OK for a batch that is not on disk. Refused batches are answered at once with the reason, so
+ * probes stop resending what will never be accepted; every refusal is counted.
+ *
+ * Back-pressure: ZeroMQ's receive high-water mark bounds what waits in memory; while we commit,
+ * further batches wait in the kernel and in the probes' spools, never in an unbounded queue here. */
+#include "collector.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "store.h"
+
+#define MAX_ENVELOPE 4  /* routing id, plus a REQ delimiter and some slack */
+#define LOG_EVERY_MS 5000
+
+struct msg {
+    zmq_msg_t env[MAX_ENVELOPE];
+    size_t n_env;
+    zmq_msg_t payload;
+    Fleetpulse__V1__Batch *batch;
+    int decode_rc;
+    char err[160];
+    /* storage view of the batch */
+    struct fp_series_in *series;
+    struct fp_label *labels;
+    struct fp_event_in *events;
+    struct fp_label info[64];
+    char info_num[64];
+    size_t n_info;
+};
+
+struct fp_collector {
+    void *zctx;
+    void *sock;
+    struct fp_store *store;
+    struct fp_collector_options opts;
+    char endpoint[256];
+    volatile sig_atomic_t stop;
+    struct fp_collector_stats stats;
+    struct msg *msgs;
+    struct fp_write_batch *wb;
+    struct fp_write_result *wr;
+    size_t *valid_idx; /* msgs index of each wb entry */
+    int64_t last_refusal_log_ms;
+    uint64_t refusals_unlogged;
+};
+
+void fp_collector_options_default(struct fp_collector_options *ret)
+{
+    *ret = (struct fp_collector_options){
+        .listen = FP_DEFAULT_COLLECTOR_ENDPOINT,
+        .max_group = 256,
+    };
+    fp_batch_limits_default(&ret->limits);
+}
+
+int fp_collector_new(const struct fp_collector_options *opts, struct fp_collector **ret, char *err,
+                     size_t err_size)
+{
+    struct fp_collector *c;
+    size_t len;
+    int r, hard_max;
+
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return -ENOMEM;
+    c->opts = *opts;
+    if (c->opts.max_group == 0)
+        c->opts.max_group = 1;
+    c->msgs = calloc(c->opts.max_group, sizeof(*c->msgs));
+    c->wb = calloc(c->opts.max_group, sizeof(*c->wb));
+    c->wr = calloc(c->opts.max_group, sizeof(*c->wr));
+    c->valid_idx = calloc(c->opts.max_group, sizeof(*c->valid_idx));
+    if (c->msgs == NULL || c->wb == NULL || c->wr == NULL || c->valid_idx == NULL) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    r = fp_store_open(opts->data_dir, 0, NULL, &c->store, err, err_size);
+    if (r != 0)
+        goto fail;
+
+    c->zctx = zmq_ctx_new();
+    if (c->zctx == NULL) {
+        r = -errno;
+        (void)snprintf(err, err_size, "cannot create ZeroMQ context: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    c->sock = zmq_socket(c->zctx, ZMQ_ROUTER);
+    if (c->sock == NULL) {
+        r = -errno;
+        (void)snprintf(err, err_size, "cannot create socket: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    /* Messages a little over the limit still get a TOO_LARGE answer; far over it, ZeroMQ
+     * drops the connection before buffering them, which bounds memory against hostile peers. */
+    hard_max = (int)(opts->limits.max_message_bytes * 2 > INT32_MAX
+                         ? INT32_MAX
+                         : opts->limits.max_message_bytes * 2);
+    {
+        int64_t maxmsg = hard_max;
+        int zero = 0;
+        (void)zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+        (void)zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero));
+    }
+    if (zmq_bind(c->sock, opts->listen) != 0) {
+        r = -errno;
+        (void)snprintf(err, err_size, "cannot listen on %s: %s", opts->listen,
+                       zmq_strerror(errno));
+        goto fail;
+    }
+    len = sizeof(c->endpoint);
+    if (zmq_getsockopt(c->sock, ZMQ_LAST_ENDPOINT, c->endpoint, &len) != 0)
+        (void)snprintf(c->endpoint, sizeof(c->endpoint), "%s", opts->listen);
+    c->opts.listen = c->endpoint;
+    c->opts.data_dir = NULL; /* borrowed; not needed after open */
+    *ret = c;
+    return 0;
+fail:
+    fp_collector_destroy(&c);
+    return r;
+}
+
+void fp_collector_destroy(struct fp_collector **cp)
+{
+    struct fp_collector *c = *cp;
+    if (c == NULL)
+        return;
+    if (c->sock != NULL)
+        (void)zmq_close(c->sock);
+    if (c->zctx != NULL)
+        (void)zmq_ctx_term(c->zctx);
+    fp_store_close(&c->store);
+    free(c->msgs);
+    free(c->wb);
+    free(c->wr);
+    free(c->valid_idx);
+    free(c);
+    *cp = NULL;
+}
+
+void fp_collector_stop(struct fp_collector *c)
+{
+    c->stop = 1;
+}
+
+void fp_collector_get_stats(const struct fp_collector *c, struct fp_collector_stats *ret)
+{
+    *ret = c->stats;
+}
+
+const char *fp_collector_endpoint(const struct fp_collector *c)
+{
+    return c->endpoint;
+}
+
+static void msg_release(struct msg *m)
+{
+    for (size_t i = 0; i < m->n_env; i++)
+        (void)zmq_msg_close(&m->env[i]);
+    m->n_env = 0;
+    (void)zmq_msg_close(&m->payload);
+    fp_batch_free(&m->batch);
+    free(m->series);
+    free(m->labels);
+    free(m->events);
+    m->series = NULL;
+    m->labels = NULL;
+    m->events = NULL;
+}
+
+/* Receives one whole multipart message without blocking. Returns 1 when one was read, 0 when
+ * none is waiting, -errno on socket failure. Envelopes deeper than MAX_ENVELOPE are drained and
+ * counted as malformed (returns 1 with decode_rc set). */
+static int receive_one(struct fp_collector *c, struct msg *m)
+{
+    zmq_msg_t part;
+    int more;
+    size_t more_len;
+    bool first = true;
+
+    m->n_env = 0;
+    m->batch = NULL;
+    m->decode_rc = 0;
+    m->err[0] = '\0';
+    (void)zmq_msg_init(&m->payload);
+    for (;;) {
+        (void)zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, c->sock, first ? ZMQ_DONTWAIT : 0) < 0) {
+            int e = errno;
+            (void)zmq_msg_close(&part);
+            if (first) {
+                (void)zmq_msg_close(&m->payload);
+                if (e == EAGAIN)
+                    return 0;
+            }
+            return -e;
+        }
+        first = false;
+        more_len = sizeof(more);
+        (void)zmq_getsockopt(c->sock, ZMQ_RCVMORE, &more, &more_len);
+        if (!more) {
+            (void)zmq_msg_move(&m->payload, &part);
+            (void)zmq_msg_close(&part);
+            break;
+        }
+        if (m->n_env < MAX_ENVELOPE) {
+            (void)zmq_msg_init(&m->env[m->n_env]);
+            (void)zmq_msg_move(&m->env[m->n_env++], &part);
+        }
+        (void)zmq_msg_close(&part);
+    }
+    if (m->n_env == 0) {
+        /* A ROUTER always prepends the peer's id; no envelope means nobody to answer. */
+        c->stats.malformed_messages++;
+        m->decode_rc = -EBADMSG;
+    }
+    return 1;
+}
+
+/* Turns a decoded batch into the storage view: plain arrays borrowing the protobuf strings. */
+static int prepare(struct msg *m, struct fp_write_batch *wb, int64_t now_ms)
+{
+    const Fleetpulse__V1__Batch *b = m->batch;
+    size_t n_labels = 0, n_attrs = 0, li = 0;
+
+    for (size_t i = 0; i < b->n_series; i++)
+        n_labels += b->series[i]->n_labels;
+    for (size_t i = 0; i < b->n_events; i++)
+        n_attrs += b->events[i]->n_attributes;
+    m->series = calloc(b->n_series + 1, sizeof(*m->series));
+    m->labels = calloc(n_labels + n_attrs + 1, sizeof(*m->labels));
+    m->events = calloc(b->n_events + 1, sizeof(*m->events));
+    if (m->series == NULL || m->labels == NULL || m->events == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < b->n_series; i++) {
+        const Fleetpulse__V1__SeriesBlock *s = b->series[i];
+        struct fp_series_in *in = &m->series[i];
+        in->metric = s->metric;
+        in->type = s->type == FLEETPULSE__V1__METRIC_TYPE__METRIC_TYPE_COUNTER
+                       ? FP_SERIES_COUNTER
+                       : FP_SERIES_GAUGE;
+        in->labels = &m->labels[li];
+        in->n_labels = s->n_labels;
+        for (size_t k = 0; k < s->n_labels; k++)
+            m->labels[li++] = (struct fp_label){s->labels[k]->name, s->labels[k]->value};
+        in->ts_ms = s->timestamps_ms;
+        in->values = s->values;
+        in->n = s->n_values;
+    }
+    for (size_t i = 0; i < b->n_events; i++) {
+        const Fleetpulse__V1__Event *e = b->events[i];
+        struct fp_event_in *ev = &m->events[i];
+        ev->ts_ms = e->timestamp_ms;
+        ev->kind = e->kind;
+        ev->severity = (int)e->severity;
+        ev->message = e->message;
+        ev->attrs = &m->labels[li];
+        ev->n_attrs = e->n_attributes;
+        for (size_t k = 0; k < e->n_attributes; k++)
+            m->labels[li++] =
+                (struct fp_label){e->attributes[k]->name, e->attributes[k]->value};
+    }
+    m->n_info = 0;
+    if (b->device_info != NULL)
+        m->n_info = fp_device_info_to_labels(b->device_info, m->info,
+                                             sizeof(m->info) / sizeof(m->info[0]), m->info_num,
+                                             sizeof(m->info_num));
+    *wb = (struct fp_write_batch){
+        .device = b->device_id,
+        .epoch = b->epoch,
+        .seq = b->seq,
+        .received_ms = now_ms,
+        .info = m->info,
+        .n_info = m->n_info,
+        .series = m->series,
+        .n_series = b->n_series,
+        .events = m->events,
+        .n_events = b->n_events,
+        .dropped_samples_total = b->dropped_samples_total,
+    };
+    return 0;
+}
+
+static uint64_t batch_samples(const Fleetpulse__V1__Batch *b)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < b->n_series; i++)
+        n += b->series[i]->n_values;
+    return n;
+}
+
+static void reply(struct fp_collector *c, struct msg *m, uint64_t epoch, uint64_t seq,
+                  Fleetpulse__V1__AckStatus status, const char *detail, uint64_t accepted,
+                  uint64_t refused)
+{
+    uint8_t *buf;
+    size_t len;
+
+    if (m->n_env == 0)
+        return;
+    if (fp_ack_encode(epoch, seq, status, detail, accepted, refused, &buf, &len) < 0)
+        return;
+    for (size_t i = 0; i < m->n_env; i++) {
+        /* Copy, so the envelope can be released with the message as usual. */
+        zmq_msg_t part;
+        (void)zmq_msg_init(&part);
+        (void)zmq_msg_copy(&part, &m->env[i]);
+        if (zmq_msg_send(&part, c->sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+            (void)zmq_msg_close(&part);
+            free(buf);
+            return;
+        }
+    }
+    /* A peer that went away or stopped reading loses its ack and resends: dedup absorbs it. */
+    (void)zmq_send(c->sock, buf, len, ZMQ_DONTWAIT);
+    free(buf);
+}
+
+static void log_refusal(struct fp_collector *c, const struct msg *m, const char *device,
+                        const char *status)
+{
+    int64_t now = fp_clock_mono_ms();
+    /* Refusals can come at the rate of a misconfigured fleet: log one per interval, count all. */
+    if (c->last_refusal_log_ms != 0 && now - c->last_refusal_log_ms < LOG_EVERY_MS) {
+        c->refusals_unlogged++;
+        return;
+    }
+    fp_log_warn("collector", "device=\"%s\": batch refused (%s): %s%s", device, status, m->err,
+                c->refusals_unlogged > 0 ? " (and more refusals not logged)" : "");
+    c->last_refusal_log_ms = now;
+    c->refusals_unlogged = 0;
+}
+
+/* Decodes, commits and answers the n messages in c->msgs. */
+static void process_group(struct fp_collector *c, size_t n)
+{
+    size_t n_valid = 0, *valid_idx = c->valid_idx;
+    int64_t now = fp_clock_now_ms();
+    int r;
+
+    for (size_t i = 0; i < n; i++) {
+        struct msg *m = &c->msgs[i];
+        if (m->decode_rc != 0)
+            continue;
+        c->stats.batches_received++;
+        m->decode_rc = fp_batch_decode(zmq_msg_data(&m->payload), zmq_msg_size(&m->payload),
+                                       &c->opts.limits, &m->batch, m->err, sizeof(m->err));
+        if (m->decode_rc == 0)
+            m->decode_rc = prepare(m, &c->wb[n_valid], now);
+        if (m->decode_rc != 0) {
+            Fleetpulse__V1__AckStatus st = fp_batch_error_to_ack(m->decode_rc);
+            c->stats.batches_refused[st & 15]++;
+            log_refusal(c, m, "?", fp_ack_status_name(st));
+            reply(c, m, 0, 0, st, m->err, 0, 0);
+            continue;
+        }
+        c->stats.samples_received += batch_samples(m->batch);
+        valid_idx[n_valid++] = i;
+    }
+    if (n_valid == 0)
+        return;
+
+    r = fp_store_write(c->store, c->wb, n_valid, c->wr);
+    if (r != 0) {
+        fp_log_error("collector", "store write of %zu batches failed: %s; asking probes to retry",
+                     n_valid, fp_store_strerror(r));
+        for (size_t k = 0; k < n_valid; k++) {
+            struct msg *m = &c->msgs[valid_idx[k]];
+            c->stats.batches_retry++;
+            reply(c, m, m->batch->epoch, m->batch->seq,
+                  FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_RETRY, fp_store_strerror(r), 0, 0);
+        }
+        return;
+    }
+    c->stats.commits++;
+    for (size_t k = 0; k < n_valid; k++) {
+        struct msg *m = &c->msgs[valid_idx[k]];
+        const struct fp_write_result *res = &c->wr[k];
+        if (res->status == FP_STORE_E_DUP) {
+            c->stats.batches_duplicate++;
+            reply(c, m, m->batch->epoch, m->batch->seq,
+                  FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_DUPLICATE, "already stored", 0, 0);
+            continue;
+        }
+        c->stats.batches_applied++;
+        c->stats.samples_applied += res->samples_written;
+        c->stats.samples_refused += res->samples_refused;
+        if (res->samples_refused > 0) {
+            (void)snprintf(m->err, sizeof(m->err), "%" PRIu64 " samples refused by storage",
+                           res->samples_refused);
+            log_refusal(c, m, m->batch->device_id, "partial");
+        }
+        reply(c, m, m->batch->epoch, m->batch->seq, FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_OK,
+              NULL, res->samples_written, res->samples_refused);
+    }
+}
+
+int fp_collector_run(struct fp_collector *c)
+{
+    int r = 0;
+
+    while (!c->stop) {
+        zmq_pollitem_t item = {.socket = c->sock, .events = ZMQ_POLLIN};
+        size_t n = 0;
+
+        if (zmq_poll(&item, 1, 1000) < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            break;
+        }
+        if (!(item.revents & ZMQ_POLLIN))
+            continue;
+        while (n < c->opts.max_group) {
+            int got = receive_one(c, &c->msgs[n]);
+            if (got <= 0) {
+                if (got < 0 && got != -EINTR)
+                    r = got;
+                break;
+            }
+            n++;
+        }
+        process_group(c, n);
+        for (size_t i = 0; i < n; i++)
+            msg_release(&c->msgs[i]);
+        if (r < 0)
+            break;
+    }
+    return r;
+}

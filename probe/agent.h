@@ -1,0 +1,43 @@
+/* The probe daemon's loop: every interval, run the samplers into one batch, encode it, and hand
+ * it to the sender; between rounds, let the sender talk to the collector. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "label.h"
+
+struct fp_agent;
+
+struct fp_agent_options {
+    const char *collector;   /**< collector endpoint; borrowed */
+    const char *device_id;   /**< borrowed */
+    const char *procfs;      /**< root of /proc for the samplers; borrowed */
+    const char *sysfs;       /**< root of /sys; borrowed */
+    int64_t interval_ms;     /**< time between rounds */
+    int64_t first_round_ms;  /**< delay before the first round (CPU needs a baseline) */
+    size_t max_queue_bytes;  /**< bound on unacknowledged batches held */
+    const struct fp_label *info; /**< extra identity pairs (site, hw_class, tags); borrowed */
+    size_t n_info;
+    uint64_t max_rounds;     /**< stop after this many rounds (0: run until stopped); for tests */
+};
+
+void fp_agent_options_default(struct fp_agent_options *ret);
+
+/* Opens the samplers (missing sources are skipped with one log line each) and the sender.
+ * Returns 0 and *ret (new: fp_agent_destroy) or -errno with a reason in err. */
+int fp_agent_new(const struct fp_agent_options *opts, struct fp_agent **ret, char *err,
+                 size_t err_size);
+
+/* Runs rounds until fp_agent_stop (or max_rounds). On the way out waits up to 2 s for the last
+ * acks. Returns 0 or -errno when the socket fails. */
+int fp_agent_run(struct fp_agent *a);
+
+/* Async-signal-safe. */
+void fp_agent_stop(struct fp_agent *a);
+
+void fp_agent_destroy(struct fp_agent **a);
+
+/* The default device id: /etc/machine-id, else the host name. Writes into buf; returns 0 or
+ * -errno. */
+int fp_agent_default_device_id(char *buf, size_t size);
