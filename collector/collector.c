@@ -39,7 +39,7 @@ struct msg {
     struct fp_label *labels;
     struct fp_event_in *events;
     struct fp_label info[64];
-    char info_num[64];
+    char info_scratch[8192];
     size_t n_info;
 };
 
@@ -277,8 +277,8 @@ static int prepare(struct msg *m, struct fp_write_batch *wb, int64_t now_ms)
     m->n_info = 0;
     if (b->device_info != NULL)
         m->n_info = fp_device_info_to_labels(b->device_info, m->info,
-                                             sizeof(m->info) / sizeof(m->info[0]), m->info_num,
-                                             sizeof(m->info_num));
+                                             sizeof(m->info) / sizeof(m->info[0]), m->info_scratch,
+                                             sizeof(m->info_scratch));
     *wb = (struct fp_write_batch){
         .device = b->device_id,
         .epoch = b->epoch,

@@ -207,6 +207,18 @@ int fp_agent_new(const struct fp_agent_options *opts, struct fp_agent **ret, cha
     if (getrandom(&a->epoch, sizeof(a->epoch), 0) != (ssize_t)sizeof(a->epoch))
         a->epoch = (uint64_t)now ^ ((uint64_t)getpid() << 32);
 
+    /* The endpoint first: a typo in it should be the only thing the operator reads. */
+    so.endpoint = opts->collector;
+    so.epoch = a->epoch;
+    so.ack_timeout_ms = 5000;
+    so.window = 32;
+    so.max_queue_bytes = opts->max_queue_bytes;
+    so.on_ack = on_ack;
+    so.userdata = a;
+    r = fp_sender_new(&so, &a->sender, err, err_size);
+    if (r < 0)
+        goto fail;
+
     for (size_t i = 0; fp_samplers[i] != NULL && a->n_sources < MAX_SOURCES; i++) {
         const struct fp_sampler_ops *ops = fp_samplers[i];
         void *ctx = NULL;
@@ -234,16 +246,6 @@ int fp_agent_new(const struct fp_agent_options *opts, struct fp_agent **ret, cha
     }
     discover_identity(a);
 
-    so.endpoint = opts->collector;
-    so.epoch = a->epoch;
-    so.ack_timeout_ms = 5000;
-    so.window = 32;
-    so.max_queue_bytes = opts->max_queue_bytes;
-    so.on_ack = on_ack;
-    so.userdata = a;
-    r = fp_sender_new(&so, &a->sender, err, err_size);
-    if (r < 0)
-        goto fail;
     *ret = a;
     return 0;
 fail:

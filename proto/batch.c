@@ -402,8 +402,10 @@ static int fill_info(const struct fp_batch_builder *b, Fleetpulse__V1__DeviceInf
 }
 
 size_t fp_device_info_to_labels(const Fleetpulse__V1__DeviceInfo *info, struct fp_label *ret,
-                                size_t max, char *numbuf, size_t numbuf_size)
+                                size_t max, char *scratch, size_t scratch_size)
 {
+    char *numbuf = scratch;
+    size_t numbuf_size = scratch_size;
     size_t n = 0;
     int w;
 
@@ -422,12 +424,20 @@ size_t fp_device_info_to_labels(const Fleetpulse__V1__DeviceInfo *info, struct f
     }
     if (info->cpu_count > 0 && n < max) {
         w = snprintf(numbuf, numbuf_size, "%" PRIu32, info->cpu_count);
-        if (w > 0 && (size_t)w < numbuf_size)
+        if (w > 0 && (size_t)w < numbuf_size) {
             ret[n++] = (struct fp_label){"cpu_count", numbuf};
+            numbuf += w + 1;
+            numbuf_size -= (size_t)w + 1;
+        }
     }
     for (size_t i = 0; i < info->n_tags && n < max; i++) {
-        /* Tags keep their prefix in storage so they never collide with a field name. */
-        ret[n++] = (struct fp_label){info->tags[i]->name, info->tags[i]->value};
+        /* Tags get a "tag." prefix in storage so they never collide with a field name. */
+        w = snprintf(numbuf, numbuf_size, "tag.%s", info->tags[i]->name);
+        if (w < 0 || (size_t)w >= numbuf_size)
+            break;
+        ret[n++] = (struct fp_label){numbuf, info->tags[i]->value};
+        numbuf += w + 1;
+        numbuf_size -= (size_t)w + 1;
     }
     return n;
 }

@@ -103,10 +103,11 @@ int fp_batch_decode(const uint8_t *buf, size_t len, const struct fp_batch_limits
 void fp_batch_free(Fleetpulse__V1__Batch **batch);
 
 /* The DeviceInfo fields as name/value pairs, for storage. Fills at most max entries of ret (names
- * are static, values borrowed from info, numbers formatted into numbuf of numbuf_size bytes);
- * empty fields are skipped; tags come out as "tag.NAME". Returns the number filled. */
+ * static or in scratch, values borrowed from info or in scratch); numbers and the "tag.NAME" names
+ * of tags are formatted into scratch of scratch_size bytes (what does not fit is left out; 8 KiB
+ * holds any valid DeviceInfo). Empty fields are skipped. Returns the number filled. */
 size_t fp_device_info_to_labels(const Fleetpulse__V1__DeviceInfo *info, struct fp_label *ret,
-                                size_t max, char *numbuf, size_t numbuf_size);
+                                size_t max, char *scratch, size_t scratch_size);
 
 /* True when s is a valid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*) of at most max bytes. */
 bool fp_metric_name_valid(const char *s, size_t max);

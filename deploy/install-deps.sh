@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what fleetpulse needs to build, run and test on Debian 12, skipping what is there.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential meson ninja-build pkg-config
+  libprotobuf-c-dev protobuf-c-compiler libzmq3-dev liblmdb-dev lmdb-utils
+  libjansson-dev libevent-dev
+  python3 curl ca-certificates util-linux
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "fleetpulse: installing ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

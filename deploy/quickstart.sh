@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# README command 1: install what is missing, build, and run the local stack (collector, query
+# service, and a probe of this machine) in the background. `deploy/quickstart.sh stop` stops it.
+#
+# Environment: FP_RUN_DIR (default ./run) holds data, logs and pid files; FP_COLLECTOR_PORT
+# (default 9470), FP_QUERY_PORT (default 9471), FP_INTERVAL (probe interval, default 5s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUN_DIR=${FP_RUN_DIR:-$PWD/run}
+CPORT=${FP_COLLECTOR_PORT:-9470}
+QPORT=${FP_QUERY_PORT:-9471}
+INTERVAL=${FP_INTERVAL:-5s}
+BUILD=build
+
+stop_all() {
+  for d in probe query collector; do
+    if [ -f "$RUN_DIR/$d.pid" ]; then
+      kill "$(cat "$RUN_DIR/$d.pid")" 2>/dev/null || true
+      rm -f "$RUN_DIR/$d.pid"
+    fi
+  done
+}
+
+if [ "${1:-}" = "stop" ]; then
+  stop_all
+  echo "fleetpulse: stopped"
+  exit 0
+fi
+
+deploy/install-deps.sh
+[ -d "$BUILD" ] || meson setup "$BUILD" >/dev/null
+ninja -C "$BUILD" >/dev/null
+
+stop_all
+mkdir -p "$RUN_DIR/data"
+start() {
+  local name=$1; shift
+  nohup "$@" >>"$RUN_DIR/$name.log" 2>&1 &
+  echo $! >"$RUN_DIR/$name.pid"
+}
+start collector "$BUILD/collector/fleetpulse-collector" \
+  --listen "tcp://127.0.0.1:$CPORT" --data "$RUN_DIR/data"
+# The query service needs the store the collector creates.
+for _ in $(seq 50); do [ -f "$RUN_DIR/data/data.mdb" ] && break; sleep 0.1; done
+start query "$BUILD/query/fleetpulse-query" --listen "127.0.0.1:$QPORT" --data "$RUN_DIR/data"
+start probe "$BUILD/probe/fleetpulse-probe" --collector "tcp://127.0.0.1:$CPORT" \
+  --interval "$INTERVAL" --cohort local
+
+URL="http://127.0.0.1:$QPORT"
+for _ in $(seq 100); do
+  if curl -fsS "$URL/api/v1/devices" 2>/dev/null | grep -q '"device"'; then
+    echo "fleetpulse is running: open $URL/api/v1/devices (logs and data in $RUN_DIR;" \
+         "stop with deploy/quickstart.sh stop)"
+    exit 0
+  fi
+  sleep 0.1
+done
+echo "fleetpulse: this machine did not appear at $URL/api/v1/devices within 10 s; see $RUN_DIR/*.log" >&2
+exit 1
