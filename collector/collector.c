@@ -183,14 +183,15 @@ static void msg_release(struct msg *m)
 }
 
 /* Receives one whole multipart message without blocking. Returns 1 when one was read, 0 when
- * none is waiting, -errno on socket failure. Envelopes deeper than MAX_ENVELOPE are drained and
- * counted as malformed (returns 1 with decode_rc set). */
+ * none is waiting, -errno on socket failure. A message without an envelope or with one deeper
+ * than MAX_ENVELOPE is drained, counted as malformed and never answered (returns 1 with
+ * decode_rc set). */
 static int receive_one(struct fp_collector *c, struct msg *m)
 {
     zmq_msg_t part;
     int more;
     size_t more_len;
-    bool first = true;
+    bool first = true, too_deep = false;
 
     m->n_env = 0;
     m->batch = NULL;
@@ -220,13 +221,19 @@ static int receive_one(struct fp_collector *c, struct msg *m)
         if (m->n_env < MAX_ENVELOPE) {
             (void)zmq_msg_init(&m->env[m->n_env]);
             (void)zmq_msg_move(&m->env[m->n_env++], &part);
+        } else {
+            too_deep = true;
         }
         (void)zmq_msg_close(&part);
     }
-    if (m->n_env == 0) {
-        /* A ROUTER always prepends the peer's id; no envelope means nobody to answer. */
+    if (m->n_env == 0 || too_deep) {
+        /* A ROUTER always prepends the peer's id, and our probes add nothing more: no envelope
+         * means nobody to answer, a deep one is not a fleetpulse peer. Count, do not store. */
         c->stats.malformed_messages++;
         m->decode_rc = -EBADMSG;
+        for (size_t i = 0; i < m->n_env; i++)
+            (void)zmq_msg_close(&m->env[i]);
+        m->n_env = 0;
     }
     return 1;
 }
@@ -363,9 +370,11 @@ static void process_group(struct fp_collector *c, size_t n)
             m->decode_rc = prepare(m, &c->wb[n_valid], now);
         if (m->decode_rc != 0) {
             Fleetpulse__V1__AckStatus st = fp_batch_error_to_ack(m->decode_rc);
+            uint64_t epoch, seq;
+            fp_batch_peek_id(zmq_msg_data(&m->payload), zmq_msg_size(&m->payload), &epoch, &seq);
             c->stats.batches_refused[st & 15]++;
             log_refusal(c, m, "?", fp_ack_status_name(st));
-            reply(c, m, 0, 0, st, m->err, 0, 0);
+            reply(c, m, epoch, seq, st, m->err, 0, 0);
             continue;
         }
         c->stats.samples_received += batch_samples(m->batch);

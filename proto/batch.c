@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parse.h"
+
 struct series {
     char *metric;
     enum fp_metric_type type;
@@ -299,11 +301,33 @@ int fp_batch_builder_add_event(struct fp_batch_builder *b, int64_t ts_ms, const 
     return 0;
 }
 
+/* The numeric DeviceInfo fields, with their largest value. */
+static bool info_number(const char *name, uint64_t *ret_max)
+{
+    if (strcmp(name, "memory_total_bytes") == 0) {
+        *ret_max = UINT64_MAX;
+        return true;
+    }
+    if (strcmp(name, "cpu_count") == 0) {
+        *ret_max = UINT32_MAX;
+        return true;
+    }
+    return false;
+}
+
 int fp_batch_builder_set_info(struct fp_batch_builder *b, const struct fp_label *info,
                               size_t n_info)
 {
     struct fp_label *copy;
-    int r = copy_labels(info, n_info, &copy);
+    uint64_t max, v;
+    int r;
+
+    /* Numbers are checked here, so encoding never meets a bad one later. */
+    for (size_t i = 0; i < n_info; i++)
+        if (info[i].name != NULL && info_number(info[i].name, &max) &&
+            (info[i].value == NULL || fp_parse_u64(info[i].value, &v) < 0 || v > max))
+            return -EINVAL;
+    r = copy_labels(info, n_info, &copy);
     if (r < 0)
         return r;
     free_labels(b->info, b->n_info);
@@ -351,6 +375,7 @@ static int fill_info(const struct fp_batch_builder *b, Fleetpulse__V1__DeviceInf
 {
     Fleetpulse__V1__Label *tags = NULL, **tag_ptrs = NULL;
     size_t n_tags = 0;
+    uint64_t max;
 
     fleetpulse__v1__device_info__init(info);
     if (b->n_info > 0) {
@@ -374,14 +399,9 @@ static int fill_info(const struct fp_batch_builder *b, Fleetpulse__V1__DeviceInf
         }
         if (done)
             continue;
-        if (strcmp(name, "memory_total_bytes") == 0 || strcmp(name, "cpu_count") == 0) {
-            char *end;
-            unsigned long long v = strtoull(value, &end, 10);
-            if (*value == '\0' || *end != '\0') {
-                free(tags);
-                free(tag_ptrs);
-                return -EINVAL;
-            }
+        if (info_number(name, &max)) {
+            uint64_t v = 0;
+            (void)fp_parse_u64(value, &v); /* validated by fp_batch_builder_set_info */
             if (name[0] == 'm')
                 info->memory_total_bytes = v;
             else
@@ -738,6 +758,63 @@ int fp_batch_decode(const uint8_t *buf, size_t len, const struct fp_batch_limits
     }
     *ret = b;
     return 0;
+}
+
+/* Reads a base-128 varint; returns bytes used, 0 when truncated or over 10 bytes. */
+static size_t read_varint(const uint8_t *p, size_t len, uint64_t *ret)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < len && i < 10; i++) {
+        v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+        if (!(p[i] & 0x80)) {
+            *ret = v;
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+void fp_batch_peek_id(const uint8_t *buf, size_t len, uint64_t *ret_epoch, uint64_t *ret_seq)
+{
+    size_t pos = 0;
+
+    *ret_epoch = 0;
+    *ret_seq = 0;
+    /* Walk the top-level fields without unpacking: this also works for messages too large or
+     * too broken to decode, as long as the header fields come before the damage. */
+    while (pos < len) {
+        uint64_t key, v;
+        size_t n = read_varint(buf + pos, len - pos, &key);
+        if (n == 0)
+            return;
+        pos += n;
+        switch (key & 7) {
+        case 0: /* varint */
+            n = read_varint(buf + pos, len - pos, &v);
+            if (n == 0)
+                return;
+            pos += n;
+            if (key >> 3 == 3)
+                *ret_epoch = v;
+            else if (key >> 3 == 4)
+                *ret_seq = v;
+            break;
+        case 1: /* fixed64 */
+            pos += 8;
+            break;
+        case 2: /* length-delimited */
+            n = read_varint(buf + pos, len - pos, &v);
+            if (n == 0 || v > len - pos - n)
+                return;
+            pos += n + (size_t)v;
+            break;
+        case 5: /* fixed32 */
+            pos += 4;
+            break;
+        default:
+            return;
+        }
+    }
 }
 
 void fp_batch_free(Fleetpulse__V1__Batch **batch)

@@ -99,6 +99,11 @@ int fp_batch_builder_encode(const struct fp_batch_builder *b, const char *device
 int fp_batch_decode(const uint8_t *buf, size_t len, const struct fp_batch_limits *lim,
                     Fleetpulse__V1__Batch **ret, char *err, size_t err_size);
 
+/* Finds the epoch and seq of an encoded Batch without decoding it, so a refusal can name the
+ * batch it refuses (the probe matches acks by seq). Sets both to 0 where they cannot be read.
+ * Never reads outside buf. */
+void fp_batch_peek_id(const uint8_t *buf, size_t len, uint64_t *ret_epoch, uint64_t *ret_seq);
+
 /* Frees a decoded batch; accepts NULL and nulls *batch. */
 void fp_batch_free(Fleetpulse__V1__Batch **batch);
 

@@ -8,7 +8,7 @@
  *   samples     series id, ts^sign -> double                 one entry per sample (see below)
  *   latest      series id -> ts i64, value double
  *   devices     device -> fixed header, then (name\0value\0)* identity
- *   dedup       device\0 epoch -> highest applied seq
+ *   dedup       device\0 epoch -> highest applied seq, bitmap of the 256 seqs below it
  *   events      ts^sign, device\0, u32 n -> severity u8, kind\0message\0(name\0value\0)*
  *
  * Every string stored is NUL-terminated so readers can hand out pointers into the map instead of
@@ -608,8 +608,9 @@ static int update_device(MDB_txn *txn, struct fp_store *s, const struct fp_write
         rec.samples += samples;
         rec.last_seen = b->received_ms > rec.last_seen ? b->received_ms : rec.last_seen;
         rec.dropped = b->dropped_samples_total;
+        if (b->epoch != rec.last_epoch || b->seq > rec.last_seq)
+            rec.last_seq = b->seq;
         rec.last_epoch = b->epoch;
-        rec.last_seq = b->seq;
     }
     tmp->len = 0;
     if (buf_reserve(tmp, DEVICE_HEADER_BYTES) < 0)
@@ -627,13 +628,34 @@ static int update_device(MDB_txn *txn, struct fp_store *s, const struct fp_write
     return mdb_put(txn, s->devices, &k, &v, 0);
 }
 
+/* Dedup state per (device, epoch): the highest seq applied plus a bitmap of the DEDUP_WINDOW
+ * seqs at and below it (bit i: seq hwm - i applied). A high-water mark alone is not enough: with
+ * several batches in flight, seq N can be lost and resent after N+1 was stored, and must still
+ * be applied. Probes keep at most a few dozen batches in flight, so a seq further back than the
+ * window was applied or refused long ago; it is treated as applied. */
+#define DEDUP_WINDOW 256
+#define DEDUP_BYTES (8 + DEDUP_WINDOW / 8)
+
+static void bitmap_shift(uint8_t *bits, uint64_t shift)
+{
+    uint8_t out[DEDUP_WINDOW / 8] = {0};
+    if (shift < DEDUP_WINDOW) {
+        for (size_t i = 0; i + shift < DEDUP_WINDOW; i++)
+            if (bits[i / 8] & (1u << (i % 8)))
+                out[(i + shift) / 8] |= (uint8_t)(1u << ((i + shift) % 8));
+    }
+    memcpy(bits, out, sizeof(out));
+}
+
 /* Sets *ret_dup when (device, epoch, seq) was applied before; otherwise records it. Returns an
  * LMDB rc. */
 static int dedup_check(MDB_txn *txn, struct fp_store *s, const struct fp_write_batch *b,
                        struct buf *tmp, bool *ret_dup)
 {
+    uint8_t state[DEDUP_BYTES] = {0};
+    uint8_t *bits = state + 8;
+    uint64_t hwm = 0;
     MDB_val k, v;
-    uint8_t seq_be[8];
     int rc;
 
     *ret_dup = false;
@@ -644,14 +666,26 @@ static int dedup_check(MDB_txn *txn, struct fp_store *s, const struct fp_write_b
     tmp->len += 8;
     k = (MDB_val){tmp->len, tmp->data};
     rc = mdb_get(txn, s->dedup, &k, &v);
-    if (rc == 0 && v.mv_size == 8 && get_u64(v.mv_data) >= b->seq) {
-        *ret_dup = true;
-        return 0;
-    }
     if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
-    put_u64(seq_be, b->seq);
-    v = (MDB_val){8, seq_be};
+    if (rc == 0 && v.mv_size == DEDUP_BYTES) {
+        memcpy(state, v.mv_data, DEDUP_BYTES);
+        hwm = get_u64(state);
+    }
+    if (hwm == 0 || b->seq > hwm) {
+        bitmap_shift(bits, hwm == 0 ? DEDUP_WINDOW : b->seq - hwm);
+        bits[0] |= 1;
+        hwm = b->seq;
+    } else {
+        uint64_t d = hwm - b->seq;
+        if (d >= DEDUP_WINDOW || (bits[d / 8] & (1u << (d % 8)))) {
+            *ret_dup = true;
+            return 0;
+        }
+        bits[d / 8] |= (uint8_t)(1u << (d % 8));
+    }
+    put_u64(state, hwm);
+    v = (MDB_val){DEDUP_BYTES, state};
     return mdb_put(txn, s->dedup, &k, &v, 0);
 }
 

@@ -179,7 +179,7 @@ struct fp_device_desc {
     size_t n_info;
 };
 
-/* Called per device in id order; return non-zero to stop. */
+/* Called per device in byte order of the device id; return non-zero to stop. */
 typedef int (*fp_device_fn)(void *userdata, const struct fp_device_desc *d);
 
 /* Calls fn for every device. Returns 0, fn's non-zero result, or -errno. */

@@ -196,6 +196,55 @@ static void test_roundtrip(void)
     fp_store_reader_close(&r);
     check(r == NULL);
 
+    /* Seq 4 stored before seq 3 (3 was lost, then resent): both are applied, each once. */
+    {
+        const int64_t t3[] = {1732412500000};
+        const double v3[] = {3};
+        const struct fp_series_in s3 = {"seq_probe", FP_SERIES_GAUGE, NULL, 0, t3, v3, 1};
+        struct fp_write_batch w = {.device = "dev-b", .epoch = 9, .received_ms = 1732412402000,
+                                   .series = &s3, .n_series = 1};
+        uint64_t *ids;
+        size_t nids;
+        w.seq = 4;
+        check_int(fp_store_write(s, &w, 1, res), 0);
+        check_int(res[0].status, 0);
+        w.seq = 3;
+        check_int(fp_store_write(s, &w, 1, res), 0);
+        check_int(res[0].status, 0);
+        check_int(res[0].samples_written, 1);
+        check_int(fp_store_write(s, &w, 1, res), 0);
+        check_int(res[0].status, FP_STORE_E_DUP);
+        w.seq = 4;
+        check_int(fp_store_write(s, &w, 1, res), 0);
+        check_int(res[0].status, FP_STORE_E_DUP);
+        /* Far past the window: 300 ahead, then 3 again is long settled. */
+        w.seq = 304;
+        check_int(fp_store_write(s, &w, 1, res), 0);
+        check_int(res[0].status, 0);
+        w.seq = 200;
+        check_int(fp_store_write(s, &w, 1, res), 0);
+        check_int(res[0].status, 0);
+        w.seq = 3;
+        check_int(fp_store_write(s, &w, 1, res), 0);
+        check_int(res[0].status, FP_STORE_E_DUP);
+        /* Two deliveries of one batch inside one group commit: applied once. */
+        struct fp_write_batch two[2] = {w, w};
+        two[0].seq = two[1].seq = 305;
+        struct fp_write_result rr[2];
+        check_int(fp_store_write(s, two, 2, rr), 0);
+        check_int(rr[0].status, 0);
+        check_int(rr[1].status, FP_STORE_E_DUP);
+        fp_assert(fp_store_reader_open(s, &r) == 0);
+        const struct fp_matcher m[] = {{"__name__", "seq_probe", FP_MATCH_EQ}};
+        check_int(fp_store_select(r, m, 1, &ids, &nids), 0);
+        check_int(nids, 1);
+        check_int(fp_store_device_get(r, "dev-b", &dd), 0);
+        check_int(dd.last_seq, 305);
+        check_int(dd.duplicates, 4);
+        free(ids);
+        fp_store_reader_close(&r);
+    }
+
     /* A second batch of the same epoch adds; info not resent is kept. */
     b[0].seq = 2;
     b[0].n_info = 0;
@@ -216,7 +265,7 @@ static void test_roundtrip(void)
     /* A separate read-only opener sees the same data. */
     fp_assert(fp_store_open(dir, FP_STORE_READONLY, NULL, &s, err, sizeof(err)) == 0);
     fp_assert(fp_store_reader_open(s, &r) == 0);
-    check_int(select_count(r, NULL, 0), 4);
+    check_int(select_count(r, NULL, 0), 5);
     fp_store_reader_close(&r);
     check_int(fp_store_write(s, b, 1, res), -EROFS);
     fp_store_close(&s);

@@ -1,0 +1,606 @@
+/* The /healthz and /api/v1 endpoints: parameters in, one store snapshot, JSON out.
+ *
+ * Each handler opens a reader, copies what it needs out of the snapshot (strings into Jansson
+ * trees, points into plain arrays), closes the reader, and only then formats the response: LMDB
+ * values point into the map and die with the transaction, and a reader held across a slow
+ * client would stop the collector's file from reusing pages.
+ *
+ * Output order is fixed so that responses are stable and diffable: devices by id, series by
+ * their label sets, metric keys by name. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <jansson.h>
+
+#include "clock.h"
+#include "config.h"
+#include "jsonout.h"
+#include "params.h"
+#include "query-internal.h"
+#include "store.h"
+
+static void set_err(char *err, size_t err_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t err_size, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(err, err_size, fmt, ap);
+    va_end(ap);
+}
+
+/* A 500 for a store call or allocation that failed with r. */
+static int internal_error(int r, char *err, size_t err_size)
+{
+    if (r == -ENOMEM)
+        set_err(err, err_size, "out of memory");
+    else
+        set_err(err, err_size, "store: %s", fp_store_strerror(r));
+    return FP_HTTP_INTERNAL_ERROR;
+}
+
+/* Stores v under a key taken from stored data (a device's info name, a label): such keys may be
+ * any bytes, and json_object_set_new refuses keys that are not UTF-8. Takes v, even on failure.
+ * Returns 0 or -ENOMEM. */
+static int set_data_key(json_t *obj, const char *raw_key, json_t *v)
+{
+    json_t *key = fp_jsonout_string_new(raw_key);
+    int r = -ENOMEM;
+
+    if (key != NULL && v != NULL)
+        r = json_object_set_new(obj, json_string_value(key), v) == 0 ? 0 : -ENOMEM;
+    else
+        json_decref(v);
+    json_decref(key);
+    return r;
+}
+
+/* json_object_set_new for our own constant keys. Takes v, even on failure (Jansson does). */
+static int set(json_t *obj, const char *key, json_t *v)
+{
+    return json_object_set_new(obj, key, v) == 0 ? 0 : -ENOMEM;
+}
+
+/* --- /healthz --------------------------------------------------------------------------------- */
+
+int fp_api_healthz(struct fp_query_server *srv, const char *query, struct evbuffer *out, char *err,
+                   size_t err_size)
+{
+    struct fp_query_params params;
+    json_t *body = NULL;
+    int status, r;
+
+    if (fp_query_params_parse(query, &params, err, err_size) < 0)
+        return FP_HTTP_BAD_REQUEST;
+    status = FP_HTTP_BAD_REQUEST;
+    if (fp_query_params_check(&params, NULL, err, err_size) < 0)
+        goto out;
+
+    body = json_object();
+    r = body == NULL ? -ENOMEM : 0;
+    r = r < 0 ? r : set(body, "status", json_string("ok"));
+    r = r < 0 ? r : set(body, "version", json_string(FP_VERSION));
+    r = r < 0 ? r : fp_jsonout_value(out, body);
+    status = r < 0 ? internal_error(r, err, err_size) : FP_HTTP_OK;
+out:
+    json_decref(body);
+    fp_query_params_fini(&params);
+    return status;
+}
+
+/* --- /api/v1/devices -------------------------------------------------------------------------- */
+
+/* One device of the response, copied out of the snapshot. */
+struct device_row {
+    char *id;    /**< the device id, our copy */
+    json_t *obj; /**< its response object; "series" and "metrics" are added in a second pass */
+};
+
+struct device_list {
+    struct device_row *rows;
+    size_t n;
+    size_t cap;
+};
+
+/* One series of a device while its "metrics" map is assembled. */
+struct metric_row {
+    const char *metric; /**< borrowed from the reader */
+    uint64_t id;
+    double value; /**< latest value */
+    bool has_value;
+};
+
+/* One finished "metrics" entry. */
+struct metric_entry {
+    char *key; /**< bare metric name, or metric{labels} when the metric has several series */
+    double value;
+};
+
+static void device_list_fini(struct device_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->rows[i].id);
+        json_decref(l->rows[i].obj);
+    }
+    free(l->rows);
+    memset(l, 0, sizeof(*l));
+}
+
+static json_t *ms_to_seconds(int64_t ms)
+{
+    /* ms / 1000.0 is the double nearest the decimal seconds, and fp_jsonout prints it back as that
+     * decimal (see jsonout.c), so "last_seen" shows exactly the stored millisecond. */
+    return json_real((double)ms / 1000.0);
+}
+
+/* fp_store_devices callback: copies one device into the list. */
+static int collect_device(void *userdata, const struct fp_device_desc *d)
+{
+    struct device_list *l = userdata;
+    struct device_row row = {0};
+    json_t *info = NULL;
+    int r = 0;
+
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        struct device_row *rows = realloc(l->rows, cap * sizeof(*rows));
+        if (rows == NULL)
+            return -ENOMEM;
+        l->rows = rows;
+        l->cap = cap;
+    }
+
+    row.id = strdup(d->device);
+    row.obj = json_object();
+    info = json_object();
+    if (row.id == NULL || row.obj == NULL || info == NULL) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < d->n_info && r == 0; i++)
+        r = set_data_key(info, d->info[i].name, fp_jsonout_string_new(d->info[i].value));
+    r = r < 0 ? r : set(row.obj, "device", fp_jsonout_string_new(d->device));
+    r = r < 0 ? r : set(row.obj, "first_seen", ms_to_seconds(d->first_seen_ms));
+    r = r < 0 ? r : set(row.obj, "last_seen", ms_to_seconds(d->last_seen_ms));
+    if (r < 0)
+        goto fail;
+    r = set(row.obj, "info", info);
+    info = NULL; /* taken by set, even when it failed */
+    r = r < 0 ? r : set(row.obj, "batches", json_integer((json_int_t)d->batches));
+    r = r < 0 ? r : set(row.obj, "samples", json_integer((json_int_t)d->samples));
+    if (r < 0)
+        goto fail;
+
+    l->rows[l->n++] = row;
+    return 0;
+
+fail:
+    json_decref(info);
+    json_decref(row.obj);
+    free(row.id);
+    return r;
+}
+
+static int cmp_device_row(const void *a, const void *b)
+{
+    return strcmp(((const struct device_row *)a)->id, ((const struct device_row *)b)->id);
+}
+
+static int cmp_metric_row(const void *a, const void *b)
+{
+    const struct metric_row *x = a, *y = b;
+    int c = strcmp(x->metric, y->metric);
+
+    if (c != 0)
+        return c;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int cmp_metric_entry(const void *a, const void *b)
+{
+    return strcmp(((const struct metric_entry *)a)->key, ((const struct metric_entry *)b)->key);
+}
+
+/* The Prometheus text form of a series without its device label:
+ * temperature_celsius{source="thermal",zone="thermal_zone0"}. Label values escape '\', '"' and
+ * newline as the exposition format does. Returns a new string (free()), or NULL. */
+static char *prom_key(const struct fp_series_desc *d)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    bool first = true;
+    FILE *f;
+
+    f = open_memstream(&buf, &len);
+    if (f == NULL)
+        return NULL;
+    fputs(d->metric, f);
+    for (size_t i = 0; i < d->n_labels; i++) {
+        if (strcmp(d->labels[i].name, "device") == 0)
+            continue;
+        fputc(first ? '{' : ',', f);
+        first = false;
+        fprintf(f, "%s=\"", d->labels[i].name);
+        for (const char *p = d->labels[i].value; *p != '\0'; p++) {
+            if (*p == '\\' || *p == '"')
+                fputc('\\', f);
+            if (*p == '\n')
+                fputs("\\n", f);
+            else
+                fputc(*p, f);
+        }
+        fputc('"', f);
+    }
+    if (!first)
+        fputc('}', f);
+    if (ferror(f)) {
+        (void)fclose(f);
+        free(buf);
+        return NULL;
+    }
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* Adds "series" (count) and "metrics" (latest value per series) to one device's object.
+ * Returns 0 or a store code / -errno. */
+static int add_device_series(struct fp_store_reader *rd, struct device_row *row)
+{
+    struct fp_matcher m = {.name = "device", .value = row->id, .op = FP_MATCH_EQ};
+    struct fp_series_desc desc;
+    struct metric_row *series = NULL;
+    struct metric_entry *entries = NULL;
+    size_t n_ids = 0, n_entries = 0;
+    uint64_t *ids = NULL;
+    json_t *metrics = NULL;
+    int r;
+
+    r = fp_store_select(rd, &m, 1, &ids, &n_ids);
+    if (r != 0)
+        goto out;
+
+    series = calloc(n_ids ? n_ids : 1, sizeof(*series));
+    entries = calloc(n_ids ? n_ids : 1, sizeof(*entries));
+    metrics = json_object();
+    if (series == NULL || entries == NULL || metrics == NULL) {
+        r = -ENOMEM;
+        goto out;
+    }
+
+    for (size_t i = 0; i < n_ids; i++) {
+        int64_t ts_ms;
+
+        r = fp_store_series_get(rd, ids[i], &desc);
+        if (r != 0)
+            goto out;
+        series[i].metric = desc.metric;
+        series[i].id = ids[i];
+        r = fp_store_latest(rd, ids[i], &ts_ms, &series[i].value);
+        if (r != 0 && r != FP_STORE_E_NOTFOUND)
+            goto out;
+        series[i].has_value = r == 0; /* a series without samples has no latest value */
+    }
+    r = 0;
+
+    /* Group by metric: a metric with one series on this device is keyed by its bare name, one
+     * with several by metric{labels}, so a dashboard can read "memory_available_bytes" directly
+     * and still tell thermal zones apart. Series without samples count for the grouping, so a
+     * key does not change when an empty sibling series gets its first sample. */
+    qsort(series, n_ids, sizeof(*series), cmp_metric_row);
+    for (size_t i = 0, run; i < n_ids; i += run) {
+        for (run = 1; i + run < n_ids; run++)
+            if (strcmp(series[i].metric, series[i + run].metric) != 0)
+                break;
+        for (size_t j = i; j < i + run; j++) {
+            if (!series[j].has_value)
+                continue;
+            if (run == 1) {
+                entries[n_entries].key = strdup(series[j].metric);
+            } else {
+                r = fp_store_series_get(rd, series[j].id, &desc);
+                if (r != 0)
+                    goto out;
+                entries[n_entries].key = prom_key(&desc);
+            }
+            if (entries[n_entries].key == NULL) {
+                r = -ENOMEM;
+                goto out;
+            }
+            entries[n_entries++].value = series[j].value;
+        }
+    }
+
+    qsort(entries, n_entries, sizeof(*entries), cmp_metric_entry);
+    for (size_t i = 0; i < n_entries && r == 0; i++)
+        r = set_data_key(metrics, entries[i].key, fp_jsonout_real_new(entries[i].value));
+    r = r < 0 ? r : set(row->obj, "series", json_integer((json_int_t)n_ids));
+    r = r < 0 ? r : set(row->obj, "metrics", metrics);
+    metrics = NULL; /* taken by set */
+
+out:
+    json_decref(metrics);
+    for (size_t i = 0; i < n_entries; i++)
+        free(entries[i].key);
+    free(entries);
+    free(series);
+    free(ids);
+    return r;
+}
+
+int fp_api_devices(struct fp_query_server *srv, const char *query, struct evbuffer *out, char *err,
+                   size_t err_size)
+{
+    struct fp_query_params params;
+    struct fp_store_reader *rd = NULL;
+    struct device_list list = {0};
+    json_t *body = NULL, *arr = NULL;
+    int status, r;
+
+    if (fp_query_params_parse(query, &params, err, err_size) < 0)
+        return FP_HTTP_BAD_REQUEST;
+    status = FP_HTTP_BAD_REQUEST;
+    if (fp_query_params_check(&params, NULL, err, err_size) < 0)
+        goto out;
+
+    r = fp_store_reader_open(srv->store, &rd);
+    if (r != 0)
+        goto fail;
+    /* Devices first, then their series: nesting store iterations inside a callback would
+     * depend on how store.c walks its cursors. */
+    r = fp_store_devices(rd, collect_device, &list);
+    if (r != 0)
+        goto fail;
+    /* Sorted here so the documented order does not depend on the store's key layout. */
+    qsort(list.rows, list.n, sizeof(*list.rows), cmp_device_row);
+    for (size_t i = 0; i < list.n; i++) {
+        r = add_device_series(rd, &list.rows[i]);
+        if (r != 0)
+            goto fail;
+    }
+    fp_store_reader_close(&rd);
+
+    body = json_object();
+    arr = json_array();
+    r = body == NULL || arr == NULL ? -ENOMEM : 0;
+    for (size_t i = 0; i < list.n && r == 0; i++) {
+        r = json_array_append_new(arr, list.rows[i].obj) == 0 ? 0 : -ENOMEM;
+        list.rows[i].obj = NULL; /* taken by the array */
+    }
+    r = r < 0 ? r : set(body, "devices", json_incref(arr));
+    r = r < 0 ? r : fp_jsonout_value(out, body);
+    if (r != 0)
+        goto fail;
+    status = FP_HTTP_OK;
+    goto out;
+
+fail:
+    status = internal_error(r, err, err_size);
+out:
+    fp_store_reader_close(&rd);
+    json_decref(arr);
+    json_decref(body);
+    device_list_fini(&list);
+    fp_query_params_fini(&params);
+    return status;
+}
+
+/* --- /api/v1/series --------------------------------------------------------------------------- */
+
+/* One series of the response. Its points are points.ts/v[first .. first + n). */
+struct series_row {
+    json_t *labels; /**< every label, device included, in the store's order (by name) */
+    char *sort_key; /**< "name\0value\0name\0value\0...": byte order = label-set order */
+    size_t sort_len;
+    size_t first;
+    size_t n;
+};
+
+/* Every point of the response, all series back to back. Bounded by max. */
+struct point_buf {
+    int64_t *ts;
+    double *v;
+    size_t n;
+    size_t cap;
+    size_t max;    /**< the response limit */
+    bool too_many; /**< stopped because one more point would pass max */
+    bool oom;
+};
+
+static int add_point(void *userdata, int64_t ts_ms, double value)
+{
+    struct point_buf *p = userdata;
+
+    if (p->n == p->max) {
+        p->too_many = true;
+        return 1;
+    }
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? 2 * p->cap : 1024;
+        int64_t *ts;
+        double *v;
+
+        if (cap > p->max)
+            cap = p->max;
+        ts = realloc(p->ts, cap * sizeof(*ts));
+        if (ts != NULL)
+            p->ts = ts;
+        v = realloc(p->v, cap * sizeof(*v));
+        if (v != NULL)
+            p->v = v;
+        if (ts == NULL || v == NULL) {
+            p->oom = true;
+            return 1;
+        }
+        p->cap = cap;
+    }
+    p->ts[p->n] = ts_ms;
+    p->v[p->n] = value;
+    p->n++;
+    return 0;
+}
+
+static int cmp_series_row(const void *a, const void *b)
+{
+    const struct series_row *x = a, *y = b;
+    size_t n = x->sort_len < y->sort_len ? x->sort_len : y->sort_len;
+    int c = memcmp(x->sort_key, y->sort_key, n);
+
+    if (c != 0)
+        return c;
+    return x->sort_len < y->sort_len ? -1 : x->sort_len > y->sort_len;
+}
+
+/* Copies a series' labels out of the snapshot into row. Returns 0 or -ENOMEM. */
+static int series_row_init(struct series_row *row, const struct fp_series_desc *d)
+{
+    size_t len = 0;
+    char *k;
+    int r = 0;
+
+    row->labels = json_object();
+    if (row->labels == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < d->n_labels && r == 0; i++) {
+        len += strlen(d->labels[i].name) + strlen(d->labels[i].value) + 2;
+        r = set_data_key(row->labels, d->labels[i].name, fp_jsonout_string_new(d->labels[i].value));
+    }
+    if (r < 0)
+        return r;
+
+    row->sort_key = k = malloc(len ? len : 1);
+    if (k == NULL)
+        return -ENOMEM;
+    row->sort_len = len;
+    /* Each string ends in its NUL, which sorts below every other byte, so "a" < "ab" holds pair
+     * by pair. */
+    for (size_t i = 0; i < d->n_labels; i++) {
+        size_t ln = strlen(d->labels[i].name) + 1, lv = strlen(d->labels[i].value) + 1;
+        memcpy(k, d->labels[i].name, ln);
+        memcpy(k + ln, d->labels[i].value, lv);
+        k += ln + lv;
+    }
+    return 0;
+}
+
+static int write_series(struct evbuffer *out, const char *metric, const struct series_row *rows,
+                        size_t n_rows, const struct point_buf *pts)
+{
+    int r = evbuffer_add_printf(out, "{\"series\":[") < 0 ? -ENOMEM : 0;
+
+    for (size_t i = 0; i < n_rows && r == 0; i++) {
+        const struct series_row *s = &rows[i];
+
+        r |= evbuffer_add_printf(out, "%s{\"labels\":", i ? "," : "") < 0;
+        r |= fp_jsonout_value(out, s->labels);
+        r |= evbuffer_add_printf(out, ",\"metric\":") < 0;
+        r |= fp_jsonout_string(out, metric);
+        r |= evbuffer_add_printf(out, ",\"points\":[") < 0;
+        for (size_t j = s->first; j < s->first + s->n; j++) {
+            r |= evbuffer_add(out, j > s->first ? ",[" : "[", j > s->first ? 2 : 1);
+            r |= fp_jsonout_ts_ms(out, pts->ts[j]);
+            r |= evbuffer_add(out, ",", 1);
+            r |= fp_jsonout_double(out, pts->v[j]);
+            r |= evbuffer_add(out, "]", 1);
+        }
+        r |= evbuffer_add(out, "]}", 2);
+    }
+    r |= evbuffer_add(out, "]}", 2);
+    return r == 0 ? 0 : -ENOMEM;
+}
+
+int fp_api_series(struct fp_query_server *srv, const char *query, struct evbuffer *out, char *err,
+                  size_t err_size)
+{
+    struct fp_query_params params;
+    struct fp_series_query q;
+    struct fp_store_reader *rd = NULL;
+    struct fp_matcher m[2];
+    struct fp_series_desc desc;
+    struct point_buf pts = {.max = srv->max_points};
+    struct series_row *rows = NULL;
+    size_t n_ids = 0, n_rows = 0;
+    uint64_t *ids = NULL;
+    int status = FP_HTTP_BAD_REQUEST, r;
+
+    if (fp_query_params_parse(query, &params, err, err_size) < 0)
+        return FP_HTTP_BAD_REQUEST;
+    if (fp_series_query_parse(&params, fp_clock_now_ms(), srv->max_range_ms, &q, err, err_size) < 0)
+        goto out;
+
+    m[0] = (struct fp_matcher){.name = "__name__", .value = q.metric, .op = FP_MATCH_EQ};
+    m[1] = (struct fp_matcher){.name = "device", .value = q.device, .op = FP_MATCH_EQ};
+
+    r = fp_store_reader_open(srv->store, &rd);
+    if (r != 0)
+        goto fail;
+    r = fp_store_select(rd, m, q.device != NULL ? 2 : 1, &ids, &n_ids);
+    if (r != 0)
+        goto fail;
+    rows = calloc(n_ids ? n_ids : 1, sizeof(*rows));
+    if (rows == NULL) {
+        r = -ENOMEM;
+        goto fail;
+    }
+
+    for (size_t i = 0; i < n_ids; i++) {
+        size_t first = pts.n;
+
+        r = fp_store_read_range(rd, ids[i], q.from_ms, q.to_ms, add_point, &pts);
+        if (pts.too_many) {
+            set_err(err, err_size,
+                    "more than %zu points in the answer; narrow the range (from, to) or ask "
+                    "for one device",
+                    srv->max_points);
+            status = FP_HTTP_UNPROCESSABLE;
+            goto out;
+        }
+        if (pts.oom)
+            r = -ENOMEM;
+        if (r != 0)
+            goto fail;
+        /* Like a Prometheus range query, a series without points in the range is left out. */
+        if (pts.n == first)
+            continue;
+        r = fp_store_series_get(rd, ids[i], &desc);
+        if (r == 0) {
+            rows[n_rows].first = first;
+            rows[n_rows].n = pts.n - first;
+            r = series_row_init(&rows[n_rows++], &desc);
+        }
+        if (r != 0)
+            goto fail;
+    }
+    fp_store_reader_close(&rd);
+
+    qsort(rows, n_rows, sizeof(*rows), cmp_series_row);
+    r = write_series(out, q.metric, rows, n_rows, &pts);
+    if (r != 0)
+        goto fail;
+    status = FP_HTTP_OK;
+    goto out;
+
+fail:
+    status = internal_error(r, err, err_size);
+out:
+    fp_store_reader_close(&rd);
+    for (size_t i = 0; i < n_rows; i++) {
+        json_decref(rows[i].labels);
+        free(rows[i].sort_key);
+    }
+    free(rows);
+    free(ids);
+    free(pts.ts);
+    free(pts.v);
+    fp_query_params_fini(&params);
+    return status;
+}

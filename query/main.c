@@ -1,0 +1,158 @@
+/* fleetpulse-query: flags, signals and the event loop around struct fp_query_server.
+ * Exit status: 0 after SIGTERM/SIGINT, 1 when it cannot start (store, address), 2 for bad usage. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+#define PROG "fleetpulse-query"
+
+enum {
+    OPT_LOG_LEVEL = 256, /* long-only options take values past any char */
+};
+
+static const struct option long_options[] = {
+    {"listen", required_argument, NULL, 'l'},
+    {"data", required_argument, NULL, 'd'},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: " PROG " --data DIR [--listen HOST:PORT] [--log-level LEVEL]\n"
+            "Serve the fleetpulse store in DIR (read-only) as JSON over HTTP.\n"
+            "\n"
+            "  -d, --data DIR          store directory written by fleetpulse-collector (required)\n"
+            "  -l, --listen HOST:PORT  address to listen on (default " FP_DEFAULT_QUERY_LISTEN
+            "; [::1]:PORT for IPv6)\n"
+            "      --log-level LEVEL   error, warn, info (default) or debug\n"
+            "  -h, --help              show this help and exit\n"
+            "  -V, --version           show the version and exit\n"
+            "\n"
+            "Endpoints: /healthz, /api/v1/devices, /api/v1/series (see docs/api.md).\n");
+}
+
+/* One line on stderr; returns 2, the exit status of every usage error. */
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, PROG ": ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see --help)\n");
+    return 2;
+}
+
+static void on_signal(evutil_socket_t sig, short events, void *arg)
+{
+    struct event_base *base = arg;
+
+    fp_log_info("query", "%s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    (void)event_base_loopexit(base, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    struct fp_query_options opts;
+    struct event_base *base = NULL;
+    struct event *sigterm = NULL, *sigint = NULL;
+    struct fp_query_server *srv = NULL;
+    char err[512], host[256];
+    uint16_t port;
+    int c, status = 1;
+
+    fp_query_options_default(&opts);
+    opterr = 0; /* our own one-line messages instead of getopt's */
+    while ((c = getopt_long(argc, argv, ":l:d:hV", long_options, NULL)) != -1) {
+        switch (c) {
+        case 'l':
+            opts.listen = optarg;
+            break;
+        case 'd':
+            opts.data_dir = optarg;
+            break;
+        case OPT_LOG_LEVEL:
+            if (fp_log_parse_level(optarg, &fp_log_threshold) < 0)
+                return usage_error("invalid --log-level \"%s\" (error, warn, info, debug)", optarg);
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf(PROG " %s\n", FP_VERSION);
+            return 0;
+        case ':':
+            return usage_error("option %s needs a value", argv[optind - 1]);
+        default:
+            if (optopt != 0) {
+                char opt[3] = {'-', (char)optopt, '\0'};
+                return usage_error("unknown option %s", opt);
+            }
+            return usage_error("unknown option %s", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument \"%s\"", argv[optind]);
+    if (opts.data_dir == NULL)
+        return usage_error("missing --data DIR");
+    if (fp_query_listen_parse(opts.listen, host, sizeof(host), &port) < 0)
+        return usage_error("invalid --listen \"%s\" (expected HOST:PORT)", opts.listen);
+
+    /* A client that hangs up mid-response must cost a failed write, not the process. */
+    (void)signal(SIGPIPE, SIG_IGN);
+
+    base = event_base_new();
+    if (base == NULL) {
+        fprintf(stderr, PROG ": cannot create the event loop\n");
+        goto out;
+    }
+    if (fp_query_server_new(base, &opts, &srv, err, sizeof(err)) != 0) {
+        fprintf(stderr, PROG ": %s\n", err);
+        goto out;
+    }
+    sigterm = evsignal_new(base, SIGTERM, on_signal, base);
+    sigint = evsignal_new(base, SIGINT, on_signal, base);
+    if (sigterm == NULL || sigint == NULL || evsignal_add(sigterm, NULL) < 0 ||
+        evsignal_add(sigint, NULL) < 0) {
+        fprintf(stderr, PROG ": cannot install signal handlers\n");
+        goto out;
+    }
+
+    /* Tests and scripts read the bound port from this line when they asked for port 0. */
+    fp_log_info("query", "fleetpulse-query %s listening on %s%s%s:%u, data \"%s\"", FP_VERSION,
+                strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+                (unsigned)fp_query_server_port(srv), opts.data_dir);
+    if (event_base_dispatch(base) < 0) {
+        fp_log_error("query", "event loop failed");
+        goto out;
+    }
+    status = 0;
+
+out:
+    if (sigint != NULL)
+        event_free(sigint);
+    if (sigterm != NULL)
+        event_free(sigterm);
+    fp_query_server_destroy(&srv);
+    if (base != NULL)
+        event_base_free(base);
+    libevent_global_shutdown();
+    return status;
+}

@@ -1,0 +1,673 @@
+/* API test for the query service: writes a known fleet with the storage write API, serves it
+ * in-process on a free loopback port from a second thread, and checks real HTTP answers byte
+ * for byte (status, headers, exact JSON values and text) for every endpoint and error path.
+ *
+ * The server's event base lives on its own thread and is stopped by a message on a socketpair
+ * (libevent is not built thread-safe here, so no cross-thread event_base_loopbreak). The client is
+ * a blocking socket that writes raw requests, so the test sees exactly what a client gets. */
+#include "test.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "clock.h"
+#include "fixture.h"
+#include "server.h"
+
+/* One more than the default response limit: the boundary is tested at the real value. */
+#define BIG_POINTS (FP_QUERY_MAX_POINTS_DEFAULT + 1)
+
+struct server_thread {
+    struct event_base *base;
+    struct fp_query_server *srv;
+    struct event *stop_ev;
+    int stop_fds[2]; /**< [1] written by the test thread, [0] watched by the server's base */
+    pthread_t thread;
+    uint16_t port;
+};
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)event_base_loopbreak(arg);
+}
+
+static void *server_main(void *arg)
+{
+    struct server_thread *st = arg;
+
+    (void)event_base_dispatch(st->base);
+    return NULL;
+}
+
+static void server_start(struct server_thread *st, const char *dir)
+{
+    struct fp_query_options opts;
+    char err[512] = "";
+
+    memset(st, 0, sizeof(*st));
+    fp_query_options_default(&opts);
+    opts.listen = "127.0.0.1:0";
+    opts.data_dir = dir;
+    opts.timeout_s = 1; /* short, so the idle-client test is quick */
+
+    st->base = event_base_new();
+    fp_assert(st->base != NULL);
+    if (fp_query_server_new(st->base, &opts, &st->srv, err, sizeof(err)) != 0) {
+        FP_TEST_FAIL("fp_query_server_new: %s", err);
+        exit(1);
+    }
+    st->port = fp_query_server_port(st->srv);
+    fp_assert(st->port != 0);
+    fp_assert(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, st->stop_fds) == 0);
+    st->stop_ev = event_new(st->base, st->stop_fds[0], EV_READ, on_stop, st->base);
+    fp_assert(st->stop_ev != NULL && event_add(st->stop_ev, NULL) == 0);
+    /* Created here, run there: the thread owns the base from pthread_create to pthread_join. */
+    fp_assert(pthread_create(&st->thread, NULL, server_main, st) == 0);
+}
+
+static void server_stop(struct server_thread *st)
+{
+    fp_assert(write(st->stop_fds[1], "x", 1) == 1);
+    fp_assert(pthread_join(st->thread, NULL) == 0);
+    event_free(st->stop_ev);
+    fp_query_server_destroy(&st->srv);
+    check(st->srv == NULL);
+    fp_query_server_destroy(&st->srv); /* idempotent */
+    event_base_free(st->base);
+    close(st->stop_fds[0]);
+    close(st->stop_fds[1]);
+}
+
+/* --- a raw HTTP client ------------------------------------------------------------------------ */
+
+struct reply {
+    int status;
+    char *head; /**< status line and headers, NUL-terminated */
+    char *body; /**< NUL-terminated; body_len bytes before the NUL */
+    size_t body_len;
+};
+
+static void reply_fini(struct reply *r)
+{
+    free(r->head);
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+static int connect_to(uint16_t port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    struct timeval tv = {.tv_sec = 10};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    fp_assert(fd >= 0);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    /* A hung server fails the test instead of hanging it. */
+    fp_assert(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0);
+    fp_assert(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    return fd;
+}
+
+static void send_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        fp_assert(n > 0);
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
+/* Reads until the server closes; returns the bytes (malloc'd, NUL-terminated) and their count. */
+static char *read_all(int fd, size_t *ret_len)
+{
+    size_t len = 0, cap = 65536;
+    char *buf = malloc(cap);
+
+    fp_assert(buf != NULL);
+    for (;;) {
+        ssize_t n;
+        if (cap - len < 4096) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            fp_assert(buf != NULL);
+        }
+        n = recv(fd, buf + len, cap - len - 1, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == ECONNRESET)
+            break;
+        fp_assert(n >= 0); /* EAGAIN here: the server did not answer within SO_RCVTIMEO */
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    *ret_len = len;
+    return buf;
+}
+
+/* Sends raw (a complete request) and parses the answer into *ret. */
+static void http_raw(uint16_t port, const char *raw, struct reply *ret)
+{
+    int fd = connect_to(port);
+    size_t len;
+    char *all, *sep;
+
+    memset(ret, 0, sizeof(*ret));
+    send_all(fd, raw, strlen(raw));
+    all = read_all(fd, &len);
+    close(fd);
+
+    sep = strstr(all, "\r\n\r\n");
+    if (sep == NULL || sscanf(all, "HTTP/1.%*d %d", &ret->status) != 1) {
+        FP_TEST_FAIL("not an HTTP answer to \"%.60s\": \"%.200s\"", raw, all);
+        ret->status = -1;
+        ret->head = all;
+        ret->body = strdup("");
+        return;
+    }
+    ret->body_len = len - (size_t)(sep + 4 - all);
+    ret->body = malloc(ret->body_len + 1);
+    fp_assert(ret->body != NULL);
+    memcpy(ret->body, sep + 4, ret->body_len + 1);
+    sep[2] = '\0';
+    ret->head = all;
+}
+
+static void http(uint16_t port, const char *method, const char *target, struct reply *ret)
+{
+    char req[2048];
+
+    snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+             method, target);
+    http_raw(port, req, ret);
+}
+
+/* The value of header name (case-insensitive) in r, copied into buf, or NULL. */
+static const char *header(const struct reply *r, const char *name, char *buf, size_t size)
+{
+    size_t nl = strlen(name);
+
+    for (const char *line = strstr(r->head, "\r\n"); line != NULL && line[2] != '\0';
+         line = strstr(line + 2, "\r\n")) {
+        const char *p = line + 2, *end = strstr(p, "\r\n");
+        if (end != NULL && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            p += nl + 1;
+            while (*p == ' ')
+                p++;
+            snprintf(buf, size, "%.*s", (int)(end - p), p);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+/* GET target, expect status and a JSON body; returns the parsed body (new reference). */
+static json_t *get_json(uint16_t port, const char *target, int status, struct reply *keep)
+{
+    struct reply r;
+    json_error_t jerr;
+    char ct[128];
+    json_t *v;
+
+    http(port, "GET", target, &r);
+    if (r.status != status)
+        FP_TEST_FAIL("GET %s: status %d, expected %d; body %.300s", target, r.status, status,
+                     r.body);
+    if (header(&r, "Content-Type", ct, sizeof(ct)) == NULL || strcmp(ct, "application/json") != 0)
+        FP_TEST_FAIL("GET %s: Content-Type \"%s\"", target,
+                     header(&r, "Content-Type", ct, sizeof(ct)) ? ct : "(none)");
+    v = json_loadb(r.body, r.body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (v == NULL) {
+        FP_TEST_FAIL("GET %s: invalid JSON (%s): %.300s", target, jerr.text, r.body);
+        v = json_object();
+    }
+    if (keep != NULL)
+        *keep = r;
+    else
+        reply_fini(&r);
+    return v;
+}
+
+/* Expects an error answer: status, {"status":"error","error":...} with needle in the message. */
+static void expect_error(uint16_t port, const char *method, const char *target, int status,
+                         const char *needle)
+{
+    struct reply r;
+    json_t *v;
+    const char *msg;
+
+    http(port, method, target, &r);
+    if (r.status != status)
+        FP_TEST_FAIL("%s %s: status %d, expected %d; body %.300s", method, target, r.status, status,
+                     r.body);
+    v = json_loadb(r.body, r.body_len, 0, NULL);
+    msg = json_string_value(json_object_get(v, "error"));
+    if (v == NULL || json_object_size(v) != 2 ||
+        json_string_value(json_object_get(v, "status")) == NULL ||
+        strcmp(json_string_value(json_object_get(v, "status")), "error") != 0 || msg == NULL ||
+        strstr(msg, needle) == NULL || strchr(msg, '\n') != NULL)
+        FP_TEST_FAIL("%s %s: error body %.300s lacks \"%s\"", method, target, r.body, needle);
+    json_decref(v);
+    reply_fini(&r);
+}
+
+/* --- the tests -------------------------------------------------------------------------------- */
+
+static void test_healthz(uint16_t port)
+{
+    struct reply r, head;
+    char cl[32], allow[64];
+    json_t *v;
+
+    v = get_json(port, "/healthz", 200, &r);
+    check_str(r.body, "{\"status\":\"ok\",\"version\":\"0.1.0\"}");
+    check_int(json_object_size(v), 2);
+    json_decref(v);
+
+    /* HEAD: the same status and headers, no body. */
+    http(port, "HEAD", "/healthz", &head);
+    check_int(head.status, 200);
+    check_int(head.body_len, 0);
+    check(header(&head, "Content-Length", cl, sizeof(cl)) != NULL);
+    check_int(atoi(cl), r.body_len);
+    reply_fini(&head);
+    reply_fini(&r);
+
+    expect_error(port, "POST", "/healthz", 405, "method POST not allowed");
+    http(port, "DELETE", "/api/v1/devices", &r);
+    check_int(r.status, 405);
+    check(header(&r, "Allow", allow, sizeof(allow)) != NULL);
+    check_str(allow, "GET, HEAD");
+    reply_fini(&r);
+    expect_error(port, "GET", "/healthz?verbose=1", 400, "unknown parameter \"verbose\"");
+}
+
+static void test_not_found(uint16_t port)
+{
+    expect_error(port, "GET", "/", 404, "no such endpoint: /");
+    expect_error(port, "GET", "/api/v1/nope", 404, "no such endpoint: /api/v1/nope");
+    expect_error(port, "GET", "/api/v1/devices/", 404, "no such endpoint");
+    expect_error(port, "GET", "/healthz/x?y=1", 404, "no such endpoint: /healthz/x");
+    /* An unknown path is a 404 whatever the method. */
+    expect_error(port, "POST", "/nope", 404, "no such endpoint: /nope");
+    /* Bytes that are not UTF-8 come back repaired, inside valid JSON. */
+    expect_error(port, "GET", "/%FF\xff", 404, "no such endpoint: /%FF\xef\xbf\xbd");
+}
+
+static void test_devices(uint16_t port)
+{
+    struct reply r;
+    json_t *v, *devs, *d, *m;
+
+    v = get_json(port, "/api/v1/devices", 200, &r);
+    devs = json_object_get(v, "devices");
+    fp_assert(json_is_array(devs));
+    check_int(json_object_size(v), 1);
+    check_int(json_array_size(devs), 3);
+
+    d = json_array_get(devs, 0);
+    check_str(json_string_value(json_object_get(d, "device")), "edge-01");
+    check_double(json_number_value(json_object_get(d, "first_seen")), 1732412345.623);
+    check_double(json_number_value(json_object_get(d, "last_seen")), 1732412355.623);
+    check_str(json_string_value(json_object_get(json_object_get(d, "info"), "hostname")),
+              "edge-01.lan");
+    check_str(json_string_value(json_object_get(json_object_get(d, "info"), "model")),
+              "llama-3.2-1b-q4");
+    check_int(json_integer_value(json_object_get(d, "batches")), 2);
+    check_int(json_integer_value(json_object_get(d, "samples")), 7);
+    check_int(json_integer_value(json_object_get(d, "series")), 5);
+    m = json_object_get(d, "metrics");
+    check_int(json_object_size(m), 5);
+    check_double(json_number_value(json_object_get(m, "memory_available_bytes")), 123456789);
+    check_double(json_number_value(json_object_get(m, "probe_up")), 7);
+    check_double(json_number_value(json_object_get(m, "llama_tokens_per_second")),
+                 0.30000000000000004);
+    /* Two series of one metric on one device: keyed by their labels, device left out. */
+    check(json_object_get(m, "temperature_celsius") == NULL);
+    check_double(json_number_value(json_object_get(
+                     m, "temperature_celsius{source=\"thermal\",type=\"x86_pkg_temp\","
+                        "zone=\"thermal_zone0\"}")),
+                 51.234);
+    check_double(json_number_value(json_object_get(
+                     m, "temperature_celsius{source=\"thermal\",type=\"acpitz\",zone=\"thermal_"
+                        "zone1\"}")),
+                 40);
+
+    d = json_array_get(devs, 1);
+    check_str(json_string_value(json_object_get(d, "device")), "edge-02");
+    check_int(json_integer_value(json_object_get(d, "series")), 1);
+    check_int(json_integer_value(json_object_get(d, "batches")), 1);
+    m = json_object_get(d, "metrics");
+    check_int(json_object_size(m), 1);
+    /* One series of the metric on this device: the bare name. */
+    check_double(json_number_value(json_object_get(m, "temperature_celsius")), 60.5);
+
+    d = json_array_get(devs, 2);
+    check_str(json_string_value(json_object_get(d, "device")), "edge-03");
+    check_int(json_object_size(json_object_get(d, "info")), 0);
+    check_double(json_number_value(json_object_get(json_object_get(d, "metrics"), "bench_big")),
+                 (double)(BIG_POINTS - 1) / 2);
+
+    /* The text itself: exact decimals, keys in documented order, metric keys sorted. */
+    check(strstr(r.body, "{\"devices\":[{\"device\":\"edge-01\",\"first_seen\":1732412345.623,"
+                         "\"last_seen\":1732412355.623,\"info\":{\"hostname\":\"edge-01.lan\","
+                         "\"model\":\"llama-3.2-1b-q4\"},\"batches\":2,\"samples\":7,"
+                         "\"series\":5,\"metrics\":{\"llama_tokens_per_second\":"
+                         "0.30000000000000004,\"memory_available_bytes\":123456789,"
+                         "\"probe_up\":7,\"temperature_celsius{source=\\\"thermal\\\","
+                         "type=\\\"acpitz\\\",zone=\\\"thermal_zone1\\\"}\":40,"
+                         "\"temperature_celsius{source=\\\"thermal\\\",type=\\\"x86_pkg_temp\\\","
+                         "zone=\\\"thermal_zone0\\\"}\":51.234}}") == r.body);
+    json_decref(v);
+    reply_fini(&r);
+
+    expect_error(port, "GET", "/api/v1/devices?device=edge-01", 400,
+                 "unknown parameter \"device\"");
+}
+
+static void test_series(uint16_t port)
+{
+    struct reply r;
+    json_t *v, *series, *s, *pts;
+
+    v = get_json(port,
+                 "/api/v1/series?metric=temperature_celsius&device=edge-01&from=1732412300"
+                 "&to=1732412400",
+                 200, &r);
+    series = json_object_get(v, "series");
+    check_int(json_array_size(series), 2);
+    /* Sorted by label set: type "acpitz" before "x86_pkg_temp". */
+    s = json_array_get(series, 0);
+    check_int(json_object_size(s), 3);
+    check_str(json_string_value(json_object_get(s, "metric")), "temperature_celsius");
+    check_int(json_object_size(json_object_get(s, "labels")), 4);
+    check_str(json_string_value(json_object_get(json_object_get(s, "labels"), "device")),
+              "edge-01");
+    check_str(json_string_value(json_object_get(json_object_get(s, "labels"), "type")), "acpitz");
+    pts = json_object_get(s, "points");
+    check_int(json_array_size(pts), 1);
+    check_double(json_number_value(json_array_get(json_array_get(pts, 0), 0)), 1732412345.123);
+    check_double(json_number_value(json_array_get(json_array_get(pts, 0), 1)), 40);
+
+    s = json_array_get(series, 1);
+    check_str(json_string_value(json_object_get(json_object_get(s, "labels"), "zone")),
+              "thermal_zone0");
+    pts = json_object_get(s, "points");
+    check_int(json_array_size(pts), 2);
+    check_double(json_number_value(json_array_get(json_array_get(pts, 0), 0)), 1732412344.123);
+    check_double(json_number_value(json_array_get(json_array_get(pts, 0), 1)), 50.5);
+    check_double(json_number_value(json_array_get(json_array_get(pts, 1), 0)), 1732412345.123);
+    check_double(json_number_value(json_array_get(json_array_get(pts, 1), 1)), 51.234);
+
+    /* The exact text: values read back exactly as the probe wrote them. */
+    check(strstr(r.body, "{\"labels\":{\"device\":\"edge-01\",\"source\":\"thermal\","
+                         "\"type\":\"x86_pkg_temp\",\"zone\":\"thermal_zone0\"},"
+                         "\"metric\":\"temperature_celsius\",\"points\":[[1732412344.123,50.5],"
+                         "[1732412345.123,51.234]]}]}") != NULL);
+    check(strstr(r.body, "51.234000") == NULL);
+    json_decref(v);
+    reply_fini(&r);
+
+    /* Every device; escaped parameter names and values decode. */
+    v = get_json(port,
+                 "/api/v1/series?m%65tric=temperature%5Fcelsius&from=1732412300&to=1732412400", 200,
+                 NULL);
+    series = json_object_get(v, "series");
+    check_int(json_array_size(series), 3);
+    s = json_array_get(series, 2);
+    check_str(json_string_value(json_object_get(json_object_get(s, "labels"), "device")),
+              "edge-02");
+    check_double(
+        json_number_value(json_array_get(json_array_get(json_object_get(s, "points"), 0), 1)),
+        60.5);
+    json_decref(v);
+
+    /* Inclusive bounds, fractional seconds: exactly the 51.234 point. */
+    v = get_json(port,
+                 "/api/v1/series?metric=temperature_celsius&device=edge-01&from=1732412345.123"
+                 "&to=1732412345.123",
+                 200, &r);
+    check_int(json_array_size(json_object_get(v, "series")), 2);
+    check(strstr(r.body, "\"points\":[[1732412345.123,51.234]]") != NULL);
+    json_decref(v);
+    reply_fini(&r);
+
+    /* Default range: the last hour before now, so only the probe_up point from a minute ago. */
+    v = get_json(port, "/api/v1/series?metric=probe_up", 200, NULL);
+    series = json_object_get(v, "series");
+    check_int(json_array_size(series), 1);
+    pts = json_object_get(json_array_get(series, 0), "points");
+    check_int(json_array_size(pts), 1);
+    check_double(json_number_value(json_array_get(json_array_get(pts, 0), 1)), 7);
+    json_decref(v);
+
+    /* 16-17 significant digits are kept where a value needs them. */
+    v = get_json(port,
+                 "/api/v1/series?metric=llama_tokens_per_second&from=1732412000&to="
+                 "1732413000",
+                 200, &r);
+    check(strstr(r.body, "\"points\":[[1732412355.123,0.30000000000000004]]") != NULL);
+    json_decref(v);
+    reply_fini(&r);
+
+    /* Unknown device, unknown metric, empty range: 200 with no series. */
+    v = get_json(port, "/api/v1/series?metric=temperature_celsius&device=nope&from=0&to=100", 200,
+                 &r);
+    check_str(r.body, "{\"series\":[]}");
+    json_decref(v);
+    reply_fini(&r);
+    v = get_json(port, "/api/v1/series?metric=no_such_metric", 200, &r);
+    check_str(r.body, "{\"series\":[]}");
+    json_decref(v);
+    reply_fini(&r);
+    v = get_json(port, "/api/v1/series?metric=temperature_celsius&from=0&to=100", 200, &r);
+    check_str(r.body, "{\"series\":[]}");
+    json_decref(v);
+    reply_fini(&r);
+}
+
+static void test_series_limits(uint16_t port)
+{
+    char target[256];
+    int64_t from_s = FIXTURE_BIG0_MS / 1000;
+    struct reply r;
+    json_t *v, *pts;
+
+    /* Exactly the limit: 100000 points pass. */
+    snprintf(target, sizeof(target), "/api/v1/series?metric=bench_big&from=%lld&to=%lld",
+             (long long)from_s, (long long)from_s + FP_QUERY_MAX_POINTS_DEFAULT - 1);
+    v = get_json(port, target, 200, &r);
+    pts = json_object_get(json_array_get(json_object_get(v, "series"), 0), "points");
+    check_int(json_array_size(pts), FP_QUERY_MAX_POINTS_DEFAULT);
+    check_double(json_number_value(json_array_get(json_array_get(pts, 0), 0)), (double)from_s);
+    check_double(json_number_value(json_array_get(json_array_get(pts, 99999), 1)), 49999.5);
+    json_decref(v);
+    reply_fini(&r);
+
+    /* One more point: refused, with advice. */
+    snprintf(target, sizeof(target), "/api/v1/series?metric=bench_big&from=%lld&to=%lld",
+             (long long)from_s, (long long)from_s + FP_QUERY_MAX_POINTS_DEFAULT);
+    expect_error(port, "GET", target, 422, "more than 100000 points");
+    expect_error(port, "GET", target, 422, "narrow the range");
+}
+
+static void test_series_errors(uint16_t port)
+{
+    expect_error(port, "GET", "/api/v1/series", 400, "missing parameter \"metric\"");
+    expect_error(port, "GET", "/api/v1/series?device=edge-01", 400, "missing parameter \"metric\"");
+    expect_error(port, "GET", "/api/v1/series?metric=temp-celsius", 400, "not a valid metric name");
+    expect_error(port, "GET", "/api/v1/series?metric=m&from=yesterday", 400,
+                 "parameter \"from\": \"yesterday\" is not a Unix time");
+    expect_error(port, "GET", "/api/v1/series?metric=m&to=1e9", 400,
+                 "parameter \"to\": \"1e9\" is not a Unix time");
+    expect_error(port, "GET", "/api/v1/series?metric=m&from=2000&to=1000", 400,
+                 "\"from\" is after \"to\"");
+    expect_error(port, "GET", "/api/v1/series?metric=m&from=0&to=2678401", 400,
+                 "longer than 2678400 seconds");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=60", 400, "unknown parameter \"step\"");
+    expect_error(port, "GET", "/api/v1/series?metric=m&metric=n", 400,
+                 "parameter \"metric\" given more than once");
+    expect_error(port, "GET", "/api/v1/series?metric=m&&from=1", 400, "malformed query string");
+    expect_error(port, "GET", "/api/v1/series?metric=m%00x", 400, "bad %-escape");
+    expect_error(port, "GET", "/api/v1/series?metric=m&device=", 400, "parameter \"device\"");
+    expect_error(port, "POST", "/api/v1/series?metric=m", 405, "not allowed");
+}
+
+static void test_transport_limits(uint16_t port)
+{
+    static const char prefix[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ";
+    static const char suffix[] = "\r\nConnection: close\r\n\r\n";
+    const size_t n = 10000;
+    struct reply r;
+    char *big;
+    int fd;
+
+    /* Headers over 8 KiB: libevent 2.1 refuses (400, its own HTML body) before any handler
+     * runs. */
+    big = malloc(sizeof(prefix) + n + sizeof(suffix));
+    fp_assert(big != NULL);
+    memcpy(big, prefix, sizeof(prefix) - 1);
+    memset(big + sizeof(prefix) - 1, 'a', n);
+    memcpy(big + sizeof(prefix) - 1 + n, suffix, sizeof(suffix));
+    http_raw(port, big, &r);
+    check_int(r.status, 400);
+    reply_fini(&r);
+    free(big);
+
+    /* A declared body over the 4 KiB limit: 413 from libevent, the server survives. */
+    http_raw(port,
+             "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 100000\r\n"
+             "\r\n",
+             &r);
+    check_int(r.status, 413);
+    reply_fini(&r);
+
+    /* A client that connects and goes quiet is dropped after timeout_s (1 s in this test). */
+    {
+        int64_t start = fp_clock_mono_ms();
+        size_t len;
+        char *rest;
+
+        fd = connect_to(port);
+        send_all(fd, "GET /healthz HTTP/1.1\r\n", 23);
+        rest = read_all(fd, &len);
+        check_int(len, 0);
+        check(fp_clock_mono_ms() - start < 5000);
+        free(rest);
+        close(fd);
+    }
+
+    /* Still serving. */
+    http(port, "GET", "/healthz", &r);
+    check_int(r.status, 200);
+    reply_fini(&r);
+}
+
+/* Runs after the server stopped: LMDB must not have one environment open twice in a process
+ * (closing the second drops the first one's locks), and a failed start opens the store before
+ * it binds. */
+static void test_start_errors(const char *dir)
+{
+    struct event_base *base = event_base_new();
+    struct fp_query_server *srv = NULL;
+    struct fp_query_options opts;
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t sa_len = sizeof(sa);
+    char err[512], addr[64], missing[600], empty[600];
+    int r, busy;
+
+    fp_assert(base != NULL);
+    fp_query_options_default(&opts);
+    opts.data_dir = dir;
+
+    /* A port some other socket listens on. */
+    busy = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fp_assert(busy >= 0 && bind(busy, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    fp_assert(listen(busy, 1) == 0 && getsockname(busy, (struct sockaddr *)&sa, &sa_len) == 0);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    opts.listen = addr;
+    r = fp_query_server_new(base, &opts, &srv, err, sizeof(err));
+    check_int(r, -EADDRINUSE);
+    check(srv == NULL);
+    check(strstr(err, "cannot listen on 127.0.0.1:") != NULL);
+    check(strchr(err, '\n') == NULL);
+    close(busy);
+
+    opts.listen = "127.0.0.1";
+    check_int(fp_query_server_new(base, &opts, &srv, err, sizeof(err)), -EINVAL);
+    check(strstr(err, "invalid listen address") != NULL);
+
+    /* Data directory problems name the directory. */
+    opts.listen = "127.0.0.1:0";
+    snprintf(missing, sizeof(missing), "%s/missing", dir);
+    opts.data_dir = missing;
+    check_int(fp_query_server_new(base, &opts, &srv, err, sizeof(err)), -ENOENT);
+    check(strstr(err, missing) != NULL);
+
+    snprintf(empty, sizeof(empty), "%s/empty", dir);
+    fp_assert(mkdir(empty, 0700) == 0);
+    opts.data_dir = empty;
+    check(fp_query_server_new(base, &opts, &srv, err, sizeof(err)) != 0);
+    check(strstr(err, empty) != NULL);
+    (void)rmdir(empty);
+
+    opts.data_dir = NULL;
+    check_int(fp_query_server_new(base, &opts, &srv, err, sizeof(err)), -EINVAL);
+    check(srv == NULL);
+
+    event_base_free(base);
+}
+
+static void remove_store(const char *dir)
+{
+    char path[600];
+
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    (void)unlink(path);
+    snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+    (void)unlink(path);
+    (void)rmdir(dir);
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/fp-query-test-XXXXXX";
+    struct server_thread st;
+    char err[512];
+
+    /* The client writes to sockets the server may already have closed. */
+    (void)signal(SIGPIPE, SIG_IGN);
+    fp_assert(mkdtemp(dir) != NULL);
+    if (fixture_write(dir, fp_clock_now_ms(), BIG_POINTS, err, sizeof(err)) != 0) {
+        FP_TEST_FAIL("fixture: %s", err);
+        remove_store(dir);
+        return 1;
+    }
+
+    server_start(&st, dir);
+    test_healthz(st.port);
+    test_not_found(st.port);
+    test_devices(st.port);
+    test_series(st.port);
+    test_series_limits(st.port);
+    test_series_errors(st.port);
+    test_transport_limits(st.port);
+    server_stop(&st);
+    test_start_errors(dir);
+
+    remove_store(dir);
+    fp_test_end();
+}
