@@ -1,0 +1,572 @@
+/* Chunk codec benchmark on the standard fleet workload (shared/reference/workload/fleetgen.py):
+ * D devices x 10 series, 6 h at 10 s, 1% of devices going silent 6-30 min before the end. The
+ * shapes, precisions and parameters follow fleetgen.py; the random streams are our own (splitmix64
+ * with Box-Muller), so values differ from the Python output but not in kind or spread.
+ *
+ * It cuts every series into chunks the way the store will (append until FP_CHUNK_E_FULL or
+ * --chunk-samples, then finish), checks that every sample decodes bit-identically, and reports
+ * chunk bytes per sample per series and overall next to two baselines on the same samples: our
+ * chunks with FP_CHUNK_ENC_FORCE_XOR (plain Gorilla XOR values), and the size Prometheus' XOR
+ * chunks would take (120 samples per chunk, computed bit for bit, not encoded). Timings are the
+ * median over --reps passes. The last line of output is one JSON object. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chunk.h"
+
+#define N_SERIES 10
+#define STEP_MS 10000
+#define END_S INT64_C(1754006400) /* fixed, so runs are comparable; aligned to 10 s */
+
+static const char *const series_name[N_SERIES] = {
+    "tokens_per_second",         "ttft_seconds",
+    "request_latency_seconds",   "requests_total",
+    "tokens_generated_total",    "memory_available_bytes",
+    "memory_pressure_some_avg10", "temperature_celsius_zone0",
+    "temperature_celsius_zone1", "cpu_utilization_ratio",
+};
+
+/* --- a seeded generator ------------------------------------------------------------------------ */
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+static double unif(double lo, double hi)
+{
+    return lo + (hi - lo) * ((double)(rnd() >> 11) * 0x1p-53);
+}
+
+static double gauss(void)
+{
+    double u1 = unif(0, 1), u2 = unif(0, 1);
+    return sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586 * u2);
+}
+
+static double lognormal(double sigma)
+{
+    return exp(sigma * gauss());
+}
+
+static int64_t poisson(double lambda) /* Knuth; lambda here is at most a few */
+{
+    double l = exp(-lambda), p = 1.0;
+    int64_t k = 0;
+    do {
+        k++;
+        p *= unif(0, 1);
+    } while (p > l);
+    return k - 1;
+}
+
+static double clip(double x, double lo, double hi)
+{
+    return x < lo ? lo : x > hi ? hi : x;
+}
+
+static double np_round(double x, int decimals) /* numpy.round: x * 10^d, rint, / 10^d */
+{
+    static const double p10[] = {1, 10, 100, 1000, 10000};
+    return nearbyint(x * p10[decimals]) / p10[decimals];
+}
+
+/* --- the workload ------------------------------------------------------------------------------ */
+
+struct workload {
+    size_t devices, steps;
+    size_t *len;    /**< [devices] samples per series of the device (stale ones stop early) */
+    double *values; /**< [devices][N_SERIES][steps] */
+    int64_t *ts;    /**< [steps] the shared 10 s grid, in ms */
+    size_t samples; /**< total over all series */
+};
+
+static double *series_of(const struct workload *w, size_t dev, size_t s)
+{
+    return w->values + (dev * N_SERIES + s) * w->steps;
+}
+
+/* fleetgen's _walk for one device: mean-reverting, clipped random walk. */
+static void walk(double *out, size_t n, double start, double sigma, double lo, double hi,
+                 double revert, double target)
+{
+    double x = start;
+    for (size_t t = 0; t < n; t++) {
+        x = clip(x + gauss() * sigma + revert * (target - x), lo, hi);
+        out[t] = x;
+    }
+}
+
+static int generate(struct workload *w, size_t devices, uint64_t seed)
+{
+    static const double hw_speed_tab[4] = {1.6, 0.7, 0.5, 0.9};
+    static const double hw_mem_gib[4] = {16, 4, 8, 8};
+    static const double hw_temp_tab[4] = {52.0, 58.0, 61.0, 47.0};
+    size_t n = 6 * 3600 / 10;
+    double *util = malloc(n * sizeof(double)), *walk0 = malloc(n * sizeof(double)),
+           *walk1 = malloc(n * sizeof(double));
+
+    rng_state = seed;
+    w->devices = devices;
+    w->steps = n;
+    w->len = calloc(devices, sizeof(size_t));
+    w->values = malloc(devices * N_SERIES * n * sizeof(double));
+    w->ts = malloc(n * sizeof(int64_t));
+    if (!util || !walk0 || !walk1 || !w->len || !w->values || !w->ts)
+        return -ENOMEM;
+    for (size_t t = 0; t < n; t++)
+        w->ts[t] = (END_S - 10 * (int64_t)(n - 1 - t)) * 1000;
+
+    for (size_t d = 0; d < devices; d++) {
+        size_t hw = (size_t)(rnd() % 4);
+        bool q4 = rnd() % 2 == 0;
+        double hw_speed = hw_speed_tab[hw], q_speed = q4 ? 1.35 : 1.0;
+        double tps_mean = unif(12, 30) * hw_speed * q_speed;
+        double ttft_base = unif(0.08, 0.6) / hw_speed;
+        double toks_per_req = unif(120, 400);
+        double req_per_util = unif(0.02, 0.3);
+        double req_total = (double)(rnd() % 50000), tok_total = (double)(rnd() % 10000000);
+        double pages_total = hw_mem_gib[hw] * 1073741824.0 / 4096;
+        double hw_temp = hw_temp_tab[hw] * 1000, psi = 0;
+        double *v[N_SERIES];
+
+        for (size_t s = 0; s < N_SERIES; s++)
+            v[s] = series_of(w, d, s);
+        for (size_t t = 0; t < n; t++)
+            util[t] = clip(0.55 + 0.12 * gauss(), 0.02, 1.0);
+        for (size_t t = 0; t < n; t++) {
+            double tps = np_round(fmax(tps_mean * (1 + 0.08 * gauss()), 0.5), 2);
+            double ttft = np_round(ttft_base * lognormal(0.35), 4);
+            v[0][t] = tps;
+            v[1][t] = ttft;
+            v[2][t] = np_round(ttft + toks_per_req / tps * lognormal(0.15), 3);
+            req_total += (double)poisson(util[t] * req_per_util * 10);
+            v[3][t] = req_total;
+            tok_total += nearbyint(tps * 10 * util[t]);
+            v[4][t] = tok_total;
+            if (unif(0, 1) < 0.004)
+                psi = unif(2.0, 45.0);
+            else
+                psi *= 0.82;
+            if (psi < 0.05)
+                psi = 0;
+            v[6][t] = np_round(psi, 2);
+            v[9][t] = np_round(clip(util[t] * 0.8 + 0.05 + 0.05 * gauss(), 0, 1), 3);
+        }
+        walk(v[5], n, pages_total * unif(0.3, 0.6), 1500, pages_total * 0.03, pages_total * 0.95,
+             0.002, pages_total * 0.45);
+        for (size_t t = 0; t < n; t++)
+            v[5][t] = nearbyint(v[5][t]) * 4096;
+        walk(walk0, n, hw_temp + 3000 * gauss(), 120, 25000, 95000, 0.01, hw_temp);
+        walk(walk1, n, 0, 60, -3000, 3000, 0.02, 0);
+        for (size_t t = 0; t < n; t++) {
+            v[7][t] = nearbyint(walk0[t]) / 1000.0;
+            v[8][t] = nearbyint(walk0[t] - 4000 + walk1[t]) / 1000.0;
+        }
+        w->len[d] = n;
+    }
+    /* 1% of devices stop reporting 6..30 minutes before the end */
+    for (size_t k = 0; k < (devices + 50) / 100; k++) {
+        size_t d;
+        do
+            d = (size_t)(rnd() % devices);
+        while (w->len[d] != n); /* without replacement, as numpy's choice */
+        w->len[d] = n - (36 + (size_t)(rnd() % 145));
+    }
+    w->samples = 0;
+    for (size_t d = 0; d < devices; d++)
+        w->samples += w->len[d] * N_SERIES;
+    free(util);
+    free(walk0);
+    free(walk1);
+    return 0;
+}
+
+/* --- encoding every series into chunks ------------------------------------------------------- */
+
+struct encoded {
+    uint8_t *buf;    /**< all chunks back to back */
+    size_t size, cap;
+    size_t *off;     /**< chunk start offsets, one past the last at [n_chunks] */
+    size_t n_chunks, chunks_cap;
+    size_t bytes[N_SERIES];    /**< chunk bytes per series kind */
+    size_t samples[N_SERIES];  /**< samples per series kind */
+    size_t kinds[4][N_SERIES]; /**< chunks by enum fp_chunk_kind */
+    size_t decimals[7][N_SERIES];
+};
+
+static void die(const char *what, int r)
+{
+    fprintf(stderr, "chunk-bench: %s: %s\n", what, fp_chunk_strerror(r));
+    exit(1);
+}
+
+static void grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return;
+    size_t c = *cap ? *cap : 1024;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (q == NULL)
+        die("realloc", -ENOMEM);
+    *p = q;
+    *cap = c;
+}
+
+static void seal(struct fp_chunk_enc *e, struct encoded *out, size_t s)
+{
+    size_t len;
+    struct fp_chunk_info info;
+    int r;
+
+    grow((void **)&out->buf, &out->cap, out->size + 65536, 1);
+    r = fp_chunk_enc_finish(e, out->buf + out->size, out->cap - out->size, &len);
+    if (r != 0)
+        die("finish", r);
+    if (fp_chunk_info(out->buf + out->size, len, &info) != 0)
+        die("info", FP_CHUNK_E_CORRUPT);
+    out->kinds[info.kind][s]++;
+    out->decimals[info.decimals][s]++;
+    out->bytes[s] += len;
+    out->size += len;
+    grow((void **)&out->off, &out->chunks_cap, out->n_chunks + 2, sizeof(size_t));
+    out->off[++out->n_chunks] = out->size;
+    fp_chunk_enc_reset(e);
+}
+
+static void encode_all(const struct workload *w, const struct fp_chunk_enc_opts *o,
+                       int64_t jitter_ms, struct encoded *out)
+{
+    struct fp_chunk_enc *e = NULL;
+    int r = fp_chunk_enc_new(o, &e);
+    if (r != 0)
+        die("new", r);
+    free(out->buf);
+    free(out->off);
+    memset(out, 0, sizeof(*out));
+    grow((void **)&out->off, &out->chunks_cap, 1, sizeof(size_t));
+    out->off[0] = 0;
+    uint64_t saved = rng_state;
+    rng_state = 12345;
+    for (size_t d = 0; d < w->devices; d++) {
+        for (size_t s = 0; s < N_SERIES; s++) {
+            const double *v = series_of(w, d, s);
+            for (size_t t = 0; t < w->len[d]; t++) {
+                int64_t ts = w->ts[t];
+                if (jitter_ms > 0)
+                    ts += (int64_t)(rnd() % (uint64_t)(2 * jitter_ms + 1)) - jitter_ms;
+                r = fp_chunk_enc_append(e, ts, v[t]);
+                if (r == FP_CHUNK_E_FULL) {
+                    seal(e, out, s);
+                    r = fp_chunk_enc_append(e, ts, v[t]);
+                }
+                if (r != 0)
+                    die("append", r);
+            }
+            seal(e, out, s);
+            out->samples[s] += w->len[d];
+        }
+    }
+    rng_state = saved;
+    fp_chunk_enc_destroy(&e);
+}
+
+/* Decodes every chunk; with w, checks each value against the workload (bit for bit). */
+static double decode_all(const struct encoded *enc, const struct workload *w)
+{
+    struct fp_chunk_iter it;
+    int64_t ts;
+    double v, sum = 0;
+    size_t d = 0, s = 0, t = 0;
+    int r;
+
+    for (size_t c = 0; c < enc->n_chunks; c++) {
+        r = fp_chunk_iter_init(&it, enc->buf + enc->off[c], enc->off[c + 1] - enc->off[c]);
+        if (r != 0)
+            die("iter_init", r);
+        while ((r = fp_chunk_iter_next(&it, &ts, &v)) == 0) {
+            sum += v;
+            if (w != NULL) {
+                uint64_t a, b;
+                double want = series_of(w, d, s)[t];
+                memcpy(&a, &v, 8);
+                memcpy(&b, &want, 8);
+                if (a != b) {
+                    fprintf(stderr, "chunk-bench: mismatch dev %zu series %zu t %zu: %.17g != %.17g\n",
+                            d, s, t, v, want);
+                    exit(1);
+                }
+                if (++t == w->len[d]) {
+                    t = 0;
+                    if (++s == N_SERIES) {
+                        s = 0;
+                        d++;
+                    }
+                }
+            }
+        }
+        if (r != FP_CHUNK_E_END)
+            die("iter_next", r);
+    }
+    if (w != NULL && d != w->devices)
+        die("decoded too few samples", FP_CHUNK_E_CORRUPT);
+    return sum;
+}
+
+/* --- Prometheus XOR chunk size, computed ----------------------------------------------------- */
+
+static unsigned uvarint_len(uint64_t x)
+{
+    unsigned n = 1;
+    while (x >= 0x80) {
+        x >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* Bits of Prometheus' XOR value code (tsdb/chunkenc/xor.go: writeVDelta). */
+static unsigned prom_xor_bits(uint64_t *prev, unsigned *lead_w, unsigned *trail_w, uint64_t cur)
+{
+    uint64_t x = cur ^ *prev;
+    *prev = cur;
+    if (x == 0)
+        return 1;
+    unsigned lead = (unsigned)__builtin_clzll(x), trail = (unsigned)__builtin_ctzll(x);
+    if (lead >= 32)
+        lead = 31;
+    if (*lead_w != 0xff && lead >= *lead_w && trail >= *trail_w)
+        return 2 + 64 - *lead_w - *trail_w;
+    *lead_w = lead;
+    *trail_w = trail;
+    return 2 + 5 + 6 + 64 - lead - trail;
+}
+
+/* Bytes of Prometheus XOR chunks (120 samples each) for one series: u16 count, varint t0, v0 as
+ * 64 bits, uvarint t1 - t0, then DoD codes (1 / 2+14 / 3+17 / 4+20 / 4+64 bits) and XOR codes. */
+static size_t prom_xor_bytes(const int64_t *ts, const double *v, size_t n)
+{
+    size_t total = 0;
+    for (size_t c0 = 0; c0 < n; c0 += 120) {
+        size_t c1 = c0 + 120 < n ? c0 + 120 : n;
+        uint64_t bits = 16, prev, cur;
+        unsigned lead = 0xff, trail = 0;
+        int64_t zt = ts[c0];
+        memcpy(&prev, &v[c0], 8);
+        bits += 8 * uvarint_len(((uint64_t)zt << 1) ^ (uint64_t)(zt >> 63)) + 64;
+        for (size_t i = c0 + 1; i < c1; i++) {
+            memcpy(&cur, &v[i], 8);
+            if (i == c0 + 1) {
+                bits += 8 * uvarint_len((uint64_t)(ts[i] - ts[i - 1]));
+            } else {
+                int64_t dod = (ts[i] - ts[i - 1]) - (ts[i - 1] - ts[i - 2]);
+                bits += dod == 0                        ? 1
+                        : dod >= -8191 && dod <= 8192     ? 16
+                        : dod >= -65535 && dod <= 65536   ? 20
+                        : dod >= -524287 && dod <= 524288 ? 24
+                                                          : 68;
+            }
+            bits += prom_xor_bits(&prev, &lead, &trail, cur);
+        }
+        total += (bits + 7) / 8;
+    }
+    return total;
+}
+
+/* --- timing and output ----------------------------------------------------------------------- */
+
+static double now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *a, int n)
+{
+    qsort(a, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? a[n / 2] : (a[n / 2 - 1] + a[n / 2]) / 2;
+}
+
+struct timing {
+    double enc_ns, dec_ns; /**< per sample, medians */
+};
+
+static void time_codec(const struct workload *w, const struct fp_chunk_enc_opts *o, int reps,
+                       struct encoded *enc, struct timing *ret)
+{
+    double te[64], td[64], sink = 0;
+    if (reps > 64)
+        reps = 64;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_ns();
+        encode_all(w, o, 0, enc);
+        double t1 = now_ns();
+        sink += decode_all(enc, NULL);
+        double t2 = now_ns();
+        te[r] = (t1 - t0) / (double)w->samples;
+        td[r] = (t2 - t1) / (double)w->samples;
+    }
+    ret->enc_ns = median(te, reps);
+    ret->dec_ns = median(td, reps);
+    if (sink == 42.4242) /* keep the sum alive */
+        fprintf(stderr, " ");
+}
+
+static size_t sum(const size_t *a)
+{
+    size_t t = 0;
+    for (size_t s = 0; s < N_SERIES; s++)
+        t += a[s];
+    return t;
+}
+
+static const char *kind_label(const struct encoded *e, size_t s, char *buf, size_t size)
+{
+    /* the kind most chunks of this series got, e.g. "DECIMAL3" */
+    static const char *const names[4] = {"?", "XOR", "INT", "DECIMAL"};
+    size_t best = 1;
+    for (size_t k = 1; k < 4; k++)
+        if (e->kinds[k][s] > e->kinds[best][s])
+            best = k;
+    if (best == FP_CHUNK_KIND_DECIMAL) {
+        size_t bd = 1;
+        for (size_t d = 1; d < 7; d++)
+            if (e->decimals[d][s] > e->decimals[bd][s])
+                bd = d;
+        (void)snprintf(buf, size, "DECIMAL%zu", bd);
+    } else {
+        (void)snprintf(buf, size, "%s", names[best]);
+    }
+    return buf;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: chunk-bench [--quick] [--devices N] [--reps N] [--chunk-samples N] "
+                    "[--seed N]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    size_t devices = 1000, chunk_samples = FP_CHUNK_MAX_SAMPLES;
+    int reps = 5;
+    uint64_t seed = 42;
+    bool quick = false;
+    struct workload w;
+    struct encoded ours = {0}, xor = {0}, jit = {0};
+    struct fp_chunk_enc_opts o, ox;
+    struct timing t_ours, t_xor;
+    size_t prom[N_SERIES] = {0};
+    char kb[32];
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) {
+            quick = true;
+            devices = 50;
+            reps = 3;
+        } else if (i + 1 < argc && strcmp(argv[i], "--devices") == 0) {
+            devices = strtoull(argv[++i], NULL, 10);
+        } else if (i + 1 < argc && strcmp(argv[i], "--reps") == 0) {
+            reps = atoi(argv[++i]);
+        } else if (i + 1 < argc && strcmp(argv[i], "--chunk-samples") == 0) {
+            chunk_samples = strtoull(argv[++i], NULL, 10);
+        } else if (i + 1 < argc && strcmp(argv[i], "--seed") == 0) {
+            seed = strtoull(argv[++i], NULL, 10);
+        } else {
+            usage();
+        }
+    }
+    if (devices < 1 || reps < 1 || chunk_samples < 1 || chunk_samples > FP_CHUNK_MAX_SAMPLES)
+        usage();
+
+    if (generate(&w, devices, seed) != 0)
+        die("generate", -ENOMEM);
+    fp_chunk_enc_opts_default(&o);
+    o.max_samples = chunk_samples;
+    ox = o;
+    ox.flags = FP_CHUNK_ENC_FORCE_XOR;
+
+    /* sizes, and a full bit-for-bit check of both codecs */
+    encode_all(&w, &o, 0, &ours);
+    (void)decode_all(&ours, &w);
+    encode_all(&w, &ox, 0, &xor);
+    (void)decode_all(&xor, &w);
+    encode_all(&w, &o, 1, &jit); /* the same values with +-1 ms timestamp jitter */
+    for (size_t d = 0; d < w.devices; d++)
+        for (size_t s = 0; s < N_SERIES; s++)
+            prom[s] += prom_xor_bytes(w.ts, series_of(&w, d, s), w.len[d]);
+    time_codec(&w, &o, reps, &ours, &t_ours);
+    time_codec(&w, &ox, reps, &xor, &t_xor);
+
+    double ns = (double)w.samples;
+    double bps = (double)sum(ours.bytes) / ns, xbps = (double)sum(xor.bytes) / ns;
+    double pbps = (double)sum(prom) / ns, jbps = (double)sum(jit.bytes) / ns;
+
+    printf("%-28s %-9s %8s %8s %8s\n", "series", "kind", "chunk", "xor", "prom-xor");
+    for (size_t s = 0; s < N_SERIES; s++)
+        printf("%-28s %-9s %8.3f %8.3f %8.3f\n", series_name[s],
+               kind_label(&ours, s, kb, sizeof(kb)), (double)ours.bytes[s] / ours.samples[s],
+               (double)xor.bytes[s] / xor.samples[s], (double)prom[s] / ours.samples[s]);
+    printf("%-28s %-9s %8.3f %8.3f %8.3f   bytes/sample (raw 16)\n", "all", "", bps, xbps, pbps);
+    printf("chunks %zu (xor %zu); +-1 ms jitter: %.3f bytes/sample\n", ours.n_chunks,
+           xor.n_chunks, jbps);
+    printf("encode %.1f ns/sample, decode %.1f ns/sample (forced xor: %.1f / %.1f), median of %d\n",
+           t_ours.enc_ns, t_ours.dec_ns, t_xor.enc_ns, t_xor.dec_ns, reps);
+
+    printf("{\"bench\":\"chunk\",\"quick\":%s,\"devices\":%zu,\"series\":%zu,\"samples\":%zu,"
+           "\"interval_s\":10,\"hours\":6,\"seed\":%" PRIu64 ",\"chunk_max_samples\":%zu,"
+           "\"chunk_max_bytes\":%d,\"chunks\":%zu,\"reps\":%d,"
+           "\"chunk_bytes_per_sample\":%.4f,\"xor_forced_chunk_bytes_per_sample\":%.4f,"
+           "\"prom_xor_chunk_bytes_per_sample\":%.4f,\"raw_bytes_per_sample\":16,"
+           "\"ratio_vs_raw\":%.2f,\"ratio_vs_xor_forced\":%.2f,\"ratio_vs_prom_xor\":%.2f,"
+           "\"jitter_1ms_chunk_bytes_per_sample\":%.4f,"
+           "\"encode_ns_per_sample_median\":%.2f,\"decode_ns_per_sample_median\":%.2f,"
+           "\"xor_forced_encode_ns_per_sample_median\":%.2f,"
+           "\"xor_forced_decode_ns_per_sample_median\":%.2f,"
+           "\"peer_victoriametrics_disk_bytes_per_sample_incl_index\":1.45,"
+           "\"note\":\"chunk bytes only: no index, keys or LMDB overhead\",\"per_series\":{",
+           quick ? "true" : "false", w.devices, w.devices * N_SERIES, w.samples, seed,
+           chunk_samples, FP_CHUNK_MAX_BYTES, ours.n_chunks, reps, bps, xbps, pbps, 16 / bps,
+           xbps / bps, pbps / bps, jbps, t_ours.enc_ns, t_ours.dec_ns, t_xor.enc_ns,
+           t_xor.dec_ns);
+    for (size_t s = 0; s < N_SERIES; s++)
+        printf("%s\"%s\":{\"kind\":\"%s\",\"chunk_bytes_per_sample\":%.4f,"
+               "\"xor_forced_chunk_bytes_per_sample\":%.4f,\"prom_xor_chunk_bytes_per_sample\":%.4f}",
+               s ? "," : "", series_name[s], kind_label(&ours, s, kb, sizeof(kb)),
+               (double)ours.bytes[s] / ours.samples[s], (double)xor.bytes[s] / xor.samples[s],
+               (double)prom[s] / ours.samples[s]);
+    printf("}}\n");
+
+    free(ours.buf);
+    free(ours.off);
+    free(xor.buf);
+    free(xor.off);
+    free(jit.buf);
+    free(jit.off);
+    free(w.len);
+    free(w.values);
+    free(w.ts);
+    return 0;
+}
