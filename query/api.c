@@ -5,8 +5,12 @@
  * values point into the map and die with the transaction, and a reader held across a slow
  * client would stop the collector's file from reusing pages.
  *
+ * Aggregated series (step, agg, by) are computed by storage/aggregate, whose result owns its
+ * strings, so the same rule holds: the reader closes before the first byte is formatted.
+ *
  * Output order is fixed so that responses are stable and diffable: devices by id, series by
- * their label sets, metric keys by name. */
+ * their label sets (aggregated groups by their group-by values), metric keys by name, label
+ * names and values sorted. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -17,6 +21,7 @@
 #include <event2/buffer.h>
 #include <jansson.h>
 
+#include "aggregate.h"
 #include "clock.h"
 #include "config.h"
 #include "jsonout.h"
@@ -70,8 +75,8 @@ static int set(json_t *obj, const char *key, json_t *v)
 
 /* --- /healthz --------------------------------------------------------------------------------- */
 
-int fp_api_healthz(struct fp_query_server *srv, const char *query, struct evbuffer *out, char *err,
-                   size_t err_size)
+int fp_api_healthz(struct fp_query_server *srv, const char *arg, const char *query,
+                   struct evbuffer *out, char *err, size_t err_size)
 {
     struct fp_query_params params;
     json_t *body = NULL;
@@ -337,8 +342,8 @@ out:
     return r;
 }
 
-int fp_api_devices(struct fp_query_server *srv, const char *query, struct evbuffer *out, char *err,
-                   size_t err_size)
+int fp_api_devices(struct fp_query_server *srv, const char *arg, const char *query,
+                   struct evbuffer *out, char *err, size_t err_size)
 {
     struct fp_query_params params;
     struct fp_store_reader *rd = NULL;
@@ -518,32 +523,22 @@ static int write_series(struct evbuffer *out, const char *metric, const struct s
     return r == 0 ? 0 : -ENOMEM;
 }
 
-int fp_api_series(struct fp_query_server *srv, const char *query, struct evbuffer *out, char *err,
-                  size_t err_size)
+/* The points of every series matching q, raw. Returns an HTTP status. */
+static int series_raw(struct fp_query_server *srv, const struct fp_series_query *q,
+                      struct evbuffer *out, char *err, size_t err_size)
 {
-    struct fp_query_params params;
-    struct fp_series_query q;
     struct fp_store_reader *rd = NULL;
-    struct fp_matcher m[2];
     struct fp_series_desc desc;
     struct point_buf pts = {.max = srv->max_points};
     struct series_row *rows = NULL;
     size_t n_ids = 0, n_rows = 0;
     uint64_t *ids = NULL;
-    int status = FP_HTTP_BAD_REQUEST, r;
-
-    if (fp_query_params_parse(query, &params, err, err_size) < 0)
-        return FP_HTTP_BAD_REQUEST;
-    if (fp_series_query_parse(&params, fp_clock_now_ms(), srv->max_range_ms, &q, err, err_size) < 0)
-        goto out;
-
-    m[0] = (struct fp_matcher){.name = "__name__", .value = q.metric, .op = FP_MATCH_EQ};
-    m[1] = (struct fp_matcher){.name = "device", .value = q.device, .op = FP_MATCH_EQ};
+    int status, r;
 
     r = fp_store_reader_open(srv->store, &rd);
     if (r != 0)
         goto fail;
-    r = fp_store_select(rd, m, q.device != NULL ? 2 : 1, &ids, &n_ids);
+    r = fp_store_select(rd, q->matchers, q->n_matchers, &ids, &n_ids);
     if (r != 0)
         goto fail;
     rows = calloc(n_ids ? n_ids : 1, sizeof(*rows));
@@ -555,7 +550,7 @@ int fp_api_series(struct fp_query_server *srv, const char *query, struct evbuffe
     for (size_t i = 0; i < n_ids; i++) {
         size_t first = pts.n;
 
-        r = fp_store_read_range(rd, ids[i], q.from_ms, q.to_ms, add_point, &pts);
+        r = fp_store_read_range(rd, ids[i], q->from_ms, q->to_ms, add_point, &pts);
         if (pts.too_many) {
             set_err(err, err_size,
                     "more than %zu points in the answer; narrow the range (from, to) or ask "
@@ -583,7 +578,7 @@ int fp_api_series(struct fp_query_server *srv, const char *query, struct evbuffe
     fp_store_reader_close(&rd);
 
     qsort(rows, n_rows, sizeof(*rows), cmp_series_row);
-    r = write_series(out, q.metric, rows, n_rows, &pts);
+    r = write_series(out, q->metric, rows, n_rows, &pts);
     if (r != 0)
         goto fail;
     status = FP_HTTP_OK;
@@ -601,6 +596,195 @@ out:
     free(ids);
     free(pts.ts);
     free(pts.v);
+    return status;
+}
+
+/* One group of an aggregated answer. Returns 0 or -ENOMEM. */
+static int write_group(struct evbuffer *out, const struct fp_series_query *q,
+                       const struct fp_agg_group *g, bool first)
+{
+    json_t *labels = json_object();
+    int r = labels == NULL ? -ENOMEM : 0;
+
+    for (size_t i = 0; i < g->n_labels && r == 0; i++)
+        r = set_data_key(labels, g->labels[i].name, fp_jsonout_string_new(g->labels[i].value));
+    if (r == 0) {
+        r |= evbuffer_add_printf(out, "%s{\"labels\":", first ? "" : ",") < 0;
+        r |= fp_jsonout_value(out, labels);
+        r |= evbuffer_add_printf(out, ",\"metric\":") < 0;
+        r |= fp_jsonout_string(out, q->metric);
+        r |= evbuffer_add_printf(out, ",\"agg\":") < 0;
+        r |= fp_jsonout_string(out, q->agg_name);
+        /* Only "quantile" takes q from the client; p95 and friends say it in their name. */
+        if (strcmp(q->agg_name, "quantile") == 0) {
+            r |= evbuffer_add_printf(out, ",\"q\":") < 0;
+            r |= fp_jsonout_double(out, q->q);
+        }
+        r |= evbuffer_add_printf(out, ",\"step\":") < 0;
+        r |= fp_jsonout_ts_ms(out, q->step_ms); /* seconds, exact, like a timestamp */
+        r |= evbuffer_add_printf(out, ",\"points\":[") < 0;
+        for (size_t j = 0; j < g->n_points; j++) {
+            r |= evbuffer_add(out, j > 0 ? ",[" : "[", j > 0 ? 2 : 1);
+            r |= fp_jsonout_ts_ms(out, g->points[j].ts_ms);
+            r |= evbuffer_add(out, ",", 1);
+            r |= fp_jsonout_double(out, g->points[j].value);
+            r |= evbuffer_add(out, "]", 1);
+        }
+        r |= evbuffer_add(out, "]}", 2);
+        r = r == 0 ? 0 : -ENOMEM;
+    }
+    json_decref(labels);
+    return r;
+}
+
+/* Every group's points of q, aggregated by storage/aggregate. Returns an HTTP status. */
+static int series_aggregated(struct fp_query_server *srv, const struct fp_series_query *q,
+                             struct evbuffer *out, char *err, size_t err_size)
+{
+    const struct fp_agg_query aq = {
+        .matchers = q->matchers,
+        .n_matchers = q->n_matchers,
+        .from_ms = q->from_ms,
+        .to_ms = q->to_ms,
+        .step_ms = q->step_ms,
+        .fn = q->agg,
+        .q = q->q,
+        .by = q->by,
+        .n_by = q->n_by,
+        .max_points = srv->max_points,
+    };
+    struct fp_store_reader *rd = NULL;
+    struct fp_agg_result *res = NULL;
+    int r;
+
+    r = fp_store_reader_open(srv->store, &rd);
+    if (r == 0)
+        r = fp_store_aggregate(rd, &aq, &res);
+    fp_store_reader_close(&rd);
+    if (r == FP_AGG_E_TOO_MANY) {
+        set_err(err, err_size,
+                "more than %zu points in the answer; narrow the range (from, to), widen the step "
+                "or group by fewer labels",
+                srv->max_points);
+        return FP_HTTP_UNPROCESSABLE;
+    }
+    if (r != 0)
+        return internal_error(r, err, err_size);
+
+    r = evbuffer_add_printf(out, "{\"series\":[") < 0 ? -ENOMEM : 0;
+    for (size_t i = 0; i < res->n_groups && r == 0; i++)
+        r = write_group(out, q, &res->groups[i], i == 0);
+    if (r == 0 && evbuffer_add(out, "]}", 2) != 0)
+        r = -ENOMEM;
+    fp_agg_result_destroy(&res);
+    return r == 0 ? FP_HTTP_OK : internal_error(r, err, err_size);
+}
+
+int fp_api_series(struct fp_query_server *srv, const char *arg, const char *query,
+                  struct evbuffer *out, char *err, size_t err_size)
+{
+    struct fp_query_params params;
+    struct fp_series_query *q = NULL;
+    int status = FP_HTTP_BAD_REQUEST;
+
+    if (fp_query_params_parse(query, &params, err, err_size) < 0)
+        return FP_HTTP_BAD_REQUEST;
+    /* On the heap: the parsed query holds its matcher names and group-by list (~9 KiB). */
+    q = malloc(sizeof(*q));
+    if (q == NULL) {
+        status = internal_error(-ENOMEM, err, err_size);
+        goto out;
+    }
+    if (fp_series_query_parse(&params, fp_clock_now_ms(), srv->max_range_ms, q, err, err_size) < 0)
+        goto out;
+    if (q->step_ms == 0)
+        status = series_raw(srv, q, out, err, err_size);
+    else
+        status = series_aggregated(srv, q, out, err, err_size);
+out:
+    free(q);
     fp_query_params_fini(&params);
     return status;
+}
+
+/* --- /api/v1/labels, /api/v1/labels/{name}/values ---------------------------------------------- */
+
+/* Strings reported by the store, copied into a JSON array, at most max of them. */
+struct string_list {
+    json_t *arr;
+    size_t max;
+};
+
+/* Stops with 1 past the limit, -ENOMEM when out of memory. */
+static int collect_string(void *userdata, const char *s)
+{
+    struct string_list *l = userdata;
+
+    if (json_array_size(l->arr) == l->max)
+        return 1;
+    return json_array_append_new(l->arr, fp_jsonout_string_new(s)) == 0 ? 0 : -ENOMEM;
+}
+
+/* {"<key>":[...]} with every label name (name NULL) or every value of label name. */
+static int list_strings(struct fp_query_server *srv, const char *name, const char *key,
+                        const char *query, struct evbuffer *out, char *err, size_t err_size)
+{
+    struct fp_query_params params;
+    struct fp_store_reader *rd = NULL;
+    struct string_list list = {.max = srv->max_points};
+    json_t *body = NULL;
+    int status, r;
+
+    if (fp_query_params_parse(query, &params, err, err_size) < 0)
+        return FP_HTTP_BAD_REQUEST;
+    status = FP_HTTP_BAD_REQUEST;
+    if (fp_query_params_check(&params, NULL, err, err_size) < 0)
+        goto out;
+
+    list.arr = json_array();
+    if (list.arr == NULL) {
+        status = internal_error(-ENOMEM, err, err_size);
+        goto out;
+    }
+    r = fp_store_reader_open(srv->store, &rd);
+    if (r == 0)
+        r = name == NULL ? fp_store_label_names(rd, collect_string, &list)
+                         : fp_store_label_values(rd, name, collect_string, &list);
+    fp_store_reader_close(&rd);
+    if (r == 1) {
+        /* Bounded like a series answer: a label with a value per request id would otherwise
+         * build an answer of any size. */
+        set_err(err, err_size, "more than %zu %s in the answer", srv->max_points, key);
+        status = FP_HTTP_UNPROCESSABLE;
+        goto out;
+    }
+    if (r != 0) {
+        status = internal_error(r, err, err_size);
+        goto out;
+    }
+    body = json_object();
+    r = body == NULL ? -ENOMEM : set(body, key, json_incref(list.arr));
+    r = r < 0 ? r : fp_jsonout_value(out, body);
+    status = r < 0 ? internal_error(r, err, err_size) : FP_HTTP_OK;
+out:
+    json_decref(body);
+    json_decref(list.arr);
+    fp_query_params_fini(&params);
+    return status;
+}
+
+int fp_api_labels(struct fp_query_server *srv, const char *arg, const char *query,
+                  struct evbuffer *out, char *err, size_t err_size)
+{
+    return list_strings(srv, NULL, "labels", query, out, err, err_size);
+}
+
+int fp_api_label_values(struct fp_query_server *srv, const char *arg, const char *query,
+                        struct evbuffer *out, char *err, size_t err_size)
+{
+    char name[FP_QUERY_NAME_MAX + 1];
+
+    if (fp_query_label_name_decode(arg, name, sizeof(name), err, err_size) < 0)
+        return FP_HTTP_BAD_REQUEST;
+    return list_strings(srv, name, "values", query, out, err, err_size);
 }

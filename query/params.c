@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,11 @@
 /* Longest piece of a client's string repeated back in an error message. */
 #define ECHO_MAX 64
 
-const char *const fp_series_query_params[] = {"metric", "device", "from", "to", NULL};
+const char *const fp_series_query_params[] = {"metric", "device", "from", "to", "step",
+                                               "agg",    "q",      "by",   "match", NULL};
+
+/* The one parameter that may repeat: each "match" adds a label matcher. */
+#define REPEATABLE "match"
 
 static void set_err(char *err, size_t err_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -158,7 +163,7 @@ int fp_query_params_parse(const char *query, struct fp_query_params *ret, char *
             r = -EINVAL;
             goto fail;
         }
-        if (fp_query_params_get(&p, name) != NULL) {
+        if (strcmp(name, REPEATABLE) != 0 && fp_query_params_get(&p, name) != NULL) {
             set_err(err, err_size, "parameter \"%s\" given more than once",
                     echo(name, ebuf, sizeof(ebuf)));
             r = -EINVAL;
@@ -200,6 +205,14 @@ const char *fp_query_params_get(const struct fp_query_params *p, const char *nam
     return NULL;
 }
 
+const char *fp_query_params_next(const struct fp_query_params *p, const char *name, size_t *pos)
+{
+    for (; *pos < p->n; (*pos)++)
+        if (strcmp(p->items[*pos].name, name) == 0)
+            return p->items[(*pos)++].value;
+    return NULL;
+}
+
 int fp_query_params_check(const struct fp_query_params *p, const char *const *allowed, char *err,
                           size_t err_size)
 {
@@ -233,6 +246,45 @@ bool fp_query_metric_name_valid(const char *s)
         if (!is_name_start(s[n]) && !(s[n] >= '0' && s[n] <= '9'))
             return false;
     return n <= FP_QUERY_NAME_MAX;
+}
+
+static bool is_label_start(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+/* Length of the label name at the start of s (0 when s does not start with one). */
+static size_t label_name_len(const char *s)
+{
+    size_t n = 0;
+
+    if (!is_label_start(s[0]))
+        return 0;
+    for (n = 1; is_label_start(s[n]) || (s[n] >= '0' && s[n] <= '9'); n++)
+        ;
+    return n;
+}
+
+bool fp_query_label_name_valid(const char *s)
+{
+    size_t n = label_name_len(s);
+
+    return n > 0 && s[n] == '\0' && n <= FP_QUERY_NAME_MAX;
+}
+
+int fp_query_label_name_decode(const char *segment, char *ret, size_t size, char *err,
+                               size_t err_size)
+{
+    size_t len = strlen(segment);
+    char ebuf[ECHO_MAX];
+
+    /* Three bytes per escaped character bound the encoded form of any valid name. A path has
+     * no '+'-for-space; percent_decode's '+' becomes a space, which no label name holds. */
+    if (len <= 3 * FP_QUERY_NAME_MAX && len < size && percent_decode(segment, len, ret) == 0 &&
+        fp_query_label_name_valid(ret))
+        return 0;
+    set_err(err, err_size, "invalid label name \"%s\"", echo(segment, ebuf, sizeof(ebuf)));
+    return -EINVAL;
 }
 
 int fp_query_time_parse(const char *s, int64_t *ret_ms)
@@ -291,55 +343,294 @@ static int parse_time_param(const struct fp_query_params *p, const char *name, i
     return 0;
 }
 
+/* One "match" value into m: name=value, name!=value, name=~regex, name!~regex. The name is
+ * copied into name_buf (FP_QUERY_NAME_MAX + 1 bytes); the value is the tail of s, borrowed. */
+static int parse_matcher(const char *s, struct fp_matcher *m, char *name_buf, char *err,
+                         size_t err_size)
+{
+    static const struct {
+        const char *op;
+        enum fp_match_op match;
+    } ops[] = {
+        /* "=~" before "=": the longer operator wins, as in PromQL. */
+        {"=~", FP_MATCH_RE},
+        {"!~", FP_MATCH_NRE},
+        {"!=", FP_MATCH_NE},
+        {"=", FP_MATCH_EQ},
+    };
+    char ebuf[ECHO_MAX];
+    size_t n = label_name_len(s);
+    const char *rest = s + n;
+
+    for (size_t i = 0; n > 0 && n <= FP_QUERY_NAME_MAX && i < sizeof(ops) / sizeof(ops[0]); i++) {
+        size_t ol = strlen(ops[i].op);
+        if (strncmp(rest, ops[i].op, ol) != 0)
+            continue;
+        memcpy(name_buf, s, n);
+        name_buf[n] = '\0';
+        *m = (struct fp_matcher){.name = name_buf, .value = rest + ol, .op = ops[i].match};
+        if (strlen(m->value) > FP_QUERY_VALUE_MAX) {
+            set_err(err, err_size, "parameter \"match\": value longer than %d bytes",
+                    FP_QUERY_VALUE_MAX);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    set_err(err, err_size,
+            "parameter \"match\": \"%s\" is not a label matcher (name=value, name!=value, "
+            "name=~regex, name!~regex)",
+            echo(s, ebuf, sizeof(ebuf)));
+    return -EINVAL;
+}
+
+/* Checks a matcher's regex the way the store will compile it: anchored, POSIX extended. */
+static int check_regex(const char *re, char *err, size_t err_size)
+{
+    char anchored[FP_QUERY_VALUE_MAX + 8], ebuf[ECHO_MAX], why[128];
+    regex_t rx;
+    int rc;
+
+    /* glibc accepts back-references in extended regexes too, and they make matching time
+     * exponential in the label's length: a client could stall the service with one request. */
+    for (const char *p = re; *p != '\0'; p++) {
+        if (*p != '\\')
+            continue;
+        if (p[1] >= '1' && p[1] <= '9') {
+            set_err(err, err_size, "parameter \"match\": bad regex \"%s\": back-references are "
+                    "not supported", echo(re, ebuf, sizeof(ebuf)));
+            return -EINVAL;
+        }
+        if (p[1] != '\0')
+            p++;
+    }
+    (void)snprintf(anchored, sizeof(anchored), "^(%s)$", re);
+    rc = regcomp(&rx, anchored, REG_EXTENDED | REG_NOSUB);
+    if (rc != 0) {
+        (void)regerror(rc, NULL, why, sizeof(why));
+        set_err(err, err_size, "parameter \"match\": bad regex \"%s\": %s",
+                echo(re, ebuf, sizeof(ebuf)), why);
+        return -EINVAL;
+    }
+    regfree(&rx);
+    return 0;
+}
+
+/* The "agg" names, with the quantile each pN stands for. */
+static const struct {
+    const char *name;
+    enum fp_agg_fn fn;
+    double q; /**< FP_AGG_QUANTILE: the fixed quantile, or -1 when "q" gives it */
+} aggs[] = {
+    {"avg", FP_AGG_AVG, 0},        {"min", FP_AGG_MIN, 0},
+    {"max", FP_AGG_MAX, 0},        {"sum", FP_AGG_SUM, 0},
+    {"count", FP_AGG_COUNT, 0},    {"last", FP_AGG_LAST, 0},
+    {"rate", FP_AGG_RATE, 0},      {"increase", FP_AGG_INCREASE, 0},
+    {"p50", FP_AGG_QUANTILE, 0.5}, {"p90", FP_AGG_QUANTILE, 0.9},
+    {"p95", FP_AGG_QUANTILE, 0.95}, {"p99", FP_AGG_QUANTILE, 0.99},
+    {"quantile", FP_AGG_QUANTILE, -1},
+};
+
+/* step, agg, q and by. */
+static int parse_aggregation(const struct fp_query_params *p, struct fp_series_query *q,
+                             char *err, size_t err_size)
+{
+    const char *step = fp_query_params_get(p, "step");
+    const char *agg = fp_query_params_get(p, "agg");
+    const char *qs = fp_query_params_get(p, "q");
+    const char *by = fp_query_params_get(p, "by");
+    char ebuf[ECHO_MAX];
+    uint64_t span, buckets;
+    size_t i;
+
+    if (by != NULL && agg == NULL) {
+        set_err(err, err_size, "parameter \"by\" requires \"agg\"");
+        return -EINVAL;
+    }
+    if (step != NULL && agg == NULL) {
+        set_err(err, err_size, "parameter \"step\" requires \"agg\"");
+        return -EINVAL;
+    }
+    if (agg != NULL && step == NULL) {
+        set_err(err, err_size, "parameter \"agg\" requires \"step\"");
+        return -EINVAL;
+    }
+    if (qs != NULL && (agg == NULL || strcmp(agg, "quantile") != 0)) {
+        set_err(err, err_size, "parameter \"q\" requires agg=quantile");
+        return -EINVAL;
+    }
+    if (agg == NULL)
+        return 0;
+
+    for (i = 0; i < sizeof(aggs) / sizeof(aggs[0]); i++)
+        if (strcmp(agg, aggs[i].name) == 0)
+            break;
+    if (i == sizeof(aggs) / sizeof(aggs[0])) {
+        set_err(err, err_size,
+                "parameter \"agg\": unknown aggregation \"%s\" (avg, min, max, sum, count, last, "
+                "rate, increase, p50, p90, p95, p99, quantile)",
+                echo(agg, ebuf, sizeof(ebuf)));
+        return -EINVAL;
+    }
+    q->agg = aggs[i].fn;
+    q->agg_name = aggs[i].name;
+    q->q = aggs[i].q;
+    if (aggs[i].q < 0) {
+        if (qs == NULL) {
+            set_err(err, err_size, "agg=quantile requires parameter \"q\" (e.g. q=0.95)");
+            return -EINVAL;
+        }
+        /* Digits and one '.' only, like times: no sign, exponent, "nan" or spaces. */
+        if (strspn(qs, "0123456789.") != strlen(qs) || fp_parse_double(qs, &q->q) < 0 ||
+            !(q->q >= 0 && q->q <= 1)) {
+            set_err(err, err_size, "parameter \"q\": \"%s\" is not a number from 0 to 1",
+                    echo(qs, ebuf, sizeof(ebuf)));
+            return -EINVAL;
+        }
+    }
+
+    /* A duration as fp_parse_duration_ms reads it, but only digits, one fraction and a unit:
+     * it alone would also take " 60", "1e3" and "0x3c". */
+    {
+        size_t d = strspn(step, "0123456789"), f = 0;
+        const char *unit;
+        int r;
+
+        if (step[d] == '.')
+            f = 1 + strspn(step + d + 1, "0123456789");
+        unit = step + d + f;
+        r = fp_parse_duration_ms(step, &q->step_ms);
+        if (d == 0 || f == 1 ||
+            !(*unit == '\0' || strcmp(unit, "ms") == 0 || strcmp(unit, "s") == 0 ||
+              strcmp(unit, "m") == 0 || strcmp(unit, "h") == 0 || strcmp(unit, "d") == 0) ||
+            r == -ERANGE) {
+            set_err(err, err_size,
+                    "parameter \"step\": \"%s\" is not a duration (e.g. 60, 60s, 1m, 1h)",
+                    echo(step, ebuf, sizeof(ebuf)));
+            return -EINVAL;
+        }
+        if (r < 0)
+            q->step_ms = 0; /* "0", "0.0001s": well-formed, too short */
+    }
+    if (q->step_ms < FP_QUERY_STEP_MIN_MS) {
+        set_err(err, err_size, "parameter \"step\": must be at least 1 second");
+        return -EINVAL;
+    }
+    span = (uint64_t)(q->to_ms - q->from_ms);
+    buckets = span / (uint64_t)q->step_ms + (span % (uint64_t)q->step_ms != 0);
+    if (buckets > FP_QUERY_BUCKETS_MAX) {
+        set_err(err, err_size,
+                "range / step gives %llu buckets, more than %d; widen the step or narrow the "
+                "range",
+                (unsigned long long)buckets, FP_QUERY_BUCKETS_MAX);
+        return -EINVAL;
+    }
+
+    if (by != NULL) {
+        size_t len = strlen(by);
+        char *name;
+
+        if (len >= sizeof(q->by_buf)) {
+            set_err(err, err_size, "parameter \"by\": at most %d label names", FP_AGG_BY_MAX);
+            return -EINVAL;
+        }
+        memcpy(q->by_buf, by, len + 1);
+        for (name = q->by_buf;; name++) {
+            char *comma = strchr(name, ',');
+
+            if (comma != NULL)
+                *comma = '\0';
+            if (!fp_query_label_name_valid(name)) {
+                set_err(err, err_size, "parameter \"by\": \"%s\" is not a label name",
+                        echo(name, ebuf, sizeof(ebuf)));
+                return -EINVAL;
+            }
+            for (size_t j = 0; j < q->n_by; j++) {
+                if (strcmp(q->by[j], name) == 0) {
+                    set_err(err, err_size, "parameter \"by\": \"%s\" given twice", name);
+                    return -EINVAL;
+                }
+            }
+            if (q->n_by == FP_AGG_BY_MAX) {
+                set_err(err, err_size, "parameter \"by\": at most %d label names",
+                        FP_AGG_BY_MAX);
+                return -EINVAL;
+            }
+            q->by[q->n_by++] = name;
+            if (comma == NULL)
+                break;
+            name = comma;
+        }
+    }
+    return 0;
+}
+
 int fp_series_query_parse(const struct fp_query_params *p, int64_t now_ms, int64_t max_range_ms,
                           struct fp_series_query *ret, char *err, size_t err_size)
 {
-    struct fp_series_query q = {0};
+    struct fp_series_query *q = ret;
+    const char *match;
     char ebuf[ECHO_MAX];
+    size_t pos = 0, n_match = 0;
     int have_from, have_to, r;
 
+    memset(q, 0, sizeof(*q));
     r = fp_query_params_check(p, fp_series_query_params, err, err_size);
     if (r < 0)
         return r;
 
-    q.metric = fp_query_params_get(p, "metric");
-    if (q.metric == NULL || *q.metric == '\0') {
+    q->metric = fp_query_params_get(p, "metric");
+    if (q->metric == NULL || *q->metric == '\0') {
         set_err(err, err_size, "missing parameter \"metric\"");
         return -EINVAL;
     }
-    if (!fp_query_metric_name_valid(q.metric)) {
+    if (!fp_query_metric_name_valid(q->metric)) {
         set_err(err, err_size, "parameter \"metric\": \"%s\" is not a valid metric name",
-                echo(q.metric, ebuf, sizeof(ebuf)));
+                echo(q->metric, ebuf, sizeof(ebuf)));
         return -EINVAL;
     }
+    q->matchers[q->n_matchers++] =
+        (struct fp_matcher){.name = "__name__", .value = q->metric, .op = FP_MATCH_EQ};
 
-    q.device = fp_query_params_get(p, "device");
-    if (q.device != NULL && (*q.device == '\0' || strlen(q.device) > FP_QUERY_NAME_MAX)) {
+    q->device = fp_query_params_get(p, "device");
+    if (q->device != NULL && (*q->device == '\0' || strlen(q->device) > FP_QUERY_NAME_MAX)) {
         set_err(err, err_size, "parameter \"device\": must be 1 to %d bytes", FP_QUERY_NAME_MAX);
         return -EINVAL;
     }
+    if (q->device != NULL)
+        q->matchers[q->n_matchers++] =
+            (struct fp_matcher){.name = "device", .value = q->device, .op = FP_MATCH_EQ};
 
-    have_from = parse_time_param(p, "from", &q.from_ms, err, err_size);
+    while ((match = fp_query_params_next(p, "match", &pos)) != NULL) {
+        struct fp_matcher *m = &q->matchers[q->n_matchers];
+
+        /* At most FP_QUERY_PARAMS_MAX parameters, so names[] and matchers[] cannot fill up. */
+        r = parse_matcher(match, m, q->names[n_match++], err, err_size);
+        if (r == 0 && (m->op == FP_MATCH_RE || m->op == FP_MATCH_NRE))
+            r = check_regex(m->value, err, err_size);
+        if (r < 0)
+            return r;
+        q->n_matchers++;
+    }
+
+    have_from = parse_time_param(p, "from", &q->from_ms, err, err_size);
     if (have_from < 0)
         return have_from;
-    have_to = parse_time_param(p, "to", &q.to_ms, err, err_size);
+    have_to = parse_time_param(p, "to", &q->to_ms, err, err_size);
     if (have_to < 0)
         return have_to;
     if (have_to == 1)
-        q.to_ms = now_ms;
+        q->to_ms = now_ms;
     if (have_from == 1)
-        q.from_ms = q.to_ms - 3600 * 1000;
+        q->from_ms = q->to_ms - 3600 * 1000;
 
-    if (q.from_ms > q.to_ms) {
+    if (q->from_ms > q->to_ms) {
         set_err(err, err_size, "\"from\" is after \"to\"");
         return -EINVAL;
     }
-    if (q.to_ms - q.from_ms > max_range_ms) {
+    if (q->to_ms - q->from_ms > max_range_ms) {
         set_err(err, err_size, "range from \"from\" to \"to\" is longer than %lld seconds",
                 (long long)(max_range_ms / 1000));
         return -EINVAL;
     }
-
-    *ret = q;
-    return 0;
+    return parse_aggregation(p, q, err, err_size);
 }

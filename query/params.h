@@ -7,11 +7,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* At most this many parameters per request; no endpoint takes more than four. */
+#include "aggregate.h"
+#include "store.h"
+
+/* At most this many parameters per request: /api/v1/series takes eight named ones, and the rest
+ * is room for repeated "match" parameters. */
 #define FP_QUERY_PARAMS_MAX 16
 
 /* Longest metric name or device id accepted in a parameter, in bytes. */
 #define FP_QUERY_NAME_MAX 256
+
+/* Longest label matcher value or regex accepted, in bytes (after percent-decoding). */
+#define FP_QUERY_VALUE_MAX 1024
+
+/* Most buckets one aggregated /api/v1/series request may ask for: (to - from) / step, rounded
+ * up. Prometheus's range-query limit, and what a chart can show. */
+#define FP_QUERY_BUCKETS_MAX 11000
+
+/* Shortest step accepted, in milliseconds. */
+#define FP_QUERY_STEP_MIN_MS 1000
 
 /* Latest accepted timestamp: 9999-12-31T23:59:59Z in seconds. Keeps seconds * 1000 far from
  * int64 overflow and every accepted value exact to the millisecond in a double. */
@@ -33,7 +47,8 @@ struct fp_query_params {
 /* Splits query (the part after '?', without it; NULL or "" for none) on '&' and '=', and
  * percent-decodes names and values ('+' is a space, as HTML forms send it). Refuses: an empty
  * pair ("a=1&&b=2"), a pair without '=', an empty name, a bad or NUL escape ("%zz", "%00"), a
- * name given twice, more than FP_QUERY_PARAMS_MAX pairs.
+ * name given twice (except "match", the one repeatable parameter), more than
+ * FP_QUERY_PARAMS_MAX pairs.
  * ret: out, filled on success and zeroed on failure (so fp_query_params_fini is always safe).
  * err: out, a one-line reason on failure (may be NULL).
  * Returns 0, -EINVAL for a malformed query, or -ENOMEM. */
@@ -43,8 +58,13 @@ int fp_query_params_parse(const char *query, struct fp_query_params *ret, char *
 /* Frees what fp_query_params_parse allocated; accepts a zeroed struct; idempotent. */
 void fp_query_params_fini(struct fp_query_params *p);
 
-/* The value of parameter name, or NULL when absent. Borrowed from p. */
+/* The value of parameter name, or NULL when absent. Borrowed from p. For a repeated name, the
+ * first one. */
 const char *fp_query_params_get(const struct fp_query_params *p, const char *name);
+
+/* Iterates the values of a (repeatable) parameter: start with *pos = 0; each call returns the
+ * next value of name in request order, or NULL when there are no more. Borrowed from p. */
+const char *fp_query_params_next(const struct fp_query_params *p, const char *name, size_t *pos);
 
 /* Checks that every parameter in p is one of allowed (a NULL-terminated list; NULL for none).
  * Returns 0, or -EINVAL with err naming the first unknown parameter. */
@@ -55,6 +75,16 @@ int fp_query_params_check(const struct fp_query_params *p, const char *const *al
  * bytes. */
 bool fp_query_metric_name_valid(const char *s);
 
+/* True when s is a Prometheus label name: [a-zA-Z_][a-zA-Z0-9_]*, at most FP_QUERY_NAME_MAX
+ * bytes ("__name__" included). */
+bool fp_query_label_name_valid(const char *s);
+
+/* Decodes the label name in a URL path segment (segment: borrowed, still percent-encoded, as in
+ * /api/v1/labels/{name}/values) into ret (size bytes, at least FP_QUERY_NAME_MAX + 1) and checks
+ * it as fp_query_label_name_valid does. Returns 0, or -EINVAL with err naming the segment. */
+int fp_query_label_name_decode(const char *segment, char *ret, size_t size, char *err,
+                               size_t err_size);
+
 /* Parses a Unix time in seconds, integer or with a fraction ("1732412345", "1732412345.123"):
  * digits, optionally '.' and digits, nothing else (no sign, exponent or hex), at most
  * FP_QUERY_TIME_MAX_S. Sub-millisecond digits round to the nearest millisecond.
@@ -62,21 +92,46 @@ bool fp_query_metric_name_valid(const char *s);
 int fp_query_time_parse(const char *s, int64_t *ret_ms);
 
 /* /api/v1/series parameters, validated. Strings are borrowed from the fp_query_params they were
- * parsed from. */
+ * parsed from, or point into this struct itself: do not copy it (fill it in place). */
 struct fp_series_query {
     const char *metric; /**< a valid metric name */
     const char *device; /**< NULL: every device */
-    int64_t from_ms;    /**< inclusive, Unix milliseconds */
-    int64_t to_ms;      /**< inclusive, Unix milliseconds, >= from_ms */
+    int64_t from_ms;    /**< inclusive, Unix milliseconds (start of the first bucket) */
+    int64_t to_ms;      /**< inclusive, Unix milliseconds, >= from_ms; with a step, the end of
+                             the last bucket, exclusive */
+    /* Every series condition for fp_store_select / fp_store_aggregate: the metric, the device
+     * when given, then each "match" in request order. Values are regexes already checked. */
+    struct fp_matcher matchers[FP_QUERY_PARAMS_MAX + 2];
+    size_t n_matchers;
+    int64_t step_ms;      /**< bucket length; 0: no step, raw points */
+    enum fp_agg_fn agg;   /**< with step_ms > 0; 0 otherwise */
+    double q;             /**< FP_AGG_QUANTILE: the quantile, in [0, 1] */
+    const char *agg_name; /**< "avg", ..., "p95", "quantile": the response's "agg" */
+    const char *by[FP_AGG_BY_MAX]; /**< group-by label names, unique, valid; into by_buf */
+    size_t n_by;
+    char names[FP_QUERY_PARAMS_MAX][FP_QUERY_NAME_MAX + 1]; /**< matcher label names */
+    char by_buf[FP_AGG_BY_MAX * (FP_QUERY_NAME_MAX + 1)];     /**< "by", split in place */
 };
 
-/* The /api/v1/series parameter set: metric (required), device, from, to. Any other is refused. */
+/* The /api/v1/series parameter set: metric (required), device, from, to, step, agg, q, by, and
+ * match (repeatable). Any other is refused. */
 extern const char *const fp_series_query_params[];
 
-/* Reads p into *ret. Defaults: to = now_ms, from = to - 1 hour. Refuses unknown parameters, a
- * missing or invalid metric, an empty or over-long device, a bad time, from > to, and a range
- * longer than max_range_ms.
+/* Reads p into *ret.
+ *
+ * Defaults: to = now_ms, from = to - 1 hour. Refuses unknown parameters, a missing or invalid
+ * metric, an empty or over-long device, a bad time, from > to, a range longer than max_range_ms;
+ * a "match" not of the form name=value, name!=value, name=~regex or name!~regex (label name as
+ * fp_query_label_name_valid, value at most FP_QUERY_VALUE_MAX bytes), a regex that does not
+ * compile (anchored, POSIX extended) or uses back-references (\1: exponential matching time);
+ * a step that is not a duration ("60", "60s", "1m", "1h", "1d", "1.5m"), is under
+ * FP_QUERY_STEP_MIN_MS, or cuts the range into more than FP_QUERY_BUCKETS_MAX buckets; an
+ * unknown agg; q without agg=quantile, agg=quantile without q, q outside [0, 1]; step without
+ * agg, agg without step, by without agg; a "by" list with an invalid, repeated or empty name, or
+ * more than FP_AGG_BY_MAX names.
+ *
  * now_ms: the wall clock (injected so tests are deterministic).
- * Returns 0 and fills *ret, or -EINVAL with a one-line reason in err (*ret then undefined). */
+ * ret: out, filled in place (it points into itself); undefined on failure.
+ * Returns 0, or -EINVAL with a one-line reason in err. */
 int fp_series_query_parse(const struct fp_query_params *p, int64_t now_ms, int64_t max_range_ms,
                           struct fp_series_query *ret, char *err, size_t err_size);

@@ -34,21 +34,33 @@ struct fp_query_server {
     uint64_t failures_in_a_row;           /**< 5xx since the last 200; logs recovery once */
 };
 
-/* An endpoint. query: the raw query string after '?' (NULL when none), borrowed.
+/* An endpoint. arg: for a route with a path parameter (/api/v1/labels/{name}/values) that path
+ * segment, still percent-encoded; NULL for the others. query: the raw query string after '?'
+ * (NULL when none). Both borrowed.
  * On success writes the whole JSON body into out and returns FP_HTTP_OK; otherwise returns an
  * error status with a one-line reason in err (what was written to out is discarded). A reader
  * opened here is closed before returning, so no snapshot outlives the request. */
-typedef int (*fp_api_handler)(struct fp_query_server *srv, const char *query, struct evbuffer *out,
-                              char *err, size_t err_size);
+typedef int (*fp_api_handler)(struct fp_query_server *srv, const char *arg, const char *query,
+                              struct evbuffer *out, char *err, size_t err_size);
 
 /* GET /healthz: {"status":"ok","version":FP_VERSION}. */
-int fp_api_healthz(struct fp_query_server *srv, const char *query, struct evbuffer *out, char *err,
-                   size_t err_size);
+int fp_api_healthz(struct fp_query_server *srv, const char *arg, const char *query,
+                   struct evbuffer *out, char *err, size_t err_size);
 
 /* GET /api/v1/devices: every device with identity, counters and latest value per series. */
-int fp_api_devices(struct fp_query_server *srv, const char *query, struct evbuffer *out, char *err,
-                   size_t err_size);
+int fp_api_devices(struct fp_query_server *srv, const char *arg, const char *query,
+                   struct evbuffer *out, char *err, size_t err_size);
 
-/* GET /api/v1/series: the points of one metric's series over a time range. */
-int fp_api_series(struct fp_query_server *srv, const char *query, struct evbuffer *out, char *err,
-                  size_t err_size);
+/* GET /api/v1/series: one metric's series over a time range, raw or aggregated into buckets
+ * (step, agg, by), selected by label matchers. */
+int fp_api_series(struct fp_query_server *srv, const char *arg, const char *query,
+                  struct evbuffer *out, char *err, size_t err_size);
+
+/* GET /api/v1/labels: every label name in the store, sorted. */
+int fp_api_labels(struct fp_query_server *srv, const char *arg, const char *query,
+                  struct evbuffer *out, char *err, size_t err_size);
+
+/* GET /api/v1/labels/{name}/values: every value of label arg, sorted (none for an unknown
+ * label; 400 for an invalid name). */
+int fp_api_label_values(struct fp_query_server *srv, const char *arg, const char *query,
+                        struct evbuffer *out, char *err, size_t err_size);

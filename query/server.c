@@ -17,6 +17,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,14 +44,36 @@
 /* Pending connections queued by the kernel; dashboards and Grafana open only a few at a time. */
 #define LISTEN_BACKLOG 128
 
+/* A path, or with suffix set a pattern: path, one non-empty segment (the handler's arg), suffix. */
 static const struct route {
     const char *path;
+    const char *suffix;
     fp_api_handler handler;
 } routes[] = {
-    {"/healthz", fp_api_healthz},
-    {"/api/v1/devices", fp_api_devices},
-    {"/api/v1/series", fp_api_series},
+    {"/healthz", NULL, fp_api_healthz},
+    {"/api/v1/devices", NULL, fp_api_devices},
+    {"/api/v1/series", NULL, fp_api_series},
+    {"/api/v1/labels", NULL, fp_api_labels},
+    {"/api/v1/labels/", "/values", fp_api_label_values},
 };
+
+/* Whether path matches route r; for a pattern, copies the segment into arg (arg_size bytes; a
+ * longer segment does not match, so it is a 404 rather than a truncated name). */
+static bool route_match(const struct route *r, const char *path, char *arg, size_t arg_size)
+{
+    size_t pl = strlen(r->path), sl, len = strlen(path);
+
+    if (r->suffix == NULL)
+        return strcmp(path, r->path) == 0;
+    sl = strlen(r->suffix);
+    if (len < pl + sl || strncmp(path, r->path, pl) != 0 ||
+        strcmp(path + len - sl, r->suffix) != 0 || len - pl - sl >= arg_size)
+        return false;
+    memcpy(arg, path + pl, len - pl - sl);
+    arg[len - pl - sl] = '\0';
+    /* One segment: /api/v1/labels/a/b/values is no label's values. */
+    return strchr(arg, '/') == NULL;
+}
 
 static void set_err(char *err, size_t err_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -215,7 +238,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
     const struct route *route = NULL;
     struct evbuffer *body;
-    char err[256] = "";
+    char err[256] = "", segment[1024];
     int64_t start_ms = fp_clock_mono_ms();
     size_t len;
     int status;
@@ -230,7 +253,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         path = "/";
 
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && route == NULL; i++)
-        if (strcmp(path, routes[i].path) == 0)
+        if (route_match(&routes[i], path, segment, sizeof(segment)))
             route = &routes[i];
 
     if (route == NULL) {
@@ -242,7 +265,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         (void)evhttp_add_header(headers, "Allow", "GET, HEAD");
         status = FP_HTTP_METHOD_NOT_ALLOWED;
     } else {
-        status = route->handler(srv, query, body, err, sizeof(err));
+        status = route->handler(srv, route->suffix != NULL ? segment : NULL, query, body, err,
+                                sizeof(err));
     }
     if (status != FP_HTTP_OK)
         error_body(body, err);

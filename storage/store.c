@@ -5,7 +5,7 @@
  *   series_key  fnv64(canonical key) -> series id            (DUPSORT|DUPFIXED: collisions)
  *   series_id   series id -> type u8, canonical key          canonical: metric\0(name\0value\0)*
  *   postings    name\0value -> series id                     (DUPSORT|DUPFIXED), incl. __name__
- *   samples     series id, ts^sign -> double                 one entry per sample (see below)
+ *   raw.<day>   series id, first ts -> last ts, chunk          see samples.c
  *   latest      series id -> ts i64, value double
  *   devices     device -> fixed header, then (name\0value\0)* identity
  *   dedup       device\0 epoch -> highest applied seq, bitmap of the 256 seqs below it
@@ -14,9 +14,10 @@
  * Every string stored is NUL-terminated so readers can hand out pointers into the map instead of
  * copies; they stay valid until the read transaction ends.
  *
- * This is the straightforward layout of the pipeline issue: one LMDB entry per sample. The
- * compressed chunk engine replaces "samples" behind the same API; FP_STORE_FORMAT changes then. */
+ * Samples are stored in compressed chunks in one database per day (samples.c); this file keeps
+ * the index, devices, dedup marks and events, and runs the write transaction. */
 #include "store.h"
+#include "store-internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -29,73 +30,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_LABELS 63   /* + device fits struct fp_series_desc.labels */
-#define KEY_MAX 511     /* LMDB's default maximum key size */
-#define DEVICE_HEADER_BYTES 64
-
-struct fp_store {
-    MDB_env *env;
-    MDB_dbi meta, series_key, series_id, postings, samples, latest, devices, dedup, events;
-    bool readonly;
-    struct fp_store_options opts;
-    uint64_t map_bytes;
-};
-
-struct fp_store_reader {
-    struct fp_store *store;
-    MDB_txn *txn;
-};
-
 void fp_store_options_default(struct fp_store_options *ret)
 {
     *ret = (struct fp_store_options){
         .initial_map_bytes = UINT64_C(1) << 30,
         .max_map_bytes = UINT64_C(1) << 40,
+        .ooo_window_ms = INT64_C(3600) * 1000,
+        .raw_retention_ms = INT64_C(15) * 86400 * 1000,
     };
-}
-
-/* --- encoding helpers ----------------------------------------------------------------------- */
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-/* Flipping the sign bit makes negative timestamps sort before positive ones as unsigned. */
-static void put_ts(uint8_t *p, int64_t ts)
-{
-    put_u64(p, (uint64_t)ts ^ (UINT64_C(1) << 63));
-}
-
-static int64_t get_ts(const uint8_t *p)
-{
-    return (int64_t)(get_u64(p) ^ (UINT64_C(1) << 63));
-}
-
-static void put_double(uint8_t *p, double v)
-{
-    uint64_t u;
-    memcpy(&u, &v, sizeof(u));
-    put_u64(p, u);
-}
-
-static double get_double(const uint8_t *p)
-{
-    uint64_t u = get_u64(p);
-    double v;
-    memcpy(&v, &u, sizeof(v));
-    return v;
 }
 
 static uint64_t fnv64(const void *data, size_t len)
@@ -109,47 +51,7 @@ static uint64_t fnv64(const void *data, size_t len)
     return h;
 }
 
-/* A growable byte buffer for building keys and values. */
-struct buf {
-    uint8_t *data;
-    size_t len, cap;
-};
-
-static int buf_reserve(struct buf *b, size_t more)
-{
-    size_t cap;
-    uint8_t *n;
-
-    if (b->len + more <= b->cap)
-        return 0;
-    cap = b->cap < 256 ? 256 : b->cap;
-    while (cap < b->len + more)
-        cap *= 2;
-    n = realloc(b->data, cap);
-    if (n == NULL)
-        return -ENOMEM;
-    b->data = n;
-    b->cap = cap;
-    return 0;
-}
-
-static int buf_add(struct buf *b, const void *p, size_t len)
-{
-    int r = buf_reserve(b, len);
-    if (r < 0)
-        return r;
-    memcpy(b->data + b->len, p, len);
-    b->len += len;
-    return 0;
-}
-
-/* Appends s including its NUL. */
-static int buf_str(struct buf *b, const char *s)
-{
-    return buf_add(b, s, strlen(s) + 1);
-}
-
-static int map_lmdb(int rc)
+int fp_store_map_lmdb(int rc)
 {
     switch (rc) {
     case MDB_SUCCESS:
@@ -210,7 +112,6 @@ static const struct {
     {"series_key", MDB_DUPSORT | MDB_DUPFIXED, offsetof(struct fp_store, series_key)},
     {"series_id", 0, offsetof(struct fp_store, series_id)},
     {"postings", MDB_DUPSORT | MDB_DUPFIXED, offsetof(struct fp_store, postings)},
-    {"samples", 0, offsetof(struct fp_store, samples)},
     {"latest", 0, offsetof(struct fp_store, latest)},
     {"devices", 0, offsetof(struct fp_store, devices)},
     {"dedup", 0, offsetof(struct fp_store, dedup)},
@@ -227,7 +128,7 @@ static int open_dbs(struct fp_store *s, char *err, size_t err_size, const char *
     rc = mdb_txn_begin(s->env, NULL, txn_flags, &txn);
     if (rc != 0) {
         set_err(err, err_size, "cannot read store in %s: %s", dir, mdb_strerror(rc));
-        return map_lmdb(rc);
+        return fp_store_map_lmdb(rc);
     }
     for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
         unsigned flags = dbs[i].flags | (s->readonly ? 0 : MDB_CREATE);
@@ -241,7 +142,7 @@ static int open_dbs(struct fp_store *s, char *err, size_t err_size, const char *
         if (rc != 0) {
             mdb_txn_abort(txn);
             set_err(err, err_size, "cannot open store in %s: %s", dir, mdb_strerror(rc));
-            return map_lmdb(rc);
+            return fp_store_map_lmdb(rc);
         }
     }
     rc = mdb_get(txn, s->meta, &k, &v);
@@ -255,7 +156,7 @@ static int open_dbs(struct fp_store *s, char *err, size_t err_size, const char *
             mdb_txn_abort(txn);
         if (rc != 0) {
             set_err(err, err_size, "cannot initialise store in %s: %s", dir, mdb_strerror(rc));
-            return map_lmdb(rc);
+            return fp_store_map_lmdb(rc);
         }
         return 0;
     }
@@ -281,7 +182,7 @@ static int open_dbs(struct fp_store *s, char *err, size_t err_size, const char *
     /* Commit even a read-only txn: LMDB closes handles opened in an aborted one. */
     if ((rc = mdb_txn_commit(txn)) != 0) {
         set_err(err, err_size, "cannot open store in %s: %s", dir, mdb_strerror(rc));
-        return map_lmdb(rc);
+        return fp_store_map_lmdb(rc);
     }
     return 0;
 }
@@ -330,10 +231,10 @@ int fp_store_open(const char *dir, unsigned flags, const struct fp_store_options
 
     rc = mdb_env_create(&s->env);
     if (rc != 0) {
-        r = map_lmdb(rc);
+        r = fp_store_map_lmdb(rc);
         goto fail;
     }
-    (void)mdb_env_set_maxdbs(s->env, 16);
+    (void)mdb_env_set_maxdbs(s->env, 16 + MAX_PARTITIONS);
     if (s->readonly) {
         env_flags |= MDB_RDONLY;
     } else {
@@ -343,13 +244,13 @@ int fp_store_open(const char *dir, unsigned flags, const struct fp_store_options
             s->map_bytes = (uint64_t)st.st_size;
         rc = mdb_env_set_mapsize(s->env, s->map_bytes);
         if (rc != 0) {
-            r = map_lmdb(rc);
+            r = fp_store_map_lmdb(rc);
             goto fail;
         }
     }
     rc = mdb_env_open(s->env, dir, env_flags, 0644);
     if (rc != 0) {
-        r = map_lmdb(rc);
+        r = fp_store_map_lmdb(rc);
         if (r == FP_STORE_E_FORMAT)
             set_err(err, err_size, "%s does not hold a fleetpulse store (not an LMDB file)", dir);
         else
@@ -374,6 +275,7 @@ void fp_store_close(struct fp_store **sp)
     if (s == NULL)
         return;
     mdb_env_close(s->env);
+    fp_samples_fini(s);
     free(s);
     *sp = NULL;
 }
@@ -514,41 +416,6 @@ static int series_resolve(MDB_txn *txn, struct fp_store *s, const struct buf *ke
         p = value + strlen(value) + 1;
     }
     return rc;
-}
-
-static int write_samples(MDB_txn *txn, struct fp_store *s, uint64_t id,
-                         const struct fp_series_in *in)
-{
-    uint8_t kb[16], vb[16], id_be[8];
-    MDB_val k = {16, kb}, v = {8, vb}, lk = {8, id_be}, lv;
-    int64_t newest_ts = INT64_MIN;
-    double newest_v = 0;
-    int rc;
-
-    put_u64(kb, id);
-    put_u64(id_be, id);
-    for (size_t i = 0; i < in->n; i++) {
-        put_ts(kb + 8, in->ts_ms[i]);
-        put_double(vb, in->values[i]);
-        rc = mdb_put(txn, s->samples, &k, &v, 0);
-        if (rc != 0)
-            return rc;
-        if (in->ts_ms[i] >= newest_ts) {
-            newest_ts = in->ts_ms[i];
-            newest_v = in->values[i];
-        }
-    }
-    if (in->n == 0)
-        return 0;
-    rc = mdb_get(txn, s->latest, &lk, &lv);
-    if (rc == 0 && lv.mv_size == 16 && get_ts(lv.mv_data) > newest_ts)
-        return 0;
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        return rc;
-    put_ts(vb, newest_ts);
-    put_double(vb + 8, newest_v);
-    lv = (MDB_val){16, vb};
-    return mdb_put(txn, s->latest, &lk, &lv, 0);
 }
 
 /* Device record header: first_seen, last_seen, batches, samples, duplicates, dropped,
@@ -740,7 +607,7 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
     rc = get_meta_u64(txn, s, "next_series_id", &next_id);
     for (size_t bi = 0; rc == 0 && bi < n; bi++) {
         const struct fp_write_batch *b = &batches[bi];
-        uint64_t written = 0, refused = 0;
+        uint64_t written = 0, refused = 0, too_old = 0;
         bool dup = false;
 
         res[bi] = (struct fp_write_result){0};
@@ -756,7 +623,7 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
         }
         for (size_t si = 0; rc == 0 && si < b->n_series; si++) {
             const struct fp_series_in *in = &b->series[si];
-            uint64_t id;
+            uint64_t id, w = 0, old = 0;
             int r = canonical_key(b->device, in, key);
             if (r == -ENOMEM) {
                 rc = ENOMEM;
@@ -768,8 +635,11 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
             }
             rc = series_resolve(txn, s, key, in->type, &next_id, tmp, &id);
             if (rc == 0)
-                rc = write_samples(txn, s, id, in);
-            written += in->n;
+                rc = fp_samples_write(txn, s, id, in->ts_ms, in->values, in->n, b->received_ms,
+                                      &w, &old);
+            written += w;
+            refused += old;
+            too_old += old;
         }
         if (rc == 0)
             rc = write_events(txn, s, b, key, tmp);
@@ -777,14 +647,54 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
             rc = update_device(txn, s, b, false, written, tmp);
         res[bi].samples_written = written;
         res[bi].samples_refused = refused;
+        res[bi].samples_too_old = too_old;
     }
     if (rc == 0)
         rc = put_meta_u64(txn, s, "next_series_id", next_id);
+    /* Retention rides on a write at most once a minute: dropping a day is one mdb_drop. */
+    if (rc == 0 && n > 0 && batches[0].received_ms - s->retention_checked_ms >= 60000) {
+        rc = fp_samples_retention(txn, s, batches[0].received_ms);
+        if (rc == 0)
+            s->retention_checked_ms = batches[0].received_ms;
+    }
     if (rc != 0) {
         mdb_txn_abort(txn);
+        fp_samples_txn_end(s, false);
         return rc;
     }
-    return mdb_txn_commit(txn);
+    rc = mdb_txn_commit(txn);
+    fp_samples_txn_end(s, rc == 0);
+    return rc;
+}
+
+int fp_store_compact(struct fp_store *s)
+{
+    MDB_txn *txn;
+    int rc;
+
+    if (s->readonly)
+        return -EROFS;
+    for (;;) {
+        rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+        if (rc != 0)
+            break;
+        rc = fp_samples_compact_all(txn, s);
+        if (rc == 0) {
+            rc = mdb_txn_commit(txn);
+            fp_samples_txn_end(s, rc == 0);
+        } else {
+            mdb_txn_abort(txn);
+            fp_samples_txn_end(s, false);
+        }
+        if (rc != MDB_MAP_FULL || s->map_bytes >= s->opts.max_map_bytes)
+            break;
+        s->map_bytes = s->map_bytes * 2 > s->opts.max_map_bytes ? s->opts.max_map_bytes
+                                                                : s->map_bytes * 2;
+        rc = mdb_env_set_mapsize(s->env, s->map_bytes);
+        if (rc != 0)
+            break;
+    }
+    return rc == ENOMEM ? -ENOMEM : fp_store_map_lmdb(rc);
 }
 
 int fp_store_write(struct fp_store *s, const struct fp_write_batch *batches, size_t n,
@@ -814,7 +724,7 @@ int fp_store_write(struct fp_store *s, const struct fp_write_batch *batches, siz
     free(tmp.data);
     if (rc == ENOMEM)
         return -ENOMEM;
-    return map_lmdb(rc);
+    return fp_store_map_lmdb(rc);
 }
 
 /* --- reading -------------------------------------------------------------------------------- */
@@ -836,7 +746,7 @@ int fp_store_reader_open(struct fp_store *s, struct fp_store_reader **ret)
     }
     if (rc != 0) {
         free(r);
-        return map_lmdb(rc);
+        return fp_store_map_lmdb(rc);
     }
     *ret = r;
     return 0;
@@ -847,7 +757,8 @@ void fp_store_reader_close(struct fp_store_reader **rp)
     struct fp_store_reader *r = *rp;
     if (r == NULL)
         return;
-    mdb_txn_abort(r->txn);
+    /* Commit, not abort: LMDB keeps the partition handles opened in a committed read txn. */
+    (void)mdb_txn_commit(r->txn);
     free(r);
     *rp = NULL;
 }
@@ -862,7 +773,7 @@ int fp_store_series_get(struct fp_store_reader *r, uint64_t id, struct fp_series
     put_u64(id_be, id);
     rc = mdb_get(r->txn, r->store->series_id, &k, &v);
     if (rc != 0)
-        return map_lmdb(rc);
+        return fp_store_map_lmdb(rc);
     if (v.mv_size < 2 || ((const char *)v.mv_data)[v.mv_size - 1] != '\0')
         return -EIO;
     ret->id = id;
@@ -921,7 +832,7 @@ static int postings_get(struct fp_store_reader *r, const char *name, const char 
     k = (MDB_val){nl + 1 + vl, kb};
     rc = mdb_cursor_open(r->txn, r->store->postings, &cur);
     if (rc != 0)
-        return map_lmdb(rc);
+        return fp_store_map_lmdb(rc);
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
     if (rc == 0)
         rc = mdb_cursor_get(cur, &k, &v, MDB_GET_MULTIPLE);
@@ -933,7 +844,87 @@ static int postings_get(struct fp_store_reader *r, const char *name, const char 
     mdb_cursor_close(cur);
     if (err != 0)
         return err;
-    return rc == MDB_NOTFOUND ? 0 : map_lmdb(rc);
+    return rc == MDB_NOTFOUND ? 0 : fp_store_map_lmdb(rc);
+}
+
+/* Walks distinct posting keys (name\0value) from the first one >= prefix while they start with
+ * prefix; calls visit(key, len) for each. */
+static int postings_walk(struct fp_store_reader *r, const char *prefix, size_t prefix_len,
+                         int (*visit)(void *ctx, const char *key, size_t len), void *ctx)
+{
+    MDB_cursor *cur;
+    MDB_val k = {prefix_len, (void *)prefix}, v;
+    int rc, res = 0;
+
+    rc = mdb_cursor_open(r->txn, r->store->postings, &cur);
+    if (rc != 0)
+        return fp_store_map_lmdb(rc);
+    rc = prefix_len > 0 ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
+                        : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0 && res == 0) {
+        if (k.mv_size < prefix_len || memcmp(k.mv_data, prefix, prefix_len) != 0)
+            break;
+        res = visit(ctx, k.mv_data, k.mv_size);
+        if (res == 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_NODUP);
+    }
+    mdb_cursor_close(cur);
+    if (res != 0)
+        return res;
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : fp_store_map_lmdb(rc);
+}
+
+struct walk_ctx {
+    fp_string_fn fn;
+    void *userdata;
+    size_t skip;        /* bytes of the key before the string to report */
+    char last[KEY_MAX + 1];
+    bool have_last;
+};
+
+/* Label names: each key is name\0value; report each name once (keys are sorted, so repeats are
+ * adjacent). */
+static int visit_name(void *ctx, const char *key, size_t len)
+{
+    struct walk_ctx *w = ctx;
+    size_t n = strnlen(key, len);
+    if (n >= len || n > KEY_MAX)
+        return 0;
+    if (w->have_last && strncmp(w->last, key, n) == 0 && w->last[n] == '\0')
+        return 0;
+    memcpy(w->last, key, n);
+    w->last[n] = '\0';
+    w->have_last = true;
+    return w->fn(w->userdata, w->last);
+}
+
+static int visit_value(void *ctx, const char *key, size_t len)
+{
+    struct walk_ctx *w = ctx;
+    char buf[KEY_MAX + 1];
+    if (len < w->skip || len - w->skip > KEY_MAX)
+        return 0;
+    memcpy(buf, key + w->skip, len - w->skip);
+    buf[len - w->skip] = '\0';
+    return w->fn(w->userdata, buf);
+}
+
+int fp_store_label_names(struct fp_store_reader *r, fp_string_fn fn, void *userdata)
+{
+    struct walk_ctx w = {.fn = fn, .userdata = userdata};
+    return postings_walk(r, "", 0, visit_name, &w);
+}
+
+int fp_store_label_values(struct fp_store_reader *r, const char *name, fp_string_fn fn,
+                          void *userdata)
+{
+    struct walk_ctx w = {.fn = fn, .userdata = userdata};
+    size_t n = strlen(name);
+    if (n + 1 > KEY_MAX)
+        return 0;
+    w.skip = n + 1;
+    /* The prefix includes the NUL, so "zone" does not also match "zones". */
+    return postings_walk(r, name, n + 1, visit_value, &w);
 }
 
 static void ids_intersect(struct ids *a, const struct ids *b)
@@ -1018,7 +1009,7 @@ int fp_store_select(struct fp_store_reader *r, const struct fp_matcher *m, size_
         MDB_val k, v;
         int rc = mdb_cursor_open(r->txn, r->store->series_id, &cur);
         if (rc != 0) {
-            err = map_lmdb(rc);
+            err = fp_store_map_lmdb(rc);
             goto out;
         }
         while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0 && err == 0)
@@ -1026,7 +1017,7 @@ int fp_store_select(struct fp_store_reader *r, const struct fp_matcher *m, size_
                 err = ids_push(&acc, get_u64(k.mv_data));
         mdb_cursor_close(cur);
         if (err == 0 && rc != MDB_NOTFOUND)
-            err = map_lmdb(rc);
+            err = fp_store_map_lmdb(rc);
         if (err != 0)
             goto out;
     }
@@ -1082,38 +1073,7 @@ out:
 int fp_store_read_range(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int64_t to_ms,
                         fp_point_fn fn, void *userdata)
 {
-    uint8_t kb[16];
-    MDB_val k = {16, kb}, v;
-    MDB_cursor *cur;
-    int rc, stop = 0;
-
-    if (from_ms > to_ms)
-        return 0;
-    put_u64(kb, id);
-    put_ts(kb + 8, from_ms);
-    rc = mdb_cursor_open(r->txn, r->store->samples, &cur);
-    if (rc != 0)
-        return map_lmdb(rc);
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    while (rc == 0) {
-        const uint8_t *kp = k.mv_data;
-        int64_t ts;
-        if (k.mv_size != 16 || get_u64(kp) != id)
-            break;
-        ts = get_ts(kp + 8);
-        if (ts > to_ms)
-            break;
-        if (v.mv_size == 8) {
-            stop = fn(userdata, ts, get_double(v.mv_data));
-            if (stop != 0)
-                break;
-        }
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(cur);
-    if (stop != 0)
-        return stop;
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : map_lmdb(rc);
+    return fp_samples_read(r, id, from_ms, to_ms, fn, userdata);
 }
 
 int fp_store_latest(struct fp_store_reader *r, uint64_t id, int64_t *ret_ts_ms, double *ret_value)
@@ -1125,7 +1085,7 @@ int fp_store_latest(struct fp_store_reader *r, uint64_t id, int64_t *ret_ts_ms, 
     put_u64(id_be, id);
     rc = mdb_get(r->txn, r->store->latest, &k, &v);
     if (rc != 0)
-        return map_lmdb(rc);
+        return fp_store_map_lmdb(rc);
     if (v.mv_size != 16)
         return -EIO;
     *ret_ts_ms = get_ts(v.mv_data);
@@ -1174,7 +1134,7 @@ int fp_store_devices(struct fp_store_reader *r, fp_device_fn fn, void *userdata)
 
     rc = mdb_cursor_open(r->txn, r->store->devices, &cur);
     if (rc != 0)
-        return map_lmdb(rc);
+        return fp_store_map_lmdb(rc);
     while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         struct fp_device_desc d;
         if (device_decode(&k, &v, &d) < 0)
@@ -1186,7 +1146,7 @@ int fp_store_devices(struct fp_store_reader *r, fp_device_fn fn, void *userdata)
     mdb_cursor_close(cur);
     if (res != 0)
         return res;
-    return rc == MDB_NOTFOUND ? 0 : map_lmdb(rc);
+    return rc == MDB_NOTFOUND ? 0 : fp_store_map_lmdb(rc);
 }
 
 int fp_store_device_get(struct fp_store_reader *r, const char *device, struct fp_device_desc *ret)
@@ -1194,7 +1154,7 @@ int fp_store_device_get(struct fp_store_reader *r, const char *device, struct fp
     MDB_val k = {strlen(device) + 1, (void *)device}, v;
     int rc = mdb_get(r->txn, r->store->devices, &k, &v);
     if (rc != 0)
-        return map_lmdb(rc);
+        return fp_store_map_lmdb(rc);
     return device_decode(&k, &v, ret);
 }
 
@@ -1209,7 +1169,7 @@ int fp_store_events(struct fp_store_reader *r, const char *device, int64_t from_
     put_ts(kb, from_ms);
     rc = mdb_cursor_open(r->txn, r->store->events, &cur);
     if (rc != 0)
-        return map_lmdb(rc);
+        return fp_store_map_lmdb(rc);
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         struct fp_event_desc e;
@@ -1247,5 +1207,5 @@ int fp_store_events(struct fp_store_reader *r, const char *device, int64_t from_
     mdb_cursor_close(cur);
     if (res != 0)
         return res;
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : map_lmdb(rc);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : fp_store_map_lmdb(rc);
 }

@@ -21,7 +21,7 @@ struct fp_store_reader;
 
 /* Version of the on-disk layout. A store with another version is refused at open with
  * FP_STORE_E_FORMAT. If you change what is written, bump this. */
-#define FP_STORE_FORMAT 1
+#define FP_STORE_FORMAT 2
 
 /* Outcomes a caller must act on (positive; negative values are -errno). */
 enum {
@@ -45,6 +45,10 @@ enum fp_series_type {
 struct fp_store_options {
     uint64_t initial_map_bytes; /**< LMDB map size at first open; grows by doubling */
     uint64_t max_map_bytes;     /**< never grow past this: FP_STORE_E_FULL instead */
+    int64_t ooo_window_ms;      /**< samples this far behind a series' newest are still stored;
+                                     older ones are refused and counted */
+    int64_t raw_retention_ms;   /**< raw samples older than this (by wall clock) are dropped,
+                                     a day partition at a time; 0 keeps everything */
 };
 
 void fp_store_options_default(struct fp_store_options *ret);
@@ -101,7 +105,8 @@ struct fp_write_batch {
 struct fp_write_result {
     int status;               /**< 0 applied, FP_STORE_E_DUP already applied */
     uint64_t samples_written; /**< stored by this call */
-    uint64_t samples_refused; /**< refused (e.g. a series key over LMDB's key limit) */
+    uint64_t samples_refused; /**< refused: all reasons below together */
+    uint64_t samples_too_old; /**< of those: behind the out-of-order window or the retention */
 };
 
 /* Writes n batches in one durable transaction: when this returns 0 every applied batch is on
@@ -109,6 +114,11 @@ struct fp_write_result {
  * FP_STORE_E_FULL (nothing written), or -errno (nothing written). */
 int fp_store_write(struct fp_store *s, const struct fp_write_batch *batches, size_t n,
                    struct fp_write_result *ret_results);
+
+/* Rewrites the small chunks that single-sample writes leave behind into full ones (the writer
+ * also does this as it goes, series by series). Call before measuring size on disk or at a quiet
+ * moment; durable when it returns 0. Returns 0, FP_STORE_E_FULL or -errno. */
+int fp_store_compact(struct fp_store *s);
 
 /* --- reading --------------------------------------------------------------------------------- */
 
@@ -137,6 +147,19 @@ struct fp_matcher {
  * -errno. */
 int fp_store_select(struct fp_store_reader *r, const struct fp_matcher *m, size_t n_matchers,
                     uint64_t **ret_ids, size_t *ret_n);
+
+/* Called with each string in sorted order; s is valid only during the call. Return non-zero to
+ * stop. */
+typedef int (*fp_string_fn)(void *userdata, const char *s);
+
+/* Calls fn for every label name in the store ("__name__" for the metric name included), sorted.
+ * Returns 0, fn's non-zero result, or -errno. */
+int fp_store_label_names(struct fp_store_reader *r, fp_string_fn fn, void *userdata);
+
+/* Calls fn for every value label name has on some series, sorted (for "__name__": every metric
+ * name). Returns 0, fn's non-zero result, or -errno. */
+int fp_store_label_values(struct fp_store_reader *r, const char *name, fp_string_fn fn,
+                          void *userdata);
 
 /* A series' identity. Strings are borrowed from the reader and valid until it closes. labels are
  * sorted by name and include "device". */

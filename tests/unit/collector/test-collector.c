@@ -33,7 +33,9 @@
 /* Small, so a TOO_LARGE batch is cheap to build. The collector lets ZeroMQ drop anything over
  * twice this without an answer, so the oversized batch must stay under 2x. */
 #define MAX_MESSAGE_BYTES 4096
-#define T0 INT64_C(1700000000000)
+/* Samples an hour old: the collector stamps batches with its own clock, and the store refuses
+ * samples past the raw retention (15 days) as too old. */
+static int64_t T0;
 /* Batches per device in the back-to-back burst. */
 #define BURST 60
 
@@ -707,6 +709,7 @@ int main(void)
     char dir[] = "/tmp/fp-collector-test-XXXXXX";
     char data[128], data2[128];
 
+    T0 = (int64_t)time(NULL) / 60 * 60000 - 3600000;
     zctx = zmq_ctx_new();
     fp_assert(zctx != NULL);
     fp_assert(mkdtemp(dir) != NULL);

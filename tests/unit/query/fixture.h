@@ -1,4 +1,4 @@
-/* Known data for the query tests: a small fleet written through the storage write API, the way
+/* Known data for the query tests: small fleets written through the storage write API, the way
  * the collector writes it, so the tests read back what a real store holds. */
 #pragma once
 
@@ -19,3 +19,23 @@
  *   edge-03 (1 batch, only when big_points > 0): bench_big with big_points points, value i / 2.
  * Returns 0, or a store code / -errno with err set. */
 int fixture_write(const char *dir, int64_t now_ms, size_t big_points, char *err, size_t err_size);
+
+/* 2024-11-23T22:13:20Z, a whole minute: start of the aggregation fleet's first 60 s bucket. */
+#define FIXTURE_F0_MS INT64_C(1732400000000)
+
+/* Writes the aggregation fleet into the existing, empty directory dir (times in seconds after
+ * F0 = FIXTURE_F0_MS):
+ *   ttft_seconds (gauge):
+ *     edge-a {model=llama, site=lab}:  0 s: 0.5, 30 s: 1.5, 60 s: 2.5
+ *     edge-b {model=llama, site=home}: 10 s: 1, 59.999 s: 3
+ *     edge-c {model=qwen, site=lab}:   20 s: 4, 90 s: 6
+ *     edge-d {model=qwen}:             100 s: 8
+ *   requests_total (counter):
+ *     edge-a: 0 s: 100, 20 s: 130, 40 s: 10 (a reset), 70 s: 50, 110 s: 80
+ *     edge-b: 5 s: 7, 50 s: 9
+ *   lat_seconds (gauge): devices lat-00 .. lat-19, 50 samples each at j s + i ms (j = 0..49,
+ *     device i): 0.1 * (j + 1) on lat-00 .. lat-18, 10 * (j + 1) on lat-19 (one slow device).
+ *     Pooled p50 = 2.7, p95 = 5, p99 = 400 (rank floor(q * 999) of the 1000 values); the p95
+ *     of per-device p95s would be 4.7.
+ * Returns 0, or a store code / -errno with err set. */
+int fixture_write_fleet(const char *dir, char *err, size_t err_size);

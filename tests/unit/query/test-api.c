@@ -20,6 +20,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "aggregate.h"
 #include "clock.h"
 #include "fixture.h"
 #include "server.h"
@@ -49,7 +50,7 @@ static void *server_main(void *arg)
     return NULL;
 }
 
-static void server_start(struct server_thread *st, const char *dir)
+static void server_start(struct server_thread *st, const char *dir, size_t max_points)
 {
     struct fp_query_options opts;
     char err[512] = "";
@@ -59,6 +60,7 @@ static void server_start(struct server_thread *st, const char *dir)
     opts.listen = "127.0.0.1:0";
     opts.data_dir = dir;
     opts.timeout_s = 1; /* short, so the idle-client test is quick */
+    opts.max_points = max_points;
 
     st->base = event_base_new();
     fp_assert(st->base != NULL);
@@ -516,13 +518,334 @@ static void test_series_errors(uint16_t port)
                  "\"from\" is after \"to\"");
     expect_error(port, "GET", "/api/v1/series?metric=m&from=0&to=2678401", 400,
                  "longer than 2678400 seconds");
-    expect_error(port, "GET", "/api/v1/series?metric=m&step=60", 400, "unknown parameter \"step\"");
+    expect_error(port, "GET", "/api/v1/series?metric=m&steps=60", 400,
+                 "unknown parameter \"steps\"");
     expect_error(port, "GET", "/api/v1/series?metric=m&metric=n", 400,
                  "parameter \"metric\" given more than once");
     expect_error(port, "GET", "/api/v1/series?metric=m&&from=1", 400, "malformed query string");
     expect_error(port, "GET", "/api/v1/series?metric=m%00x", 400, "bad %-escape");
     expect_error(port, "GET", "/api/v1/series?metric=m&device=", 400, "parameter \"device\"");
     expect_error(port, "POST", "/api/v1/series?metric=m", 405, "not allowed");
+}
+
+/* GET target and expect status 200 with exactly body. */
+static void expect_body(uint16_t port, const char *target, const char *body)
+{
+    struct reply r;
+    json_t *v = get_json(port, target, 200, &r);
+
+    if (strcmp(r.body, body) != 0)
+        FP_TEST_FAIL("GET %s:\n  body     %s\n  expected %s", target, r.body, body);
+    json_decref(v);
+    reply_fini(&r);
+}
+
+/* The value of the only point of the only series in the answer to target. */
+static double only_value(uint16_t port, const char *target)
+{
+    json_t *v = get_json(port, target, 200, NULL);
+    json_t *series = json_object_get(v, "series");
+    json_t *pts = json_object_get(json_array_get(series, 0), "points");
+    double x = NAN;
+
+    if (json_array_size(series) != 1 || json_array_size(pts) != 1)
+        FP_TEST_FAIL("GET %s: not one series with one point", target);
+    else
+        x = json_number_value(json_array_get(json_array_get(pts, 0), 1));
+    json_decref(v);
+    return x;
+}
+
+/* Every refusal of the aggregation parameters and label matchers, with its status. */
+static void test_series_agg_errors(uint16_t port)
+{
+    char target[512], by[256] = "";
+
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=60", 400,
+                 "parameter \"step\" requires \"agg\"");
+    expect_error(port, "GET", "/api/v1/series?metric=m&agg=sum", 400,
+                 "parameter \"agg\" requires \"step\"");
+    expect_error(port, "GET", "/api/v1/series?metric=m&by=device", 400,
+                 "parameter \"by\" requires \"agg\"");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=60&by=device", 400,
+                 "parameter \"by\" requires \"agg\"");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=60&agg=median", 400,
+                 "parameter \"agg\": unknown aggregation \"median\" (avg, min, max, sum, count, "
+                 "last, rate, increase, p50, p90, p95, p99, quantile)");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=60&agg=P95", 400,
+                 "unknown aggregation \"P95\"");
+
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=abc&agg=sum", 400,
+                 "parameter \"step\": \"abc\" is not a duration (e.g. 60, 60s, 1m, 1h)");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=1e3&agg=sum", 400,
+                 "parameter \"step\": \"1e3\" is not a duration");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=-60&agg=sum", 400,
+                 "parameter \"step\": \"-60\" is not a duration");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=60x&agg=sum", 400,
+                 "parameter \"step\": \"60x\" is not a duration");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=&agg=sum", 400,
+                 "parameter \"step\": \"\" is not a duration");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=0&agg=sum", 400,
+                 "parameter \"step\": must be at least 1 second");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=0.5&agg=sum", 400,
+                 "parameter \"step\": must be at least 1 second");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=999ms&agg=sum", 400,
+                 "parameter \"step\": must be at least 1 second");
+    /* 11000 buckets pass, 11001 do not (a partial last bucket counts). */
+    expect_body(port, "/api/v1/series?metric=m&from=0&to=11000&step=1&agg=sum", "{\"series\":[]}");
+    expect_body(port, "/api/v1/series?metric=m&from=0&to=1100000&step=100&agg=sum",
+                "{\"series\":[]}");
+    expect_error(port, "GET", "/api/v1/series?metric=m&from=0&to=11000.001&step=1&agg=sum", 400,
+                 "range / step gives 11001 buckets, more than 11000; widen the step or narrow "
+                 "the range");
+    expect_error(port, "GET", "/api/v1/series?metric=m&from=0&to=2678400&step=1m&agg=sum", 400,
+                 "gives 44640 buckets");
+
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=60&agg=quantile", 400,
+                 "agg=quantile requires parameter \"q\" (e.g. q=0.95)");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=60&agg=quantile&q=1.5", 400,
+                 "parameter \"q\": \"1.5\" is not a number from 0 to 1");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=60&agg=quantile&q=-0", 400,
+                 "parameter \"q\": \"-0\" is not a number from 0 to 1");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=60&agg=quantile&q=nan", 400,
+                 "parameter \"q\": \"nan\" is not a number");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=60&agg=p95&q=0.9", 400,
+                 "parameter \"q\" requires agg=quantile");
+    expect_error(port, "GET", "/api/v1/series?metric=m&q=0.9", 400,
+                 "parameter \"q\" requires agg=quantile");
+
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=60&agg=sum&by=bad-name", 400,
+                 "parameter \"by\": \"bad-name\" is not a label name");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=60&agg=sum&by=", 400,
+                 "parameter \"by\": \"\" is not a label name");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=60&agg=sum&by=model,", 400,
+                 "parameter \"by\": \"\" is not a label name");
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=60&agg=sum&by=model,site,model", 400,
+                 "parameter \"by\": \"model\" given twice");
+    for (int i = 0; i <= FP_AGG_BY_MAX; i++)
+        snprintf(by + strlen(by), sizeof(by) - strlen(by), "%sl%d", i ? "," : "", i);
+    snprintf(target, sizeof(target), "/api/v1/series?metric=m&step=60&agg=sum&by=%s", by);
+    expect_error(port, "GET", target, 400, "parameter \"by\": at most 16 label names");
+
+    expect_error(port, "GET", "/api/v1/series?metric=m&match=model", 400,
+                 "parameter \"match\": \"model\" is not a label matcher (name=value, "
+                 "name!=value, name=~regex, name!~regex)");
+    expect_error(port, "GET", "/api/v1/series?metric=m&match=9x=1", 400,
+                 "\"9x=1\" is not a label matcher");
+    expect_error(port, "GET", "/api/v1/series?metric=m&match=%3D1", 400,
+                 "\"=1\" is not a label matcher");
+    expect_error(port, "GET", "/api/v1/series?metric=m&match=model~x", 400,
+                 "\"model~x\" is not a label matcher");
+    expect_error(port, "GET", "/api/v1/series?metric=m&match=model=~(", 400,
+                 "parameter \"match\": bad regex \"(\": ");
+    expect_error(port, "GET", "/api/v1/series?metric=m&match=site=lab&match=model!~[b-a]", 400,
+                 "bad regex \"[b-a]\"");
+    expect_error(port, "GET", "/api/v1/series?metric=m&match=model=~(a)%5C1", 400,
+                 "bad regex \"(a)\\1\": back-references are not supported");
+    /* Only "match" repeats. */
+    expect_error(port, "GET", "/api/v1/series?metric=m&step=60&agg=sum&agg=max", 400,
+                 "parameter \"agg\" given more than once");
+}
+
+/* The aggregation fleet (fixture.h), served with max_points = 20. */
+static void test_series_agg(uint16_t port)
+{
+#define R "from=1732400000&to=1732400120"
+#define AGG_BODY(agg, v0, v1)                                                                      \
+    "{\"series\":[{\"labels\":{},\"metric\":\"ttft_seconds\",\"agg\":\"" agg "\",\"step\":60,"     \
+    "\"points\":[[1732400000," v0 "],[1732400060," v1 "]]}]}"
+    static const struct {
+        const char *target, *body;
+    } exact[] = {
+        /* Bucket 0 pools {0.5, 1.5, 1, 3, 4}; bucket 1 {2.5, 6, 8}: the 2.5 at exactly 60 s
+         * opens bucket 1, the 3 at 59.999 s closes bucket 0. */
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=avg", AGG_BODY("avg", "2", "5.5")},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=min", AGG_BODY("min", "0.5", "2.5")},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=max", AGG_BODY("max", "4", "8")},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=sum", AGG_BODY("sum", "10", "16.5")},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=count", AGG_BODY("count", "5", "3")},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=last", AGG_BODY("last", "3", "8")},
+        /* Every spelling of one minute. */
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60s&agg=sum", AGG_BODY("sum", "10", "16.5")},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=1m&agg=sum", AGG_BODY("sum", "10", "16.5")},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60000ms&agg=sum",
+         AGG_BODY("sum", "10", "16.5")},
+        /* One bucket, clipped at "to": everything. */
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=1h&agg=sum",
+         "{\"series\":[{\"labels\":{},\"metric\":\"ttft_seconds\",\"agg\":\"sum\",\"step\":3600,"
+         "\"points\":[[1732400000,26.5]]}]}"},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=1.5m&agg=count",
+         "{\"series\":[{\"labels\":{},\"metric\":\"ttft_seconds\",\"agg\":\"count\",\"step\":90,"
+         "\"points\":[[1732400000,6],[1732400090,2]]}]}"},
+        /* Counters: edge-a +30, reset to 10 (+10) in bucket 0 and +30 in bucket 1 (the 10 -> 50
+         * step crosses the edge and is not counted); edge-b +2. */
+        {"/api/v1/series?metric=requests_total&" R "&step=60&agg=increase",
+         "{\"series\":[{\"labels\":{},\"metric\":\"requests_total\",\"agg\":\"increase\","
+         "\"step\":60,\"points\":[[1732400000,42],[1732400060,30]]}]}"},
+        {"/api/v1/series?metric=requests_total&" R "&step=60&agg=rate",
+         "{\"series\":[{\"labels\":{},\"metric\":\"requests_total\",\"agg\":\"rate\","
+         "\"step\":60,\"points\":[[1732400000,0.7],[1732400060,0.5]]}]}"},
+        {"/api/v1/series?metric=requests_total&" R "&step=60&agg=increase&by=device",
+         "{\"series\":["
+         "{\"labels\":{\"device\":\"edge-a\"},\"metric\":\"requests_total\",\"agg\":\"increase\","
+         "\"step\":60,\"points\":[[1732400000,40],[1732400060,30]]},"
+         "{\"labels\":{\"device\":\"edge-b\"},\"metric\":\"requests_total\",\"agg\":\"increase\","
+         "\"step\":60,\"points\":[[1732400000,2]]}]}"},
+        /* Group by one label, then two: groups sorted by their values in "by" order, a missing
+         * label left out of the group's labels and sorting first. */
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=sum&by=model",
+         "{\"series\":["
+         "{\"labels\":{\"model\":\"llama\"},\"metric\":\"ttft_seconds\",\"agg\":\"sum\","
+         "\"step\":60,\"points\":[[1732400000,6],[1732400060,2.5]]},"
+         "{\"labels\":{\"model\":\"qwen\"},\"metric\":\"ttft_seconds\",\"agg\":\"sum\","
+         "\"step\":60,\"points\":[[1732400000,4],[1732400060,14]]}]}"},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=sum&by=model,site",
+         "{\"series\":["
+         "{\"labels\":{\"model\":\"llama\",\"site\":\"home\"},\"metric\":\"ttft_seconds\","
+         "\"agg\":\"sum\",\"step\":60,\"points\":[[1732400000,4]]},"
+         "{\"labels\":{\"model\":\"llama\",\"site\":\"lab\"},\"metric\":\"ttft_seconds\","
+         "\"agg\":\"sum\",\"step\":60,\"points\":[[1732400000,2],[1732400060,2.5]]},"
+         "{\"labels\":{\"model\":\"qwen\"},\"metric\":\"ttft_seconds\","
+         "\"agg\":\"sum\",\"step\":60,\"points\":[[1732400060,8]]},"
+         "{\"labels\":{\"model\":\"qwen\",\"site\":\"lab\"},\"metric\":\"ttft_seconds\","
+         "\"agg\":\"sum\",\"step\":60,\"points\":[[1732400000,4],[1732400060,6]]}]}"},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=max&by=site,model",
+         "{\"series\":["
+         "{\"labels\":{\"model\":\"qwen\"},\"metric\":\"ttft_seconds\","
+         "\"agg\":\"max\",\"step\":60,\"points\":[[1732400060,8]]},"
+         "{\"labels\":{\"site\":\"home\",\"model\":\"llama\"},\"metric\":\"ttft_seconds\","
+         "\"agg\":\"max\",\"step\":60,\"points\":[[1732400000,3]]},"
+         "{\"labels\":{\"site\":\"lab\",\"model\":\"llama\"},\"metric\":\"ttft_seconds\","
+         "\"agg\":\"max\",\"step\":60,\"points\":[[1732400000,1.5],[1732400060,2.5]]},"
+         "{\"labels\":{\"site\":\"lab\",\"model\":\"qwen\"},\"metric\":\"ttft_seconds\","
+         "\"agg\":\"max\",\"step\":60,\"points\":[[1732400000,4],[1732400060,6]]}]}"},
+        /* Matchers: regex (anchored), negations (a missing label is ""), several ANDed,
+         * escaped, and the device shorthand beside them. */
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=sum&match=model=~ll.*",
+         AGG_BODY("sum", "6", "2.5")},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=sum&match=model%3D~ll%2E%2A",
+         AGG_BODY("sum", "6", "2.5")},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=sum&match=model=~ll",
+         "{\"series\":[]}"},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=sum&match=site!=lab",
+         AGG_BODY("sum", "4", "8")},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=sum&match=site!~l.b",
+         AGG_BODY("sum", "4", "8")},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=sum&match=model=llama"
+         "&match=site=lab",
+         AGG_BODY("sum", "2", "2.5")},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=sum&match=site=lab&device=edge-c",
+         AGG_BODY("sum", "4", "6")},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=sum&match=site=",
+         "{\"series\":[{\"labels\":{},\"metric\":\"ttft_seconds\",\"agg\":\"sum\",\"step\":60,"
+         "\"points\":[[1732400060,8]]}]}"},
+        /* Matchers on raw points too. */
+        {"/api/v1/series?metric=ttft_seconds&" R "&match=site=home",
+         "{\"series\":[{\"labels\":{\"device\":\"edge-b\",\"model\":\"llama\",\"site\":\"home\"},"
+         "\"metric\":\"ttft_seconds\",\"points\":[[1732400010,1],[1732400059.999,3]]}]}"},
+        /* Nothing matched, nothing in range: no series. */
+        {"/api/v1/series?metric=no_such&" R "&step=60&agg=p95", "{\"series\":[]}"},
+        {"/api/v1/series?metric=ttft_seconds&from=1&to=100&step=60&agg=sum", "{\"series\":[]}"},
+        {"/api/v1/series?metric=ttft_seconds&from=1732400000&to=1732400000&step=60&agg=sum",
+         "{\"series\":[]}"},
+    };
+    struct reply r;
+    json_t *v;
+    double x;
+
+    for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+        expect_body(port, exact[i].target, exact[i].body);
+
+    /* Pooled quantiles over 1000 samples of 20 devices, within the sketch's 1%: p95 is 5, where
+     * a p95 of per-device p95s would be 4.7. */
+    x = only_value(port, "/api/v1/series?metric=lat_seconds&" R "&step=60&agg=p95");
+    check_near(x, 5, 0.05);
+    x = only_value(port, "/api/v1/series?metric=lat_seconds&" R "&step=60&agg=p50");
+    check_near(x, 2.7, 0.027);
+    x = only_value(port, "/api/v1/series?metric=lat_seconds&" R "&step=60&agg=p90");
+    check_near(x, 4.8, 0.048); /* rank 899: 0.1 * (899 / 19 + 1) */
+    x = only_value(port, "/api/v1/series?metric=lat_seconds&" R "&step=60&agg=p99");
+    check_near(x, 400, 4);
+    x = only_value(port, "/api/v1/series?metric=lat_seconds&" R "&step=60&agg=quantile&q=0.95");
+    check_near(x, 5, 0.05);
+    /* The extremes are exact: estimates are clamped to the bucket's min and max. */
+    x = only_value(port, "/api/v1/series?metric=lat_seconds&" R "&step=60&agg=quantile&q=1");
+    check_double(x, 500);
+    x = only_value(port, "/api/v1/series?metric=lat_seconds&" R "&step=60&agg=quantile&q=0");
+    check_double(x, 0.1);
+    v = get_json(port, "/api/v1/series?metric=lat_seconds&" R "&step=60&agg=quantile&q=0.95", 200,
+                 &r);
+    check(strstr(r.body, "\"metric\":\"lat_seconds\",\"agg\":\"quantile\",\"q\":0.95,"
+                         "\"step\":60,\"points\":[[1732400000,") != NULL);
+    json_decref(v);
+    reply_fini(&r);
+    v = get_json(port, "/api/v1/series?metric=lat_seconds&" R "&step=60&agg=p95", 200, &r);
+    check(strstr(r.body, "\"agg\":\"p95\",\"step\":60,") != NULL);
+    json_decref(v);
+    reply_fini(&r);
+
+    /* max_points (20 here) counts points over all groups: 20 devices x 1 bucket pass, x 2
+     * buckets do not. */
+    v = get_json(port, "/api/v1/series?metric=lat_seconds&from=1732400000&to=1732400060&step=60"
+                       "&agg=count&by=device",
+                 200, NULL);
+    check_int(json_array_size(json_object_get(v, "series")), 20);
+    check_double(json_number_value(json_array_get(
+                     json_array_get(json_object_get(json_array_get(json_object_get(v, "series"),
+                                                                   19),
+                                                    "points"),
+                                    0),
+                     1)),
+                 50);
+    json_decref(v);
+    expect_error(port, "GET",
+                 "/api/v1/series?metric=lat_seconds&from=1732400000&to=1732400060&step=30"
+                 "&agg=count&by=device",
+                 422,
+                 "more than 20 points in the answer; narrow the range (from, to), widen the step "
+                 "or group by fewer labels");
+#undef AGG_BODY
+#undef R
+}
+
+static void test_labels(uint16_t main_port, uint16_t fleet_port)
+{
+    expect_body(main_port, "/api/v1/labels",
+                "{\"labels\":[\"__name__\",\"device\",\"source\",\"type\",\"zone\"]}");
+    expect_body(main_port, "/api/v1/labels/zone/values",
+                "{\"values\":[\"thermal_zone0\",\"thermal_zone1\"]}");
+    expect_body(main_port, "/api/v1/labels/device/values",
+                "{\"values\":[\"edge-01\",\"edge-02\",\"edge-03\"]}");
+    expect_body(main_port, "/api/v1/labels/__name__/values",
+                "{\"values\":[\"bench_big\",\"llama_tokens_per_second\",\"memory_available_bytes\","
+                "\"probe_up\",\"temperature_celsius\"]}");
+
+    expect_body(fleet_port, "/api/v1/labels",
+                "{\"labels\":[\"__name__\",\"device\",\"model\",\"site\"]}");
+    expect_body(fleet_port, "/api/v1/labels/model/values", "{\"values\":[\"llama\",\"qwen\"]}");
+    /* Escapes in the path decode; "site" is not also "sites". */
+    expect_body(fleet_port, "/api/v1/labels/sit%65/values", "{\"values\":[\"home\",\"lab\"]}");
+    expect_body(fleet_port, "/api/v1/labels/sites/values", "{\"values\":[]}");
+    expect_body(fleet_port, "/api/v1/labels/nope/values", "{\"values\":[]}");
+    /* 24 devices, more than the 20 this server answers with. */
+    expect_error(fleet_port, "GET", "/api/v1/labels/device/values", 422,
+                 "more than 20 values in the answer");
+
+    expect_error(main_port, "GET", "/api/v1/labels/bad-name/values", 400,
+                 "invalid label name \"bad-name\"");
+    expect_error(main_port, "GET", "/api/v1/labels/9zone/values", 400,
+                 "invalid label name \"9zone\"");
+    expect_error(main_port, "GET", "/api/v1/labels//values", 400, "invalid label name \"\"");
+    expect_error(main_port, "GET", "/api/v1/labels/zo%00ne/values", 400,
+                 "invalid label name \"zo%00ne\"");
+    expect_error(main_port, "GET", "/api/v1/labels/a/b/values", 404, "no such endpoint");
+    expect_error(main_port, "GET", "/api/v1/labels/zone", 404, "no such endpoint");
+    expect_error(main_port, "GET", "/api/v1/labels/", 404, "no such endpoint");
+    expect_error(main_port, "GET", "/api/v1/labels?match=zone=x", 400,
+                 "unknown parameter \"match\"");
+    expect_error(main_port, "GET", "/api/v1/labels/zone/values?x=1", 400,
+                 "unknown parameter \"x\"");
+    expect_error(main_port, "POST", "/api/v1/labels/zone/values", 405, "not allowed");
 }
 
 static void test_transport_limits(uint16_t port)
@@ -645,7 +968,8 @@ static void remove_store(const char *dir)
 int main(void)
 {
     char dir[] = "/tmp/fp-query-test-XXXXXX";
-    struct server_thread st;
+    char fleet_dir[] = "/tmp/fp-query-fleet-XXXXXX";
+    struct server_thread st, fleet;
     char err[512];
 
     /* The client writes to sockets the server may already have closed. */
@@ -657,17 +981,32 @@ int main(void)
         return 1;
     }
 
-    server_start(&st, dir);
+    fp_assert(mkdtemp(fleet_dir) != NULL);
+    if (fixture_write_fleet(fleet_dir, err, sizeof(err)) != 0) {
+        FP_TEST_FAIL("fleet fixture: %s", err);
+        remove_store(dir);
+        remove_store(fleet_dir);
+        return 1;
+    }
+
+    server_start(&st, dir, FP_QUERY_MAX_POINTS_DEFAULT);
+    /* A small limit, so the aggregation and label refusals are reachable with little data. */
+    server_start(&fleet, fleet_dir, 20);
     test_healthz(st.port);
     test_not_found(st.port);
     test_devices(st.port);
     test_series(st.port);
     test_series_limits(st.port);
     test_series_errors(st.port);
+    test_series_agg_errors(st.port);
+    test_series_agg(fleet.port);
+    test_labels(st.port, fleet.port);
     test_transport_limits(st.port);
+    server_stop(&fleet);
     server_stop(&st);
     test_start_errors(dir);
 
+    remove_store(fleet_dir);
     remove_store(dir);
     fp_test_end();
 }

@@ -235,8 +235,182 @@ static void test_series_query(void)
     expect_series_error("metric=m&from=1832412345", "\"from\" is after \"to\"");
     expect_series_error("metric=m&from=0&to=2678400.001",
                         "range from \"from\" to \"to\" is longer than 2678400 seconds");
-    expect_series_error("metric=m&step=60", "unknown parameter \"step\"");
+    expect_series_error("metric=m&steps=60", "unknown parameter \"steps\"");
+    expect_series_error("metric=m&step=60", "parameter \"step\" requires \"agg\"");
     expect_series_error("metric=m&from=1&from=2", "parameter \"from\" given more than once");
+
+    series(NULL, &q, err, sizeof(err)); /* frees the static params */
+}
+
+static void test_repeated_match(void)
+{
+    struct fp_query_params p;
+    char err[256] = "";
+    size_t pos = 0;
+
+    /* "match" repeats; every other name still may not. */
+    check_int(fp_query_params_parse("match=a=1&metric=m&match=b!=2", &p, err, sizeof(err)), 0);
+    check_int(p.n, 3);
+    check_str(fp_query_params_next(&p, "match", &pos), "a=1");
+    check_str(fp_query_params_next(&p, "match", &pos), "b!=2");
+    check(fp_query_params_next(&p, "match", &pos) == NULL);
+    check(fp_query_params_next(&p, "match", &pos) == NULL);
+    pos = 0;
+    check_str(fp_query_params_next(&p, "metric", &pos), "m");
+    pos = 0;
+    check(fp_query_params_next(&p, "nope", &pos) == NULL);
+    fp_query_params_fini(&p);
+    expect_malformed("match=a=1&agg=sum&agg=max", "\"agg\" given more than once");
+}
+
+static void test_label_names(void)
+{
+    char longest[FP_QUERY_NAME_MAX + 2], name[FP_QUERY_NAME_MAX + 1], err[256];
+
+    check(fp_query_label_name_valid("zone"));
+    check(fp_query_label_name_valid("__name__"));
+    check(fp_query_label_name_valid("_9"));
+    check(!fp_query_label_name_valid(""));
+    check(!fp_query_label_name_valid("9zone"));
+    check(!fp_query_label_name_valid("a:b")); /* metric names may hold ':', labels not */
+    check(!fp_query_label_name_valid("a-b"));
+    memset(longest, 'l', sizeof(longest));
+    longest[FP_QUERY_NAME_MAX] = '\0';
+    check(fp_query_label_name_valid(longest));
+    longest[FP_QUERY_NAME_MAX] = 'l';
+    longest[FP_QUERY_NAME_MAX + 1] = '\0';
+    check(!fp_query_label_name_valid(longest));
+
+    check_int(fp_query_label_name_decode("zon%65", name, sizeof(name), err, sizeof(err)), 0);
+    check_str(name, "zone");
+    check_int(fp_query_label_name_decode("zo%00ne", name, sizeof(name), err, sizeof(err)),
+              -EINVAL);
+    check_str(err, "invalid label name \"zo%00ne\"");
+    check_int(fp_query_label_name_decode("a+b", name, sizeof(name), err, sizeof(err)), -EINVAL);
+    check_int(fp_query_label_name_decode("%zz", name, sizeof(name), err, sizeof(err)), -EINVAL);
+    check_int(fp_query_label_name_decode("", name, sizeof(name), err, sizeof(err)), -EINVAL);
+    check_int(fp_query_label_name_decode(longest, name, sizeof(name), err, sizeof(err)), -EINVAL);
+}
+
+static void test_series_matchers(void)
+{
+    struct fp_series_query q;
+    char err[256] = "";
+
+    check_int(series("metric=m&device=e1&match=zone=z0&match=type!=acpi&match=model=~ll.*"
+                     "&match=site!~l%26b&match=empty=",
+                     &q, err, sizeof(err)),
+              0);
+    check_int(q.n_matchers, 7);
+    check_str(q.matchers[0].name, "__name__");
+    check_str(q.matchers[0].value, "m");
+    check_int(q.matchers[0].op, FP_MATCH_EQ);
+    check_str(q.matchers[1].name, "device");
+    check_str(q.matchers[1].value, "e1");
+    check_str(q.matchers[2].name, "zone");
+    check_str(q.matchers[2].value, "z0");
+    check_int(q.matchers[2].op, FP_MATCH_EQ);
+    check_str(q.matchers[3].name, "type");
+    check_str(q.matchers[3].value, "acpi");
+    check_int(q.matchers[3].op, FP_MATCH_NE);
+    check_str(q.matchers[4].name, "model");
+    check_str(q.matchers[4].value, "ll.*");
+    check_int(q.matchers[4].op, FP_MATCH_RE);
+    check_str(q.matchers[5].name, "site");
+    check_str(q.matchers[5].value, "l&b");
+    check_int(q.matchers[5].op, FP_MATCH_NRE);
+    check_str(q.matchers[6].name, "empty");
+    check_str(q.matchers[6].value, "");
+    check_int(q.step_ms, 0);
+    check_int(q.agg, 0);
+
+    /* "=~" is the regex operator even where "=" followed by a '~' value was meant, as in PromQL;
+     * a value may hold '='. */
+    check_int(series("metric=m&match=a=~x&match=b==c", &q, err, sizeof(err)), 0);
+    check_int(q.matchers[1].op, FP_MATCH_RE);
+    check_str(q.matchers[2].value, "=c");
+    check_int(q.matchers[2].op, FP_MATCH_EQ);
+
+    expect_series_error("metric=m&match=zone", "parameter \"match\": \"zone\" is not a label "
+                                               "matcher (name=value, name!=value, name=~regex, "
+                                               "name!~regex)");
+    expect_series_error("metric=m&match=a.b=1", "parameter \"match\": \"a.b=1\" is not a label "
+                                                "matcher (name=value, name!=value, name=~regex, "
+                                                "name!~regex)");
+    /* The reason after the regex is the C library's (regerror), so only the start is fixed. */
+    check_int(series("metric=m&match=a=~x(", &q, err, sizeof(err)), -EINVAL);
+    check(strstr(err, "parameter \"match\": bad regex \"x(\": ") == err);
+    expect_series_error("metric=m&match=a=~(x)%5C1",
+                        "parameter \"match\": bad regex \"(x)\\1\": back-references are not "
+                        "supported");
+    /* An escaped backslash is not a back-reference. */
+    check_int(series("metric=m&match=a=~x%5C%5C1", &q, err, sizeof(err)), 0);
+}
+
+static void test_series_aggregation(void)
+{
+    struct fp_series_query q;
+    char err[256] = "";
+
+    check_int(series("metric=m&from=0&to=3600&step=60&agg=p95&by=model,site", &q, err,
+                     sizeof(err)),
+              0);
+    check_int(q.step_ms, 60000);
+    check_int(q.agg, FP_AGG_QUANTILE);
+    check_double(q.q, 0.95);
+    check_str(q.agg_name, "p95");
+    check_int(q.n_by, 2);
+    check_str(q.by[0], "model");
+    check_str(q.by[1], "site");
+
+    check_int(series("metric=m&step=1h&agg=quantile&q=0.999", &q, err, sizeof(err)), 0);
+    check_int(q.step_ms, 3600000);
+    check_double(q.q, 0.999);
+    check_str(q.agg_name, "quantile");
+    check_int(q.n_by, 0);
+    check_int(series("metric=m&step=1.5m&agg=rate", &q, err, sizeof(err)), 0);
+    check_int(q.step_ms, 90000);
+    check_int(q.agg, FP_AGG_RATE);
+    check_int(series("metric=m&step=1000ms&agg=last&by=__name__", &q, err, sizeof(err)), 0);
+    check_int(q.step_ms, 1000);
+    check_str(q.by[0], "__name__");
+    check_int(series("metric=m&step=1d&agg=increase", &q, err, sizeof(err)), 0);
+    check_int(q.step_ms, 86400000);
+    check_int(series("metric=m&step=1&agg=count&q=0.5", &q, err, sizeof(err)), -EINVAL);
+
+    expect_series_error("metric=m&agg=avg", "parameter \"agg\" requires \"step\"");
+    expect_series_error("metric=m&by=a", "parameter \"by\" requires \"agg\"");
+    expect_series_error("metric=m&step=60&agg=mean",
+                        "parameter \"agg\": unknown aggregation \"mean\" (avg, min, max, sum, "
+                        "count, last, rate, increase, p50, p90, p95, p99, quantile)");
+    expect_series_error("metric=m&step=6o&agg=sum",
+                        "parameter \"step\": \"6o\" is not a duration (e.g. 60, 60s, 1m, 1h)");
+    expect_series_error("metric=m&step=1.&agg=sum",
+                        "parameter \"step\": \"1.\" is not a duration (e.g. 60, 60s, 1m, 1h)");
+    expect_series_error("metric=m&step=+60&agg=sum",
+                        "parameter \"step\": \" 60\" is not a duration (e.g. 60, 60s, 1m, 1h)");
+    expect_series_error("metric=m&step=99999999999999999999d&agg=sum",
+                        "parameter \"step\": \"99999999999999999999d\" is not a duration (e.g. "
+                        "60, 60s, 1m, 1h)");
+    expect_series_error("metric=m&step=0s&agg=sum", "parameter \"step\": must be at least 1 second");
+    expect_series_error("metric=m&from=0&to=660001&step=1m&agg=sum",
+                        "range / step gives 11001 buckets, more than 11000; widen the step or "
+                        "narrow the range");
+    check_int(series("metric=m&from=0&to=660000&step=1m&agg=sum", &q, err, sizeof(err)), 0);
+    expect_series_error("metric=m&step=60&agg=quantile",
+                        "agg=quantile requires parameter \"q\" (e.g. q=0.95)");
+    expect_series_error("metric=m&step=60&agg=quantile&q=1.0001",
+                        "parameter \"q\": \"1.0001\" is not a number from 0 to 1");
+    expect_series_error("metric=m&step=60&agg=quantile&q=",
+                        "parameter \"q\": \"\" is not a number from 0 to 1");
+    expect_series_error("metric=m&step=60&agg=quantile&q=.",
+                        "parameter \"q\": \".\" is not a number from 0 to 1");
+    expect_series_error("metric=m&step=60&agg=p99&q=0.5", "parameter \"q\" requires agg=quantile");
+    expect_series_error("metric=m&step=60&agg=sum&by=a,,b",
+                        "parameter \"by\": \"\" is not a label name");
+    expect_series_error("metric=m&step=60&agg=sum&by=a,b,a", "parameter \"by\": \"a\" given twice");
+    expect_series_error("metric=m&step=60&agg=sum&by=a%20b",
+                        "parameter \"by\": \"a b\" is not a label name");
 
     series(NULL, &q, err, sizeof(err)); /* frees the static params */
 }
@@ -278,6 +452,10 @@ int main(void)
     test_metric_names();
     test_time();
     test_series_query();
+    test_repeated_match();
+    test_label_names();
+    test_series_matchers();
+    test_series_aggregation();
     test_listen();
     fp_test_end();
 }

@@ -63,6 +63,18 @@ static size_t select_count(struct fp_store_reader *r, const struct fp_matcher *m
     return nids;
 }
 
+struct strs {
+    char joined[512];
+};
+
+static int collect_str(void *ud, const char *str)
+{
+    struct strs *s = ud;
+    strncat(s->joined, str, sizeof(s->joined) - strlen(s->joined) - 2);
+    strcat(s->joined, ",");
+    return 0;
+}
+
 static int count_device(void *ud, const struct fp_device_desc *d)
 {
     (*(int *)ud)++;
@@ -171,6 +183,21 @@ static void test_roundtrip(void)
         size_t nids;
         const struct fp_matcher bad[] = {{"zone", "(", FP_MATCH_RE}};
         check_int(fp_store_select(r, bad, 1, &ids, &nids), -EINVAL);
+    }
+
+    {
+        struct strs got = {0};
+        check_int(fp_store_label_names(r, collect_str, &got), 0);
+        check_str(got.joined, "__name__,device,type,zone,");
+        got.joined[0] = '\0';
+        check_int(fp_store_label_values(r, "zone", collect_str, &got), 0);
+        check_str(got.joined, "thermal_zone0,thermal_zone1,");
+        got.joined[0] = '\0';
+        check_int(fp_store_label_values(r, "__name__", collect_str, &got), 0);
+        check_str(got.joined, "memory_available_bytes,temperature_celsius,");
+        got.joined[0] = '\0';
+        check_int(fp_store_label_values(r, "nope", collect_str, &got), 0);
+        check_str(got.joined, "");
     }
 
     check_int(fp_store_devices(r, count_device, &n), 0);
@@ -303,6 +330,7 @@ static void test_growth(void)
 {
     struct fp_store_options o;
     struct fp_store *s = NULL;
+    struct fp_store_reader *r = NULL;
     char err[256];
     int64_t ts[1000];
     double v[1000];
@@ -310,28 +338,38 @@ static void test_growth(void)
     struct fp_write_batch b = {.device = "d", .epoch = 1, .received_ms = 1, .series = &series,
                                .n_series = 1};
     struct fp_write_result res;
-    int rc = 0;
+    struct points pts = {0};
+    uint64_t x = 42, *ids;
+    size_t nids;
+    int rc = 0, round;
 
-    for (int i = 0; i < 1000; i++) {
-        ts[i] = 1732412345000 + i;
-        v[i] = i;
-    }
     rm_store(dir);
     fp_store_options_default(&o);
     o.initial_map_bytes = 64 * 1024;
-    o.max_map_bytes = 4 * 1024 * 1024;
+    o.max_map_bytes = 2 * 1024 * 1024;
     fp_assert(fp_store_open(dir, 0, &o, &s, err, sizeof(err)) == 0);
-    /* 1000 samples per round, ~60 bytes each: the 64 KiB map must grow several times, then
-     * reach the cap and say so instead of failing some other way. */
-    for (int round = 0; round < 200 && rc == 0; round++) {
+    /* Random doubles do not compress (about 8 bytes each): 1000 a round makes the 64 KiB map
+     * grow several times, then reach the cap and say so instead of failing some other way. */
+    for (round = 0; round < 1000 && rc == 0; round++) {
         b.seq = (uint64_t)round + 1;
-        for (int i = 0; i < 1000; i++)
-            ts[i] += 1000;
+        for (int i = 0; i < 1000; i++) {
+            ts[i] = 1732412345000 + (int64_t)round * 1000 + i;
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            v[i] = (double)(x >> 11) / 9007199254740992.0;
+        }
         rc = fp_store_write(s, &b, 1, &res);
-        if (round < 5)
+        if (round < 20)
             check_int(rc, 0);
     }
     check_int(rc, FP_STORE_E_FULL);
+    /* Everything acknowledged before the cap is there, and nothing of the refused write. */
+    fp_assert(fp_store_reader_open(s, &r) == 0);
+    const struct fp_matcher m[] = {{"__name__", "grow", FP_MATCH_EQ}};
+    fp_assert(fp_store_select(r, m, 1, &ids, &nids) == 0 && nids == 1);
+    check_int(fp_store_read_range(r, ids[0], 0, INT64_MAX, collect, &pts), 0);
+    check_int(pts.n, (round - 1) * 1000);
+    free(ids);
+    fp_store_reader_close(&r);
     fp_store_close(&s);
 }
 

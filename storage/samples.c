@@ -1,0 +1,640 @@
+/* Chunked, time-partitioned sample storage: how samples reach disk and come back.
+ *
+ * Samples live in storage/chunk.c chunks, one LMDB entry per chunk, in one named database per UTC
+ * day ("raw.<day number>"), keyed by (series id, first timestamp), big-endian; the value is the
+ * chunk's last timestamp (8 bytes) followed by the chunk. A chunk never crosses a day, spans at
+ * most CHUNK_SPAN_MAX_MS and holds at most FP_CHUNK_MAX_SAMPLES samples. Retention drops whole
+ * day databases, so it never rewrites anything and never stalls the writer for long.
+ *
+ * Durability without a separate log: every write transaction stores what it received as chunks
+ * right away, so an acknowledged sample is on disk in its final format. A device sending one
+ * sample per series per batch therefore leaves small chunks behind; the writer keeps a count per
+ * series and, once a full chunk's worth has piled up, merges the small chunks (and anything they
+ * overlap) into full ones in the same transaction. Writes to one series cost O(1) amortised;
+ * compaction rewrites each sample about once. fp_samples_compact_all does the rest on demand.
+ *
+ * Out of order: samples up to ooo_window_ms behind the series' newest are stored as chunks of
+ * their own and merged by the next compaction; readers merge overlapping chunks as they go, and
+ * the same timestamp written twice comes back once (the newer chunk in key order wins). Older
+ * samples, and samples past the retention, are refused and counted.
+ *
+ * Rejected: a write-ahead log replayed into an in-memory head (fast, but the query service is
+ * another process and could not see the head), and rewriting one growing head value per series
+ * per transaction (quadratic copying for every chunk). */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "store-internal.h"
+
+#define CHUNK_SPAN_MAX_MS (INT64_C(2) * 3600 * 1000)
+#define SMALL_CHUNK (FP_CHUNK_MAX_SAMPLES * 3 / 4) /* below this a chunk is worth merging */
+/* Merging every 128 single-sample chunks re-encodes a partial chunk at most ~4 times over its
+ * life, and bounds what a reader of the newest data decodes. */
+#define MAX_PENDING_CHUNKS 128
+#define MAX_GATHER_CHUNKS 4096
+#define PART_PREFIX "raw."
+
+struct point {
+    int64_t ts;
+    double v;
+    uint32_t order; /* input position, so equal timestamps keep the newest */
+};
+
+/* --- partitions ---------------------------------------------------------------------------- */
+
+static void part_name(char *buf, size_t size, int64_t day)
+{
+    (void)snprintf(buf, size, PART_PREFIX "%" PRId64, day);
+}
+
+static struct fp_partition *part_cached(struct fp_store *s, int64_t day)
+{
+    for (size_t i = 0; i < s->n_parts; i++)
+        if (s->parts[i].day == day)
+            return &s->parts[i];
+    return NULL;
+}
+
+static void part_forget(struct fp_store *s, int64_t day)
+{
+    for (size_t i = 0; i < s->n_parts; i++) {
+        if (s->parts[i].day == day) {
+            s->parts[i] = s->parts[--s->n_parts];
+            return;
+        }
+    }
+}
+
+/* Opens the partition of day (creating it when create). Returns an LMDB rc: MDB_NOTFOUND when it
+ * does not exist, MDB_DBS_FULL when there are too many. */
+static int part_open(MDB_txn *txn, struct fp_store *s, int64_t day, bool create, MDB_dbi *ret)
+{
+    struct fp_partition *p = part_cached(s, day);
+    char name[48];
+    int rc;
+
+    if (p != NULL) {
+        *ret = p->dbi;
+        return 0;
+    }
+    if (s->n_parts >= MAX_PARTITIONS)
+        return MDB_DBS_FULL;
+    part_name(name, sizeof(name), day);
+    rc = mdb_dbi_open(txn, name, create ? MDB_CREATE : 0, ret);
+    if (rc != 0)
+        return rc;
+    s->parts[s->n_parts++] = (struct fp_partition){.day = day, .dbi = *ret, .fresh = create};
+    return 0;
+}
+
+void fp_samples_txn_end(struct fp_store *s, bool committed)
+{
+    /* What an aborted txn did to the series states is unknown: re-read the newest timestamps
+     * from the store rather than trust memory (pending counts only steer compaction). */
+    if (!committed)
+        for (size_t i = 0; i < s->states_cap; i++)
+            s->states[i].max_ts = INT64_MIN;
+    /* LMDB closes handles opened in a transaction that aborts. */
+    for (size_t i = 0; i < s->n_parts;) {
+        if (s->parts[i].fresh && !committed) {
+            s->parts[i] = s->parts[--s->n_parts];
+            continue;
+        }
+        s->parts[i++].fresh = false;
+    }
+}
+
+/* Lists the days that have a partition, ascending, into days (at most max). */
+static int part_list(MDB_txn *txn, int64_t *days, size_t max, size_t *ret_n)
+{
+    MDB_dbi main_dbi;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    size_t n = 0;
+    int rc;
+
+    rc = mdb_dbi_open(txn, NULL, 0, &main_dbi);
+    if (rc != 0)
+        return rc;
+    rc = mdb_cursor_open(txn, main_dbi, &cur);
+    if (rc != 0)
+        return rc;
+    k = (MDB_val){sizeof(PART_PREFIX) - 1, (void *)PART_PREFIX};
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (; rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        char name[48];
+        char *end;
+        long long day;
+        if (k.mv_size < sizeof(PART_PREFIX) || k.mv_size >= sizeof(name) ||
+            memcmp(k.mv_data, PART_PREFIX, sizeof(PART_PREFIX) - 1) != 0)
+            break;
+        memcpy(name, k.mv_data, k.mv_size);
+        name[k.mv_size] = '\0';
+        day = strtoll(name + sizeof(PART_PREFIX) - 1, &end, 10);
+        if (*end == '\0')
+            days[n++] = day;
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    /* Names sort as strings ("raw.10" < "raw.9"); callers want days in order. */
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && days[j - 1] > days[j]; j--) {
+            int64_t t = days[j];
+            days[j] = days[j - 1];
+            days[j - 1] = t;
+        }
+    *ret_n = n;
+    return 0;
+}
+
+int fp_samples_retention(MDB_txn *txn, struct fp_store *s, int64_t now_ms)
+{
+    int64_t days[MAX_PARTITIONS], cutoff;
+    size_t n;
+    int rc;
+
+    if (s->opts.raw_retention_ms <= 0)
+        return 0;
+    cutoff = day_of(now_ms - s->opts.raw_retention_ms);
+    rc = part_list(txn, days, MAX_PARTITIONS, &n);
+    for (size_t i = 0; rc == 0 && i < n && days[i] < cutoff; i++) {
+        MDB_dbi dbi;
+        rc = part_open(txn, s, days[i], false, &dbi);
+        if (rc == 0)
+            rc = mdb_drop(txn, dbi, 1);
+        if (rc == 0)
+            part_forget(s, days[i]);
+    }
+    return rc;
+}
+
+/* --- writer state per series ---------------------------------------------------------------- */
+
+static struct fp_series_state *state_get(struct fp_store *s, uint64_t id)
+{
+    size_t p;
+
+    if ((s->states_used + 1) * 2 > s->states_cap) {
+        size_t cap = s->states_cap == 0 ? 1024 : s->states_cap * 2;
+        struct fp_series_state *n = calloc(cap, sizeof(*n));
+        if (n == NULL)
+            return NULL;
+        for (size_t i = 0; i < s->states_cap; i++) {
+            if (s->states[i].id == 0)
+                continue;
+            p = (s->states[i].id * 0x9e3779b97f4a7c15ull) & (cap - 1);
+            while (n[p].id != 0)
+                p = (p + 1) & (cap - 1);
+            n[p] = s->states[i];
+        }
+        free(s->states);
+        s->states = n;
+        s->states_cap = cap;
+    }
+    p = (id * 0x9e3779b97f4a7c15ull) & (s->states_cap - 1);
+    while (s->states[p].id != 0 && s->states[p].id != id)
+        p = (p + 1) & (s->states_cap - 1);
+    if (s->states[p].id == 0) {
+        s->states[p] = (struct fp_series_state){.id = id, .max_ts = INT64_MIN,
+                                                .pending_day = INT64_MAX};
+        s->states_used++;
+    }
+    return &s->states[p];
+}
+
+void fp_samples_fini(struct fp_store *s)
+{
+    free(s->states);
+    s->states = NULL;
+    s->states_cap = s->states_used = 0;
+    fp_chunk_enc_destroy(&s->enc);
+}
+
+/* --- encoding ------------------------------------------------------------------------------- */
+
+static int point_cmp(const void *a, const void *b)
+{
+    const struct point *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Sorts pts by time and keeps, for each timestamp, the point with the highest order. Returns the
+ * new count. */
+static size_t sort_unique(struct point *pts, size_t n)
+{
+    size_t out = 0;
+    bool sorted = true;
+
+    for (size_t i = 1; i < n && sorted; i++)
+        sorted = pts[i - 1].ts < pts[i].ts;
+    if (sorted)
+        return n;
+    qsort(pts, n, sizeof(*pts), point_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (out > 0 && pts[out - 1].ts == pts[i].ts)
+            pts[out - 1] = pts[i];
+        else
+            pts[out++] = pts[i];
+    }
+    return out;
+}
+
+static int put_chunk(MDB_txn *txn, MDB_dbi dbi, uint64_t id, int64_t first, int64_t last,
+                     const uint8_t *chunk, size_t len, unsigned flags)
+{
+    uint8_t kb[16], vb[8 + FP_CHUNK_MAX_BYTES];
+    MDB_val k = {16, kb}, v = {8 + len, vb};
+
+    put_u64(kb, id);
+    put_ts(kb + 8, first);
+    put_ts(vb, last);
+    memcpy(vb + 8, chunk, len);
+    return mdb_put(txn, dbi, &k, &v, flags);
+}
+
+/* Encodes sorted, unique pts of one day into chunks and stores them. A chunk whose key is taken
+ * (same series and first timestamp) is merged with the one there. Sets *ret_small to the samples
+ * that went into chunks worth compacting later, *ret_small_chunks to their number. */
+static int store_points(MDB_txn *txn, struct fp_store *s, MDB_dbi dbi, uint64_t id,
+                        const struct point *pts, size_t n, uint32_t *ret_small,
+                        uint32_t *ret_small_chunks);
+
+static int merge_existing(MDB_txn *txn, struct fp_store *s, MDB_dbi dbi, uint64_t id,
+                          const struct point *pts, size_t n, uint32_t *ret_small,
+                          uint32_t *ret_small_chunks)
+{
+    uint8_t kb[16];
+    MDB_val k = {16, kb}, v;
+    struct fp_chunk_iter it;
+    struct point *all;
+    size_t m = 0, cap;
+    int64_t ts;
+    double val;
+    int rc;
+
+    put_u64(kb, id);
+    put_ts(kb + 8, pts[0].ts);
+    rc = mdb_get(txn, dbi, &k, &v);
+    if (rc != 0)
+        return rc;
+    cap = n + FP_CHUNK_MAX_SAMPLES;
+    all = malloc(cap * sizeof(*all));
+    if (all == NULL)
+        return ENOMEM;
+    if (v.mv_size > 8 && fp_chunk_iter_init(&it, (const uint8_t *)v.mv_data + 8,
+                                            v.mv_size - 8) == 0) {
+        while (m < FP_CHUNK_MAX_SAMPLES && fp_chunk_iter_next(&it, &ts, &val) == 0)
+            all[m++] = (struct point){ts, val, 0};
+    }
+    /* New points win over stored ones at the same timestamp. */
+    for (size_t i = 0; i < n; i++)
+        all[m++] = (struct point){pts[i].ts, pts[i].v, 1};
+    m = sort_unique(all, m);
+    rc = mdb_del(txn, dbi, &k, NULL);
+    if (rc == 0)
+        rc = store_points(txn, s, dbi, id, all, m, ret_small, ret_small_chunks);
+    free(all);
+    return rc;
+}
+
+static int store_points(MDB_txn *txn, struct fp_store *s, MDB_dbi dbi, uint64_t id,
+                        const struct point *pts, size_t n, uint32_t *ret_small,
+                        uint32_t *ret_small_chunks)
+{
+    uint8_t chunk[FP_CHUNK_MAX_BYTES];
+    size_t i = 0;
+    int rc;
+
+    if (s->enc == NULL) {
+        rc = fp_chunk_enc_new(NULL, &s->enc);
+        if (rc < 0)
+            return ENOMEM;
+    }
+    while (i < n) {
+        size_t start = i, len;
+        fp_chunk_enc_reset(s->enc);
+        while (i < n && pts[i].ts - pts[start].ts < CHUNK_SPAN_MAX_MS &&
+               fp_chunk_enc_append(s->enc, pts[i].ts, pts[i].v) == 0)
+            i++;
+        if (i == start)
+            return EINVAL; /* cannot happen: an empty encoder takes any sample */
+        rc = fp_chunk_enc_finish(s->enc, chunk, sizeof(chunk), &len);
+        if (rc < 0)
+            return -rc;
+        rc = put_chunk(txn, dbi, id, pts[start].ts, pts[i - 1].ts, chunk, len, MDB_NOOVERWRITE);
+        if (rc == MDB_KEYEXIST) {
+            rc = merge_existing(txn, s, dbi, id, pts + start, i - start, ret_small,
+                                ret_small_chunks);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        if (rc != 0)
+            return rc;
+        if (i - start < SMALL_CHUNK) {
+            *ret_small += (uint32_t)(i - start);
+            (*ret_small_chunks)++;
+        }
+    }
+    return 0;
+}
+
+/* --- compaction ----------------------------------------------------------------------------- */
+
+/* Merges the tail of series id in one day's partition: walking back from its newest chunk, every
+ * small chunk and every chunk overlapping what was gathered, up to the first full chunk that
+ * overlaps nothing. */
+static int compact_day(MDB_txn *txn, struct fp_store *s, MDB_dbi dbi, uint64_t id)
+{
+    uint8_t kb[16];
+    MDB_val k = {16, kb}, v;
+    MDB_cursor *cur;
+    struct point *pts = NULL;
+    size_t n = 0, cap = 0, chunks = 0;
+    int64_t lo = INT64_MAX;
+    uint32_t small = 0, small_chunks = 0;
+    int rc;
+
+    rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc != 0)
+        return rc;
+    put_u64(kb, id + 1);
+    memset(kb + 8, 0, 8);
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    rc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_PREV) : mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    while (rc == 0 && chunks < MAX_GATHER_CHUNKS) {
+        struct fp_chunk_info info;
+        struct fp_chunk_iter it;
+        int64_t ts, last;
+        double val;
+
+        if (k.mv_size != 16 || get_u64(k.mv_data) != id || v.mv_size <= 8)
+            break;
+        last = get_ts(v.mv_data);
+        if (fp_chunk_info((const uint8_t *)v.mv_data + 8, v.mv_size - 8, &info) != 0)
+            break; /* a damaged chunk stays as it is: readers skip it */
+        if (info.n_samples >= SMALL_CHUNK && last < lo)
+            break;
+        if (n + info.n_samples > cap) {
+            size_t ncap = cap == 0 ? 4 * FP_CHUNK_MAX_SAMPLES : cap * 2;
+            struct point *np;
+            while (ncap < n + info.n_samples)
+                ncap *= 2;
+            np = realloc(pts, ncap * sizeof(*np));
+            if (np == NULL) {
+                rc = ENOMEM;
+                break;
+            }
+            pts = np;
+            cap = ncap;
+        }
+        /* Walking backwards, so later chunks get lower order; flip at the end. */
+        if (fp_chunk_iter_init(&it, (const uint8_t *)v.mv_data + 8, v.mv_size - 8) == 0)
+            while (fp_chunk_iter_next(&it, &ts, &val) == 0)
+                pts[n++] = (struct point){ts, val, (uint32_t)(MAX_GATHER_CHUNKS - chunks)};
+        if (info.first_ts_ms < lo)
+            lo = info.first_ts_ms;
+        chunks++;
+        rc = mdb_cursor_del(cur, 0);
+        if (rc != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        free(pts);
+        return rc;
+    }
+    rc = 0;
+    if (n > 0) {
+        n = sort_unique(pts, n);
+        rc = store_points(txn, s, dbi, id, pts, n, &small, &small_chunks);
+    }
+    free(pts);
+    return rc;
+}
+
+static int compact_series(MDB_txn *txn, struct fp_store *s, struct fp_series_state *st,
+                          int64_t from_day, int64_t to_day)
+{
+    int rc = 0;
+    for (int64_t day = from_day; rc == 0 && day <= to_day; day++) {
+        MDB_dbi dbi;
+        rc = part_open(txn, s, day, false, &dbi);
+        if (rc == MDB_NOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        if (rc == 0)
+            rc = compact_day(txn, s, dbi, st->id);
+    }
+    if (rc == 0) {
+        st->pending = 0;
+        st->pending_chunks = 0;
+        st->pending_day = INT64_MAX;
+    }
+    return rc;
+}
+
+int fp_samples_compact_all(MDB_txn *txn, struct fp_store *s)
+{
+    int64_t days[MAX_PARTITIONS];
+    size_t n;
+    int rc;
+
+    rc = part_list(txn, days, MAX_PARTITIONS, &n);
+    if (rc != 0 || n == 0)
+        return rc;
+    for (size_t i = 0; rc == 0 && i < s->states_cap; i++) {
+        struct fp_series_state *st = &s->states[i];
+        if (st->id == 0 || st->pending_chunks == 0)
+            continue;
+        rc = compact_series(txn, s, st, st->pending_day, days[n - 1]);
+    }
+    return rc;
+}
+
+/* --- writing -------------------------------------------------------------------------------- */
+
+static int load_max_ts(MDB_txn *txn, struct fp_store *s, struct fp_series_state *st)
+{
+    uint8_t id_be[8];
+    MDB_val k = {8, id_be}, v;
+    int rc;
+
+    put_u64(id_be, st->id);
+    rc = mdb_get(txn, s->latest, &k, &v);
+    if (rc == 0 && v.mv_size == 16)
+        st->max_ts = get_ts(v.mv_data);
+    else if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    return 0;
+}
+
+static int update_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t ts, double value)
+{
+    uint8_t id_be[8], vb[16];
+    MDB_val k = {8, id_be}, v = {16, vb};
+
+    put_u64(id_be, id);
+    put_ts(vb, ts);
+    put_double(vb + 8, value);
+    return mdb_put(txn, s->latest, &k, &v, 0);
+}
+
+int fp_samples_write(MDB_txn *txn, struct fp_store *s, uint64_t id, const int64_t *ts,
+                     const double *values, size_t n, int64_t now_ms, uint64_t *ret_written,
+                     uint64_t *ret_refused)
+{
+    struct fp_series_state *st;
+    struct point *pts;
+    int64_t cutoff = INT64_MIN;
+    size_t m = 0;
+    int rc = 0;
+
+    *ret_written = 0;
+    *ret_refused = 0;
+    if (n == 0)
+        return 0;
+    st = state_get(s, id);
+    if (st == NULL)
+        return ENOMEM;
+    if (st->max_ts == INT64_MIN) {
+        rc = load_max_ts(txn, s, st);
+        if (rc != 0)
+            return rc;
+    }
+    if (st->max_ts != INT64_MIN && s->opts.ooo_window_ms > 0)
+        cutoff = st->max_ts - s->opts.ooo_window_ms;
+    if (s->opts.raw_retention_ms > 0 && now_ms - s->opts.raw_retention_ms > cutoff)
+        cutoff = now_ms - s->opts.raw_retention_ms;
+
+    pts = malloc(n * sizeof(*pts));
+    if (pts == NULL)
+        return ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (ts[i] < cutoff) {
+            (*ret_refused)++;
+            continue;
+        }
+        pts[m] = (struct point){ts[i], values[i], (uint32_t)i};
+        m++;
+    }
+    m = sort_unique(pts, m);
+
+    for (size_t i = 0; rc == 0 && i < m;) {
+        int64_t day = day_of(pts[i].ts);
+        size_t j = i;
+        MDB_dbi dbi;
+        uint32_t small = 0, small_chunks = 0;
+
+        while (j < m && day_of(pts[j].ts) == day)
+            j++;
+        rc = part_open(txn, s, day, true, &dbi);
+        if (rc == 0)
+            rc = store_points(txn, s, dbi, id, pts + i, j - i, &small, &small_chunks);
+        st->pending += small;
+        st->pending_chunks += small_chunks;
+        if (small_chunks > 0 && day < st->pending_day)
+            st->pending_day = day;
+        i = j;
+    }
+    if (rc == 0 && m > 0) {
+        *ret_written = m;
+        if (pts[m - 1].ts >= st->max_ts || st->max_ts == INT64_MIN) {
+            st->max_ts = pts[m - 1].ts;
+            rc = update_latest(txn, s, id, pts[m - 1].ts, pts[m - 1].v);
+        }
+    }
+    /* A full chunk's worth of small pieces, or many of them: merge now, while they are hot. */
+    if (rc == 0 && (st->pending >= FP_CHUNK_MAX_SAMPLES || st->pending_chunks >= MAX_PENDING_CHUNKS))
+        rc = compact_series(txn, s, st, st->pending_day, day_of(st->max_ts));
+    free(pts);
+    return rc;
+}
+
+/* --- reading -------------------------------------------------------------------------------- */
+
+struct gather {
+    struct point *pts;
+    size_t n, cap;
+};
+
+static int gather_push(struct gather *g, int64_t ts, double v, uint32_t order)
+{
+    if (g->n == g->cap) {
+        size_t cap = g->cap == 0 ? 1024 : g->cap * 2;
+        struct point *np = realloc(g->pts, cap * sizeof(*np));
+        if (np == NULL)
+            return -ENOMEM;
+        g->pts = np;
+        g->cap = cap;
+    }
+    g->pts[g->n++] = (struct point){ts, v, order};
+    return 0;
+}
+
+int fp_samples_read(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int64_t to_ms,
+                    fp_point_fn fn, void *userdata)
+{
+    int64_t days[MAX_PARTITIONS];
+    struct gather g = {0};
+    uint32_t order = 0;
+    size_t nd;
+    int rc, res = 0, err = 0;
+
+    if (from_ms > to_ms)
+        return 0;
+    rc = part_list(r->txn, days, MAX_PARTITIONS, &nd);
+    if (rc != 0)
+        return fp_store_map_lmdb(rc);
+    for (size_t d = 0; d < nd && err == 0; d++) {
+        uint8_t kb[16];
+        MDB_val k = {16, kb}, v;
+        MDB_cursor *cur;
+        MDB_dbi dbi;
+
+        if (days[d] < day_of(from_ms) || days[d] > day_of(to_ms))
+            continue;
+        rc = part_open(r->txn, r->store, days[d], false, &dbi);
+        if (rc != 0)
+            continue; /* dropped by retention since we listed it */
+        if (mdb_cursor_open(r->txn, dbi, &cur) != 0)
+            continue;
+        put_u64(kb, id);
+        /* No chunk spans more than CHUNK_SPAN_MAX_MS, so none starting earlier reaches from. */
+        put_ts(kb + 8, from_ms > INT64_MIN + CHUNK_SPAN_MAX_MS ? from_ms - CHUNK_SPAN_MAX_MS
+                                                               : INT64_MIN);
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && err == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            struct fp_chunk_iter it;
+            int64_t ts;
+            double val;
+            if (k.mv_size != 16 || get_u64(k.mv_data) != id || get_ts((uint8_t *)k.mv_data + 8) > to_ms)
+                break;
+            if (v.mv_size <= 8 || get_ts(v.mv_data) < from_ms)
+                continue;
+            if (fp_chunk_iter_init(&it, (const uint8_t *)v.mv_data + 8, v.mv_size - 8) != 0)
+                continue;
+            order++;
+            if (fp_chunk_iter_seek(&it, from_ms, &ts, &val) != 0)
+                continue;
+            do {
+                if (ts > to_ms)
+                    break;
+                err = gather_push(&g, ts, val, order);
+            } while (err == 0 && fp_chunk_iter_next(&it, &ts, &val) == 0);
+        }
+        mdb_cursor_close(cur);
+    }
+    if (err == 0) {
+        g.n = sort_unique(g.pts, g.n);
+        for (size_t i = 0; i < g.n && res == 0; i++)
+            res = fn(userdata, g.pts[i].ts, g.pts[i].v);
+    }
+    free(g.pts);
+    return err != 0 ? err : res;
+}

@@ -1,0 +1,172 @@
+/* What the files of storage/ share: the store and reader structs, key encodings and the growable
+ * buffer. Not installed, not for other components. */
+#pragma once
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chunk.h"
+#include "store.h"
+
+#define MAX_LABELS 63   /* + device fits struct fp_series_desc.labels */
+#define KEY_MAX 511     /* LMDB's default maximum key size */
+#define DEVICE_HEADER_BYTES 64
+#define MAX_PARTITIONS 192 /* named databases for raw time partitions (one per UTC day) */
+#define DAY_MS INT64_C(86400000)
+
+struct fp_partition {
+    int64_t day;    /* floor(ts / DAY_MS) */
+    MDB_dbi dbi;
+    bool fresh;     /* opened (created) in the running write txn: forget it if that aborts */
+};
+
+/* The writer's memory of one series between transactions. Lost on restart, which only delays
+ * compaction and re-reads the newest timestamp from the "latest" database. */
+struct fp_series_state {
+    uint64_t id;             /* 0: empty slot */
+    int64_t max_ts;          /* newest timestamp stored; INT64_MIN unknown */
+    uint32_t pending;        /* samples in small chunks since the last compaction */
+    uint32_t pending_chunks; /* small chunks written since the last compaction */
+    int64_t pending_day;     /* oldest day holding them; INT64_MAX none */
+};
+
+struct fp_store {
+    MDB_env *env;
+    MDB_dbi meta, series_key, series_id, postings, latest, devices, dedup, events;
+    bool readonly;
+    struct fp_store_options opts;
+    uint64_t map_bytes;
+    struct fp_partition parts[MAX_PARTITIONS];
+    size_t n_parts;
+    /* writer only */
+    struct fp_series_state *states; /* open addressing by id */
+    size_t states_cap, states_used;
+    struct fp_chunk_enc *enc;
+    int64_t retention_checked_ms;   /* wall clock of the last retention pass */
+};
+
+struct fp_store_reader {
+    struct fp_store *store;
+    MDB_txn *txn;
+};
+
+/* A growable byte buffer for building keys and values. */
+struct buf {
+    uint8_t *data;
+    size_t len, cap;
+};
+
+static inline int buf_reserve(struct buf *b, size_t more)
+{
+    size_t cap;
+    uint8_t *n;
+
+    if (b->len + more <= b->cap)
+        return 0;
+    cap = b->cap < 256 ? 256 : b->cap;
+    while (cap < b->len + more)
+        cap *= 2;
+    n = realloc(b->data, cap);
+    if (n == NULL)
+        return -ENOMEM;
+    b->data = n;
+    b->cap = cap;
+    return 0;
+}
+
+static inline int buf_add(struct buf *b, const void *p, size_t len)
+{
+    int r = buf_reserve(b, len);
+    if (r < 0)
+        return r;
+    memcpy(b->data + b->len, p, len);
+    b->len += len;
+    return 0;
+}
+
+/* Appends s including its NUL. */
+static inline int buf_str(struct buf *b, const char *s)
+{
+    return buf_add(b, s, strlen(s) + 1);
+}
+
+/* Keys are big-endian so they sort by value. */
+static inline void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static inline uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Flipping the sign bit makes negative timestamps sort before positive ones as unsigned. */
+static inline void put_ts(uint8_t *p, int64_t ts)
+{
+    put_u64(p, (uint64_t)ts ^ (UINT64_C(1) << 63));
+}
+
+static inline int64_t get_ts(const uint8_t *p)
+{
+    return (int64_t)(get_u64(p) ^ (UINT64_C(1) << 63));
+}
+
+static inline void put_double(uint8_t *p, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof(u));
+    put_u64(p, u);
+}
+
+static inline double get_double(const uint8_t *p)
+{
+    uint64_t u = get_u64(p);
+    double v;
+    memcpy(&v, &u, sizeof(v));
+    return v;
+}
+
+/* Floor division, without negating (which overflows at INT64_MIN). */
+static inline int64_t day_of(int64_t ts_ms)
+{
+    return ts_ms / DAY_MS - (ts_ms % DAY_MS < 0);
+}
+
+/* Translates an LMDB result (or a positive errno) into 0, FP_STORE_E_* or -errno. */
+int fp_store_map_lmdb(int rc);
+
+/* --- samples.c: chunked, time-partitioned sample storage -------------------------------------- */
+
+/* Stores one series' samples (any order) in the write txn. Sets *ret_written and *ret_refused
+ * (too old for the out-of-order window or the retention). Returns an LMDB rc (or ENOMEM). */
+int fp_samples_write(MDB_txn *txn, struct fp_store *s, uint64_t id, const int64_t *ts,
+                     const double *values, size_t n, int64_t now_ms, uint64_t *ret_written,
+                     uint64_t *ret_refused);
+
+/* Calls fn for the samples of series id in [from_ms, to_ms], oldest first, each timestamp once.
+ * Returns 0, fn's non-zero result, or -errno. */
+int fp_samples_read(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int64_t to_ms,
+                    fp_point_fn fn, void *userdata);
+
+/* Merges every series' small chunks into full ones. Returns an LMDB rc. */
+int fp_samples_compact_all(MDB_txn *txn, struct fp_store *s);
+
+/* Drops raw partitions older than the retention. Returns an LMDB rc. */
+int fp_samples_retention(MDB_txn *txn, struct fp_store *s, int64_t now_ms);
+
+/* After a write txn: keep (committed) or forget (aborted) partitions it created. */
+void fp_samples_txn_end(struct fp_store *s, bool committed);
+
+/* Frees the writer's series states and encoder. */
+void fp_samples_fini(struct fp_store *s);
