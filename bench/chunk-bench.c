@@ -1,7 +1,6 @@
 /* Chunk codec benchmark on the standard fleet workload (shared/reference/workload/fleetgen.py):
- * D devices x 10 series, 6 h at 10 s, 1% of devices going silent 6-30 min before the end. The
- * shapes, precisions and parameters follow fleetgen.py; the random streams are our own (splitmix64
- * with Box-Muller), so values differ from the Python output but not in kind or spread.
+ * D devices x 10 series, 6 h at 10 s, 1% of devices going silent 6-30 min before the end, as
+ * bench/workload.c generates it natively (same shapes and precisions, our own random streams).
  *
  * It cuts every series into chunks the way the store will (append until FP_CHUNK_E_FULL or
  * --chunk-samples, then finish), checks that every sample decodes bit-identically, and reports
@@ -11,7 +10,6 @@
  * median over --reps passes. The last line of output is one JSON object. */
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,21 +18,11 @@
 #include <time.h>
 
 #include "chunk.h"
+#include "workload.h"
 
-#define N_SERIES 10
-#define STEP_MS 10000
-#define END_S INT64_C(1754006400) /* fixed, so runs are comparable; aligned to 10 s */
+#define N_SERIES FP_WORKLOAD_SERIES
 
-static const char *const series_name[N_SERIES] = {
-    "tokens_per_second",         "ttft_seconds",
-    "request_latency_seconds",   "requests_total",
-    "tokens_generated_total",    "memory_available_bytes",
-    "memory_pressure_some_avg10", "temperature_celsius_zone0",
-    "temperature_celsius_zone1", "cpu_utilization_ratio",
-};
-
-/* --- a seeded generator ------------------------------------------------------------------------ */
-
+/* Timestamp jitter for the +-1 ms run: its own seeded stream, restarted for every pass. */
 static uint64_t rng_state;
 
 static uint64_t rnd(void)
@@ -45,153 +33,9 @@ static uint64_t rnd(void)
     return z ^ (z >> 31);
 }
 
-static double unif(double lo, double hi)
+static const double *series_of(const struct fp_workload *w, size_t dev, size_t s)
 {
-    return lo + (hi - lo) * ((double)(rnd() >> 11) * 0x1p-53);
-}
-
-static double gauss(void)
-{
-    double u1 = unif(0, 1), u2 = unif(0, 1);
-    return sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586 * u2);
-}
-
-static double lognormal(double sigma)
-{
-    return exp(sigma * gauss());
-}
-
-static int64_t poisson(double lambda) /* Knuth; lambda here is at most a few */
-{
-    double l = exp(-lambda), p = 1.0;
-    int64_t k = 0;
-    do {
-        k++;
-        p *= unif(0, 1);
-    } while (p > l);
-    return k - 1;
-}
-
-static double clip(double x, double lo, double hi)
-{
-    return x < lo ? lo : x > hi ? hi : x;
-}
-
-static double np_round(double x, int decimals) /* numpy.round: x * 10^d, rint, / 10^d */
-{
-    static const double p10[] = {1, 10, 100, 1000, 10000};
-    return nearbyint(x * p10[decimals]) / p10[decimals];
-}
-
-/* --- the workload ------------------------------------------------------------------------------ */
-
-struct workload {
-    size_t devices, steps;
-    size_t *len;    /**< [devices] samples per series of the device (stale ones stop early) */
-    double *values; /**< [devices][N_SERIES][steps] */
-    int64_t *ts;    /**< [steps] the shared 10 s grid, in ms */
-    size_t samples; /**< total over all series */
-};
-
-static double *series_of(const struct workload *w, size_t dev, size_t s)
-{
-    return w->values + (dev * N_SERIES + s) * w->steps;
-}
-
-/* fleetgen's _walk for one device: mean-reverting, clipped random walk. */
-static void walk(double *out, size_t n, double start, double sigma, double lo, double hi,
-                 double revert, double target)
-{
-    double x = start;
-    for (size_t t = 0; t < n; t++) {
-        x = clip(x + gauss() * sigma + revert * (target - x), lo, hi);
-        out[t] = x;
-    }
-}
-
-static int generate(struct workload *w, size_t devices, uint64_t seed)
-{
-    static const double hw_speed_tab[4] = {1.6, 0.7, 0.5, 0.9};
-    static const double hw_mem_gib[4] = {16, 4, 8, 8};
-    static const double hw_temp_tab[4] = {52.0, 58.0, 61.0, 47.0};
-    size_t n = 6 * 3600 / 10;
-    double *util = malloc(n * sizeof(double)), *walk0 = malloc(n * sizeof(double)),
-           *walk1 = malloc(n * sizeof(double));
-
-    rng_state = seed;
-    w->devices = devices;
-    w->steps = n;
-    w->len = calloc(devices, sizeof(size_t));
-    w->values = malloc(devices * N_SERIES * n * sizeof(double));
-    w->ts = malloc(n * sizeof(int64_t));
-    if (!util || !walk0 || !walk1 || !w->len || !w->values || !w->ts)
-        return -ENOMEM;
-    for (size_t t = 0; t < n; t++)
-        w->ts[t] = (END_S - 10 * (int64_t)(n - 1 - t)) * 1000;
-
-    for (size_t d = 0; d < devices; d++) {
-        size_t hw = (size_t)(rnd() % 4);
-        bool q4 = rnd() % 2 == 0;
-        double hw_speed = hw_speed_tab[hw], q_speed = q4 ? 1.35 : 1.0;
-        double tps_mean = unif(12, 30) * hw_speed * q_speed;
-        double ttft_base = unif(0.08, 0.6) / hw_speed;
-        double toks_per_req = unif(120, 400);
-        double req_per_util = unif(0.02, 0.3);
-        double req_total = (double)(rnd() % 50000), tok_total = (double)(rnd() % 10000000);
-        double pages_total = hw_mem_gib[hw] * 1073741824.0 / 4096;
-        double hw_temp = hw_temp_tab[hw] * 1000, psi = 0;
-        double *v[N_SERIES];
-
-        for (size_t s = 0; s < N_SERIES; s++)
-            v[s] = series_of(w, d, s);
-        for (size_t t = 0; t < n; t++)
-            util[t] = clip(0.55 + 0.12 * gauss(), 0.02, 1.0);
-        for (size_t t = 0; t < n; t++) {
-            double tps = np_round(fmax(tps_mean * (1 + 0.08 * gauss()), 0.5), 2);
-            double ttft = np_round(ttft_base * lognormal(0.35), 4);
-            v[0][t] = tps;
-            v[1][t] = ttft;
-            v[2][t] = np_round(ttft + toks_per_req / tps * lognormal(0.15), 3);
-            req_total += (double)poisson(util[t] * req_per_util * 10);
-            v[3][t] = req_total;
-            tok_total += nearbyint(tps * 10 * util[t]);
-            v[4][t] = tok_total;
-            if (unif(0, 1) < 0.004)
-                psi = unif(2.0, 45.0);
-            else
-                psi *= 0.82;
-            if (psi < 0.05)
-                psi = 0;
-            v[6][t] = np_round(psi, 2);
-            v[9][t] = np_round(clip(util[t] * 0.8 + 0.05 + 0.05 * gauss(), 0, 1), 3);
-        }
-        walk(v[5], n, pages_total * unif(0.3, 0.6), 1500, pages_total * 0.03, pages_total * 0.95,
-             0.002, pages_total * 0.45);
-        for (size_t t = 0; t < n; t++)
-            v[5][t] = nearbyint(v[5][t]) * 4096;
-        walk(walk0, n, hw_temp + 3000 * gauss(), 120, 25000, 95000, 0.01, hw_temp);
-        walk(walk1, n, 0, 60, -3000, 3000, 0.02, 0);
-        for (size_t t = 0; t < n; t++) {
-            v[7][t] = nearbyint(walk0[t]) / 1000.0;
-            v[8][t] = nearbyint(walk0[t] - 4000 + walk1[t]) / 1000.0;
-        }
-        w->len[d] = n;
-    }
-    /* 1% of devices stop reporting 6..30 minutes before the end */
-    for (size_t k = 0; k < (devices + 50) / 100; k++) {
-        size_t d;
-        do
-            d = (size_t)(rnd() % devices);
-        while (w->len[d] != n); /* without replacement, as numpy's choice */
-        w->len[d] = n - (36 + (size_t)(rnd() % 145));
-    }
-    w->samples = 0;
-    for (size_t d = 0; d < devices; d++)
-        w->samples += w->len[d] * N_SERIES;
-    free(util);
-    free(walk0);
-    free(walk1);
-    return 0;
+    return fp_workload_values(w, dev, s);
 }
 
 /* --- encoding every series into chunks ------------------------------------------------------- */
@@ -248,7 +92,7 @@ static void seal(struct fp_chunk_enc *e, struct encoded *out, size_t s)
     fp_chunk_enc_reset(e);
 }
 
-static void encode_all(const struct workload *w, const struct fp_chunk_enc_opts *o,
+static void encode_all(const struct fp_workload *w, const struct fp_chunk_enc_opts *o,
                        int64_t jitter_ms, struct encoded *out)
 {
     struct fp_chunk_enc *e = NULL;
@@ -260,7 +104,6 @@ static void encode_all(const struct workload *w, const struct fp_chunk_enc_opts 
     memset(out, 0, sizeof(*out));
     grow((void **)&out->off, &out->chunks_cap, 1, sizeof(size_t));
     out->off[0] = 0;
-    uint64_t saved = rng_state;
     rng_state = 12345;
     for (size_t d = 0; d < w->devices; d++) {
         for (size_t s = 0; s < N_SERIES; s++) {
@@ -281,12 +124,11 @@ static void encode_all(const struct workload *w, const struct fp_chunk_enc_opts 
             out->samples[s] += w->len[d];
         }
     }
-    rng_state = saved;
     fp_chunk_enc_destroy(&e);
 }
 
 /* Decodes every chunk; with w, checks each value against the workload (bit for bit). */
-static double decode_all(const struct encoded *enc, const struct workload *w)
+static double decode_all(const struct encoded *enc, const struct fp_workload *w)
 {
     struct fp_chunk_iter it;
     int64_t ts;
@@ -412,7 +254,7 @@ struct timing {
     double enc_ns, dec_ns; /**< per sample, medians */
 };
 
-static void time_codec(const struct workload *w, const struct fp_chunk_enc_opts *o, int reps,
+static void time_codec(const struct fp_workload *w, const struct fp_chunk_enc_opts *o, int reps,
                        struct encoded *enc, struct timing *ret)
 {
     double te[64], td[64], sink = 0;
@@ -474,7 +316,7 @@ int main(int argc, char **argv)
     int reps = 5;
     uint64_t seed = 42;
     bool quick = false;
-    struct workload w;
+    struct fp_workload w;
     struct encoded ours = {0}, xor = {0}, jit = {0};
     struct fp_chunk_enc_opts o, ox;
     struct timing t_ours, t_xor;
@@ -501,7 +343,7 @@ int main(int argc, char **argv)
     if (devices < 1 || reps < 1 || chunk_samples < 1 || chunk_samples > FP_CHUNK_MAX_SAMPLES)
         usage();
 
-    if (generate(&w, devices, seed) != 0)
+    if (fp_workload_init(&w, devices, seed, FP_WORKLOAD_FIXED_END_MS) != 0)
         die("generate", -ENOMEM);
     fp_chunk_enc_opts_default(&o);
     o.max_samples = chunk_samples;
@@ -526,7 +368,7 @@ int main(int argc, char **argv)
 
     printf("%-28s %-9s %8s %8s %8s\n", "series", "kind", "chunk", "xor", "prom-xor");
     for (size_t s = 0; s < N_SERIES; s++)
-        printf("%-28s %-9s %8.3f %8.3f %8.3f\n", series_name[s],
+        printf("%-28s %-9s %8.3f %8.3f %8.3f\n", fp_workload_series[s].name,
                kind_label(&ours, s, kb, sizeof(kb)), (double)ours.bytes[s] / ours.samples[s],
                (double)xor.bytes[s] / xor.samples[s], (double)prom[s] / ours.samples[s]);
     printf("%-28s %-9s %8.3f %8.3f %8.3f   bytes/sample (raw 16)\n", "all", "", bps, xbps, pbps);
@@ -554,7 +396,7 @@ int main(int argc, char **argv)
     for (size_t s = 0; s < N_SERIES; s++)
         printf("%s\"%s\":{\"kind\":\"%s\",\"chunk_bytes_per_sample\":%.4f,"
                "\"xor_forced_chunk_bytes_per_sample\":%.4f,\"prom_xor_chunk_bytes_per_sample\":%.4f}",
-               s ? "," : "", series_name[s], kind_label(&ours, s, kb, sizeof(kb)),
+               s ? "," : "", fp_workload_series[s].name, kind_label(&ours, s, kb, sizeof(kb)),
                (double)ours.bytes[s] / ours.samples[s], (double)xor.bytes[s] / xor.samples[s],
                (double)prom[s] / ours.samples[s]);
     printf("}}\n");
@@ -565,8 +407,6 @@ int main(int argc, char **argv)
     free(xor.off);
     free(jit.buf);
     free(jit.off);
-    free(w.len);
-    free(w.values);
-    free(w.ts);
+    fp_workload_fini(&w);
     return 0;
 }

@@ -457,6 +457,56 @@ int fp_samples_compact_all(MDB_txn *txn, struct fp_store *s)
     return rc;
 }
 
+/* Copies src into dst in key order with MDB_APPEND; dst must be empty. */
+static int copy_append(MDB_txn *txn, MDB_dbi src, MDB_dbi dst)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    rc = mdb_cursor_open(txn, src, &cur);
+    if (rc != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        rc = mdb_put(txn, dst, &k, &v, MDB_APPEND);
+        if (rc != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int fp_samples_repack_day(MDB_txn *txn, struct fp_store *s, int64_t day)
+{
+    MDB_dbi src, tmp;
+    int rc;
+
+    /* Chunks arrive in time order but are keyed series first, so B-tree pages split in the
+     * middle and merges leave holes: pages end up about a quarter full. Rewriting a day in key
+     * order with MDB_APPEND fills them. Two copies, because LMDB cannot rename a database. */
+    rc = part_open(txn, s, day, false, &src);
+    if (rc != 0)
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    rc = mdb_dbi_open(txn, "repack", MDB_CREATE, &tmp);
+    if (rc == 0)
+        rc = mdb_drop(txn, tmp, 0);
+    if (rc == 0)
+        rc = copy_append(txn, src, tmp);
+    if (rc == 0)
+        rc = mdb_drop(txn, src, 0);
+    if (rc == 0)
+        rc = copy_append(txn, tmp, src);
+    if (rc == 0)
+        rc = mdb_drop(txn, tmp, 1);
+    return rc;
+}
+
+int fp_samples_days(MDB_txn *txn, int64_t *days, size_t max, size_t *ret_n)
+{
+    return part_list(txn, days, max, ret_n);
+}
+
 /* --- writing -------------------------------------------------------------------------------- */
 
 static int load_max_ts(MDB_txn *txn, struct fp_store *s, struct fp_series_state *st)

@@ -162,6 +162,12 @@ int fp_samples_read(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int
 /* Merges every series' small chunks into full ones. Returns an LMDB rc. */
 int fp_samples_compact_all(MDB_txn *txn, struct fp_store *s);
 
+/* Rewrites one day's partition in key order so its pages are full. Returns an LMDB rc. */
+int fp_samples_repack_day(MDB_txn *txn, struct fp_store *s, int64_t day);
+
+/* Lists the days that have a partition, ascending (at most max). Returns an LMDB rc. */
+int fp_samples_days(MDB_txn *txn, int64_t *days, size_t max, size_t *ret_n);
+
 /* Drops raw partitions older than the retention. Returns an LMDB rc. */
 int fp_samples_retention(MDB_txn *txn, struct fp_store *s, int64_t now_ms);
 

@@ -667,18 +667,18 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
     return rc;
 }
 
-int fp_store_compact(struct fp_store *s)
+/* Runs step in its own write transaction, growing the map and retrying on MDB_MAP_FULL. */
+static int run_txn(struct fp_store *s, int (*step)(MDB_txn *, struct fp_store *, int64_t),
+                   int64_t arg)
 {
     MDB_txn *txn;
     int rc;
 
-    if (s->readonly)
-        return -EROFS;
     for (;;) {
         rc = mdb_txn_begin(s->env, NULL, 0, &txn);
         if (rc != 0)
-            break;
-        rc = fp_samples_compact_all(txn, s);
+            return rc;
+        rc = step(txn, s, arg);
         if (rc == 0) {
             rc = mdb_txn_commit(txn);
             fp_samples_txn_end(s, rc == 0);
@@ -687,13 +687,39 @@ int fp_store_compact(struct fp_store *s)
             fp_samples_txn_end(s, false);
         }
         if (rc != MDB_MAP_FULL || s->map_bytes >= s->opts.max_map_bytes)
-            break;
+            return rc;
         s->map_bytes = s->map_bytes * 2 > s->opts.max_map_bytes ? s->opts.max_map_bytes
                                                                 : s->map_bytes * 2;
         rc = mdb_env_set_mapsize(s->env, s->map_bytes);
         if (rc != 0)
-            break;
+            return rc;
     }
+}
+
+static int compact_step(MDB_txn *txn, struct fp_store *s, int64_t unused)
+{
+    return fp_samples_compact_all(txn, s);
+}
+
+int fp_store_compact(struct fp_store *s)
+{
+    int64_t days[MAX_PARTITIONS];
+    size_t n = 0;
+    MDB_txn *txn;
+    int rc;
+
+    if (s->readonly)
+        return -EROFS;
+    rc = run_txn(s, compact_step, 0);
+    if (rc == 0)
+        rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc == 0) {
+        rc = fp_samples_days(txn, days, MAX_PARTITIONS, &n);
+        mdb_txn_abort(txn);
+    }
+    /* One transaction per day keeps each one's dirty pages bounded. */
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = run_txn(s, fp_samples_repack_day, days[i]);
     return rc == ENOMEM ? -ENOMEM : fp_store_map_lmdb(rc);
 }
 
