@@ -8,9 +8,16 @@
  * Aggregated series (step, agg, by) are computed by storage/aggregate, whose result owns its
  * strings, so the same rule holds: the reader closes before the first byte is formatted.
  *
- * Output order is fixed so that responses are stable and diffable: devices by id, series by
- * their label sets (aggregated groups by their group-by values), metric keys by name, label
- * names and values sorted. */
+ * Output order is fixed so that responses are stable and diffable: devices by id, raw series by
+ * metric name then label set (a request without "metric" may return several metrics whose label
+ * sets coincide: memory and probe_up of one device both have just {device}), aggregated groups
+ * by their group-by values, metric keys by name, label names and values sorted.
+ *
+ * "metric" in a series object says what the points are of. A raw series carries its own metric
+ * name, from the store. An aggregated group pools series, so it names a metric only when one is
+ * certain: the request's "metric", or else the group's "__name__" when "by" holds it; otherwise
+ * (no metric, no __name__ in by) the group may mix metrics and the key is left out rather than
+ * guessed. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -403,8 +410,9 @@ out:
 
 /* One series of the response. Its points are points.ts/v[first .. first + n). */
 struct series_row {
+    json_t *metric; /**< the series' own metric name (a JSON string) */
     json_t *labels; /**< every label, device included, in the store's order (by name) */
-    char *sort_key; /**< "name\0value\0name\0value\0...": byte order = label-set order */
+    char *sort_key; /**< "metric\0name\0value\0name\0value\0...": byte order = response order */
     size_t sort_len;
     size_t first;
     size_t n;
@@ -465,15 +473,16 @@ static int cmp_series_row(const void *a, const void *b)
     return x->sort_len < y->sort_len ? -1 : x->sort_len > y->sort_len;
 }
 
-/* Copies a series' labels out of the snapshot into row. Returns 0 or -ENOMEM. */
+/* Copies a series' metric name and labels out of the snapshot into row. Returns 0 or -ENOMEM. */
 static int series_row_init(struct series_row *row, const struct fp_series_desc *d)
 {
-    size_t len = 0;
+    size_t len = strlen(d->metric) + 1;
     char *k;
     int r = 0;
 
+    row->metric = fp_jsonout_string_new(d->metric);
     row->labels = json_object();
-    if (row->labels == NULL)
+    if (row->metric == NULL || row->labels == NULL)
         return -ENOMEM;
     for (size_t i = 0; i < d->n_labels && r == 0; i++) {
         len += strlen(d->labels[i].name) + strlen(d->labels[i].value) + 2;
@@ -482,12 +491,14 @@ static int series_row_init(struct series_row *row, const struct fp_series_desc *
     if (r < 0)
         return r;
 
-    row->sort_key = k = malloc(len ? len : 1);
+    row->sort_key = k = malloc(len);
     if (k == NULL)
         return -ENOMEM;
     row->sort_len = len;
-    /* Each string ends in its NUL, which sorts below every other byte, so "a" < "ab" holds pair
-     * by pair. */
+    /* Each string ends in its NUL, which sorts below every other byte, so "a" < "ab" holds
+     * string by string: the metric first, then the labels pair by pair. */
+    memcpy(k, d->metric, strlen(d->metric) + 1);
+    k += strlen(d->metric) + 1;
     for (size_t i = 0; i < d->n_labels; i++) {
         size_t ln = strlen(d->labels[i].name) + 1, lv = strlen(d->labels[i].value) + 1;
         memcpy(k, d->labels[i].name, ln);
@@ -497,8 +508,8 @@ static int series_row_init(struct series_row *row, const struct fp_series_desc *
     return 0;
 }
 
-static int write_series(struct evbuffer *out, const char *metric, const struct series_row *rows,
-                        size_t n_rows, const struct point_buf *pts)
+static int write_series(struct evbuffer *out, const struct series_row *rows, size_t n_rows,
+                        const struct point_buf *pts)
 {
     int r = evbuffer_add_printf(out, "{\"series\":[") < 0 ? -ENOMEM : 0;
 
@@ -508,7 +519,7 @@ static int write_series(struct evbuffer *out, const char *metric, const struct s
         r |= evbuffer_add_printf(out, "%s{\"labels\":", i ? "," : "") < 0;
         r |= fp_jsonout_value(out, s->labels);
         r |= evbuffer_add_printf(out, ",\"metric\":") < 0;
-        r |= fp_jsonout_string(out, metric);
+        r |= fp_jsonout_value(out, s->metric);
         r |= evbuffer_add_printf(out, ",\"points\":[") < 0;
         for (size_t j = s->first; j < s->first + s->n; j++) {
             r |= evbuffer_add(out, j > s->first ? ",[" : "[", j > s->first ? 2 : 1);
@@ -578,7 +589,7 @@ static int series_raw(struct fp_query_server *srv, const struct fp_series_query 
     fp_store_reader_close(&rd);
 
     qsort(rows, n_rows, sizeof(*rows), cmp_series_row);
-    r = write_series(out, q->metric, rows, n_rows, &pts);
+    r = write_series(out, rows, n_rows, &pts);
     if (r != 0)
         goto fail;
     status = FP_HTTP_OK;
@@ -589,6 +600,7 @@ fail:
 out:
     fp_store_reader_close(&rd);
     for (size_t i = 0; i < n_rows; i++) {
+        json_decref(rows[i].metric);
         json_decref(rows[i].labels);
         free(rows[i].sort_key);
     }
@@ -599,20 +611,29 @@ out:
     return status;
 }
 
-/* One group of an aggregated answer. Returns 0 or -ENOMEM. */
+/* One group of an aggregated answer. Its "metric" is the request's, else the group's __name__
+ * (there when "by" holds it), else left out: see the design comment at the top. Returns 0 or
+ * -ENOMEM. */
 static int write_group(struct evbuffer *out, const struct fp_series_query *q,
                        const struct fp_agg_group *g, bool first)
 {
     json_t *labels = json_object();
+    const json_t *name;
     int r = labels == NULL ? -ENOMEM : 0;
 
     for (size_t i = 0; i < g->n_labels && r == 0; i++)
         r = set_data_key(labels, g->labels[i].name, fp_jsonout_string_new(g->labels[i].value));
     if (r == 0) {
+        name = json_object_get(labels, "__name__"); /* borrowed from labels */
         r |= evbuffer_add_printf(out, "%s{\"labels\":", first ? "" : ",") < 0;
         r |= fp_jsonout_value(out, labels);
-        r |= evbuffer_add_printf(out, ",\"metric\":") < 0;
-        r |= fp_jsonout_string(out, q->metric);
+        if (q->metric != NULL) {
+            r |= evbuffer_add_printf(out, ",\"metric\":") < 0;
+            r |= fp_jsonout_string(out, q->metric);
+        } else if (name != NULL) {
+            r |= evbuffer_add_printf(out, ",\"metric\":") < 0;
+            r |= fp_jsonout_value(out, name);
+        }
         r |= evbuffer_add_printf(out, ",\"agg\":") < 0;
         r |= fp_jsonout_string(out, q->agg_name);
         /* Only "quantile" takes q from the client; p95 and friends say it in their name. */

@@ -578,18 +578,26 @@ int fp_series_query_parse(const struct fp_query_params *p, int64_t now_ms, int64
     if (r < 0)
         return r;
 
+    /* Without a metric, a device or a match must select: a query with no condition at all
+     * would read every series in the store, almost surely by mistake (PromQL refuses "{}" too).
+     * An empty "metric=" counts as absent, as an empty form field does. Any "match" counts,
+     * even one every series satisfies (site!=x): the response caps bound what it costs. */
     q->metric = fp_query_params_get(p, "metric");
-    if (q->metric == NULL || *q->metric == '\0') {
-        set_err(err, err_size, "missing parameter \"metric\"");
+    if (q->metric != NULL && *q->metric == '\0')
+        q->metric = NULL;
+    if (q->metric == NULL && fp_query_params_get(p, "device") == NULL &&
+        fp_query_params_get(p, "match") == NULL) {
+        set_err(err, err_size, "missing parameter \"metric\" (or a device/match selector)");
         return -EINVAL;
     }
-    if (!fp_query_metric_name_valid(q->metric)) {
+    if (q->metric != NULL && !fp_query_metric_name_valid(q->metric)) {
         set_err(err, err_size, "parameter \"metric\": \"%s\" is not a valid metric name",
                 echo(q->metric, ebuf, sizeof(ebuf)));
         return -EINVAL;
     }
-    q->matchers[q->n_matchers++] =
-        (struct fp_matcher){.name = "__name__", .value = q->metric, .op = FP_MATCH_EQ};
+    if (q->metric != NULL)
+        q->matchers[q->n_matchers++] =
+            (struct fp_matcher){.name = "__name__", .value = q->metric, .op = FP_MATCH_EQ};
 
     q->device = fp_query_params_get(p, "device");
     if (q->device != NULL && (*q->device == '\0' || strlen(q->device) > FP_QUERY_NAME_MAX)) {

@@ -94,13 +94,15 @@ int fp_query_time_parse(const char *s, int64_t *ret_ms);
 /* /api/v1/series parameters, validated. Strings are borrowed from the fp_query_params they were
  * parsed from, or point into this struct itself: do not copy it (fill it in place). */
 struct fp_series_query {
-    const char *metric; /**< a valid metric name */
+    const char *metric; /**< a valid metric name; NULL: none given (or empty), so device or a
+                             "match" selects, possibly several metrics */
     const char *device; /**< NULL: every device */
     int64_t from_ms;    /**< inclusive, Unix milliseconds (start of the first bucket) */
     int64_t to_ms;      /**< inclusive, Unix milliseconds, >= from_ms; with a step, the end of
                              the last bucket, exclusive */
-    /* Every series condition for fp_store_select / fp_store_aggregate: the metric, the device
-     * when given, then each "match" in request order. Values are regexes already checked. */
+    /* Every series condition for fp_store_select / fp_store_aggregate: the metric when given,
+     * the device when given, then each "match" in request order; never empty. Regex values are
+     * already checked. */
     struct fp_matcher matchers[FP_QUERY_PARAMS_MAX + 2];
     size_t n_matchers;
     int64_t step_ms;      /**< bucket length; 0: no step, raw points */
@@ -113,15 +115,17 @@ struct fp_series_query {
     char by_buf[FP_AGG_BY_MAX * (FP_QUERY_NAME_MAX + 1)];     /**< "by", split in place */
 };
 
-/* The /api/v1/series parameter set: metric (required), device, from, to, step, agg, q, by, and
- * match (repeatable). Any other is refused. */
+/* The /api/v1/series parameter set: metric, device, from, to, step, agg, q, by, and match
+ * (repeatable); metric, device or a match must be given. Any other is refused. */
 extern const char *const fp_series_query_params[];
 
 /* Reads p into *ret.
  *
- * Defaults: to = now_ms, from = to - 1 hour. Refuses unknown parameters, a missing or invalid
- * metric, an empty or over-long device, a bad time, from > to, a range longer than max_range_ms;
- * a "match" not of the form name=value, name!=value, name=~regex or name!~regex (label name as
+ * Defaults: to = now_ms, from = to - 1 hour. An empty metric is taken as absent. Refuses
+ * unknown parameters; a request with neither metric, device nor any match ("missing parameter
+ * \"metric\" (or a device/match selector)"); an invalid metric; an empty or over-long device;
+ * a bad time, from > to, a range longer than max_range_ms; a "match" not of the form
+ * name=value, name!=value, name=~regex or name!~regex (label name as
  * fp_query_label_name_valid, value at most FP_QUERY_VALUE_MAX bytes), a regex that does not
  * compile (anchored, POSIX extended) or uses back-references (\1: exponential matching time);
  * a step that is not a duration ("60", "60s", "1m", "1h", "1d", "1.5m"), is under

@@ -51,8 +51,8 @@ int fp_api_healthz(struct fp_query_server *srv, const char *arg, const char *que
 int fp_api_devices(struct fp_query_server *srv, const char *arg, const char *query,
                    struct evbuffer *out, char *err, size_t err_size);
 
-/* GET /api/v1/series: one metric's series over a time range, raw or aggregated into buckets
- * (step, agg, by), selected by label matchers. */
+/* GET /api/v1/series: the series selected by metric, device and label matchers (at least one
+ * of them) over a time range, raw or aggregated into buckets (step, agg, by). */
 int fp_api_series(struct fp_query_server *srv, const char *arg, const char *query,
                   struct evbuffer *out, char *err, size_t err_size);
 

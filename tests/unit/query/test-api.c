@@ -508,7 +508,6 @@ static void test_series_limits(uint16_t port)
 static void test_series_errors(uint16_t port)
 {
     expect_error(port, "GET", "/api/v1/series", 400, "missing parameter \"metric\"");
-    expect_error(port, "GET", "/api/v1/series?device=edge-01", 400, "missing parameter \"metric\"");
     expect_error(port, "GET", "/api/v1/series?metric=temp-celsius", 400, "not a valid metric name");
     expect_error(port, "GET", "/api/v1/series?metric=m&from=yesterday", 400,
                  "parameter \"from\": \"yesterday\" is not a Unix time");
@@ -808,6 +807,131 @@ static void test_series_agg(uint16_t port)
 #undef R
 }
 
+/* /api/v1/series without "metric": a device or matchers select, possibly several metrics. Raw
+ * series each carry their own metric; aggregated groups name one only when "by" holds
+ * __name__. */
+static void test_series_no_metric(uint16_t main_port, uint16_t fleet_port)
+{
+#define R "from=1732412300&to=1732412400"
+#define F "from=1732400000&to=1732400120"
+    static const struct {
+        uint16_t fleet; /**< 1: ask the fleet server, 0: the main one */
+        const char *target;
+        const char *body;
+    } exact[] = {
+        /* Every series of one device, sorted by metric, then label set. */
+        {0, "/api/v1/series?device=edge-01&" R,
+         "{\"series\":["
+         "{\"labels\":{\"device\":\"edge-01\"},\"metric\":\"llama_tokens_per_second\","
+         "\"points\":[[1732412355.123,0.30000000000000004]]},"
+         "{\"labels\":{\"device\":\"edge-01\"},\"metric\":\"memory_available_bytes\","
+         "\"points\":[[1732412345.123,123456789]]},"
+         "{\"labels\":{\"device\":\"edge-01\",\"source\":\"thermal\",\"type\":\"acpitz\","
+         "\"zone\":\"thermal_zone1\"},\"metric\":\"temperature_celsius\","
+         "\"points\":[[1732412345.123,40]]},"
+         "{\"labels\":{\"device\":\"edge-01\",\"source\":\"thermal\","
+         "\"type\":\"x86_pkg_temp\",\"zone\":\"thermal_zone0\"},"
+         "\"metric\":\"temperature_celsius\","
+         "\"points\":[[1732412344.123,50.5],[1732412345.123,51.234]]}]}"},
+        /* An empty metric is no metric. */
+        {0, "/api/v1/series?metric=&device=edge-02&" R,
+         "{\"series\":[{\"labels\":{\"device\":\"edge-02\",\"source\":\"thermal\","
+         "\"type\":\"x86_pkg_temp\",\"zone\":\"thermal_zone0\"},"
+         "\"metric\":\"temperature_celsius\",\"points\":[[1732412346.123,60.5]]}]}"},
+        /* Matchers alone: on the metric name (regex, anchored), on a label, and a negation on
+         * the name beside the device. */
+        {0, "/api/v1/series?match=__name__=~temp.*&" R,
+         "{\"series\":["
+         "{\"labels\":{\"device\":\"edge-01\",\"source\":\"thermal\",\"type\":\"acpitz\","
+         "\"zone\":\"thermal_zone1\"},\"metric\":\"temperature_celsius\","
+         "\"points\":[[1732412345.123,40]]},"
+         "{\"labels\":{\"device\":\"edge-01\",\"source\":\"thermal\","
+         "\"type\":\"x86_pkg_temp\",\"zone\":\"thermal_zone0\"},"
+         "\"metric\":\"temperature_celsius\","
+         "\"points\":[[1732412344.123,50.5],[1732412345.123,51.234]]},"
+         "{\"labels\":{\"device\":\"edge-02\",\"source\":\"thermal\","
+         "\"type\":\"x86_pkg_temp\",\"zone\":\"thermal_zone0\"},"
+         "\"metric\":\"temperature_celsius\",\"points\":[[1732412346.123,60.5]]}]}"},
+        {0, "/api/v1/series?match=__name__=~temp&" R, "{\"series\":[]}"},
+        {0, "/api/v1/series?match=zone=thermal_zone1&" R,
+         "{\"series\":[{\"labels\":{\"device\":\"edge-01\",\"source\":\"thermal\","
+         "\"type\":\"acpitz\",\"zone\":\"thermal_zone1\"},"
+         "\"metric\":\"temperature_celsius\",\"points\":[[1732412345.123,40]]}]}"},
+        {0, "/api/v1/series?device=edge-01&match=__name__!~temp.*&" R,
+         "{\"series\":["
+         "{\"labels\":{\"device\":\"edge-01\"},\"metric\":\"llama_tokens_per_second\","
+         "\"points\":[[1732412355.123,0.30000000000000004]]},"
+         "{\"labels\":{\"device\":\"edge-01\"},\"metric\":\"memory_available_bytes\","
+         "\"points\":[[1732412345.123,123456789]]}]}"},
+        {0, "/api/v1/series?device=nope&" R, "{\"series\":[]}"},
+        /* Aggregated, by __name__: one group per metric, named by it. edge-a's requests_total
+         * {100, 130, 10 | 50, 80} and ttft_seconds {0.5, 1.5 | 2.5}. */
+        {1, "/api/v1/series?device=edge-a&" F "&step=60&agg=avg&by=__name__",
+         "{\"series\":["
+         "{\"labels\":{\"__name__\":\"requests_total\"},\"metric\":\"requests_total\","
+         "\"agg\":\"avg\",\"step\":60,\"points\":[[1732400000,80],[1732400060,65]]},"
+         "{\"labels\":{\"__name__\":\"ttft_seconds\"},\"metric\":\"ttft_seconds\","
+         "\"agg\":\"avg\",\"step\":60,\"points\":[[1732400000,1],[1732400060,2.5]]}]}"},
+        /* The same for a match on the name: ttft_seconds of all four devices,
+         * {0.5, 1.5, 1, 3, 4 | 2.5, 6, 8}. */
+        {1, "/api/v1/series?match=__name__=~ttft_.*&" F "&step=60&agg=avg&by=__name__",
+         "{\"series\":["
+         "{\"labels\":{\"__name__\":\"ttft_seconds\"},\"metric\":\"ttft_seconds\","
+         "\"agg\":\"avg\",\"step\":60,\"points\":[[1732400000,2],[1732400060,5.5]]}]}"},
+        /* __name__ beside another by label. */
+        {1, "/api/v1/series?device=edge-b&" F "&step=60&agg=max&by=device,__name__",
+         "{\"series\":["
+         "{\"labels\":{\"device\":\"edge-b\",\"__name__\":\"requests_total\"},"
+         "\"metric\":\"requests_total\",\"agg\":\"max\",\"step\":60,"
+         "\"points\":[[1732400000,9]]},"
+         "{\"labels\":{\"device\":\"edge-b\",\"__name__\":\"ttft_seconds\"},"
+         "\"metric\":\"ttft_seconds\",\"agg\":\"max\",\"step\":60,"
+         "\"points\":[[1732400000,3]]}]}"},
+        /* Without __name__ in by a group may pool metrics: no "metric" key at all. */
+        {1, "/api/v1/series?device=edge-a&" F "&step=60&agg=count",
+         "{\"series\":[{\"labels\":{},\"agg\":\"count\",\"step\":60,"
+         "\"points\":[[1732400000,5],[1732400060,3]]}]}"},
+        {1, "/api/v1/series?device=edge-b&" F "&step=60&agg=max&by=device",
+         "{\"series\":[{\"labels\":{\"device\":\"edge-b\"},\"agg\":\"max\",\"step\":60,"
+         "\"points\":[[1732400000,9]]}]}"},
+        /* With a metric, by=__name__ keeps the request's metric, as before. */
+        {1, "/api/v1/series?metric=ttft_seconds&" F "&step=60&agg=avg&by=__name__",
+         "{\"series\":["
+         "{\"labels\":{\"__name__\":\"ttft_seconds\"},\"metric\":\"ttft_seconds\","
+         "\"agg\":\"avg\",\"step\":60,\"points\":[[1732400000,2],[1732400060,5.5]]}]}"},
+    };
+    char target[256];
+    int64_t from_s = FIXTURE_BIG0_MS / 1000;
+
+    for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+        expect_body(exact[i].fleet ? fleet_port : main_port, exact[i].target, exact[i].body);
+
+    /* Nothing selects: 400, whatever else the request says. */
+    expect_error(main_port, "GET", "/api/v1/series", 400,
+                 "missing parameter \"metric\" (or a device/match selector)");
+    expect_error(main_port, "GET", "/api/v1/series?" R, 400,
+                 "missing parameter \"metric\" (or a device/match selector)");
+    expect_error(main_port, "GET", "/api/v1/series?metric=&" R, 400,
+                 "missing parameter \"metric\" (or a device/match selector)");
+    expect_error(fleet_port, "GET", "/api/v1/series?" F "&step=60&agg=avg&by=__name__", 400,
+                 "missing parameter \"metric\" (or a device/match selector)");
+
+    /* The response caps hold without a metric: raw, 100001 points of edge-03's one series ... */
+    snprintf(target, sizeof(target), "/api/v1/series?device=edge-03&from=%lld&to=%lld",
+             (long long)from_s, (long long)from_s + FP_QUERY_MAX_POINTS_DEFAULT);
+    expect_error(main_port, "GET", target, 422, "more than 100000 points in the answer");
+    snprintf(target, sizeof(target), "/api/v1/series?match=__name__=bench_big&from=%lld&to=%lld",
+             (long long)from_s, (long long)from_s + FP_QUERY_MAX_POINTS_DEFAULT);
+    expect_error(main_port, "GET", target, 422, "more than 100000 points in the answer");
+    /* ... and aggregated, 20 devices x 2 buckets past the fleet server's 20. */
+    expect_error(fleet_port, "GET",
+                 "/api/v1/series?match=__name__=lat_seconds&from=1732400000&to=1732400060"
+                 "&step=30&agg=count&by=device",
+                 422, "more than 20 points in the answer");
+#undef F
+#undef R
+}
+
 static void test_labels(uint16_t main_port, uint16_t fleet_port)
 {
     expect_body(main_port, "/api/v1/labels",
@@ -1000,6 +1124,7 @@ int main(void)
     test_series_errors(st.port);
     test_series_agg_errors(st.port);
     test_series_agg(fleet.port);
+    test_series_no_metric(st.port, fleet.port);
     test_labels(st.port, fleet.port);
     test_transport_limits(st.port);
     server_stop(&fleet);

@@ -214,9 +214,8 @@ static void test_series_query(void)
     check_int(series("metric=m&from=5&to=5", &q, err, sizeof(err)), 0);
     check_int(series("metric=m&from=0&to=2678400", &q, err, sizeof(err)), 0);
 
-    expect_series_error("", "missing parameter \"metric\"");
-    expect_series_error("device=x", "missing parameter \"metric\"");
-    expect_series_error("metric=", "missing parameter \"metric\"");
+    expect_series_error("", "missing parameter \"metric\" (or a device/match selector)");
+    expect_series_error("metric=", "missing parameter \"metric\" (or a device/match selector)");
     expect_series_error("metric=no-dash",
                         "parameter \"metric\": \"no-dash\" is not a valid metric name");
     expect_series_error("metric=m&device=", "parameter \"device\": must be 1 to 256 bytes");
@@ -347,6 +346,79 @@ static void test_series_matchers(void)
     check_int(series("metric=m&match=a=~x%5C%5C1", &q, err, sizeof(err)), 0);
 }
 
+/* Without "metric", device or a match selects; with none of the three, nothing does. */
+static void test_series_selectors(void)
+{
+    struct fp_series_query q;
+    char err[256] = "";
+
+    /* Device alone: one matcher, no metric. */
+    check_int(series("device=edge-01", &q, err, sizeof(err)), 0);
+    check(q.metric == NULL);
+    check_str(q.device, "edge-01");
+    check_int(q.n_matchers, 1);
+    check_str(q.matchers[0].name, "device");
+    check_str(q.matchers[0].value, "edge-01");
+    check_int(q.matchers[0].op, FP_MATCH_EQ);
+    check_int(q.to_ms, INT64_C(1732412345123));
+    check_int(q.from_ms, INT64_C(1732412345123) - 3600000);
+
+    /* A match alone, here one on the metric name: the store's "__name__" matcher. */
+    check_int(series("match=__name__=~temp.*", &q, err, sizeof(err)), 0);
+    check(q.metric == NULL);
+    check(q.device == NULL);
+    check_int(q.n_matchers, 1);
+    check_str(q.matchers[0].name, "__name__");
+    check_str(q.matchers[0].value, "temp.*");
+    check_int(q.matchers[0].op, FP_MATCH_RE);
+
+    /* Any match counts, even a negation; order: device, then matches in request order. */
+    check_int(series("match=site!=lab&device=e1&match=__name__!~temp.*", &q, err, sizeof(err)), 0);
+    check(q.metric == NULL);
+    check_int(q.n_matchers, 3);
+    check_str(q.matchers[0].name, "device");
+    check_str(q.matchers[0].value, "e1");
+    check_str(q.matchers[1].name, "site");
+    check_str(q.matchers[1].value, "lab");
+    check_int(q.matchers[1].op, FP_MATCH_NE);
+    check_str(q.matchers[2].name, "__name__");
+    check_str(q.matchers[2].value, "temp.*");
+    check_int(q.matchers[2].op, FP_MATCH_NRE);
+
+    /* An empty metric is no metric. */
+    check_int(series("metric=&device=edge-02", &q, err, sizeof(err)), 0);
+    check(q.metric == NULL);
+    check_int(q.n_matchers, 1);
+    check_str(q.matchers[0].value, "edge-02");
+
+    /* Aggregated without a metric, grouped by the metric name. */
+    check_int(series("device=e1&from=0&to=120&step=60&agg=avg&by=__name__", &q, err, sizeof(err)),
+              0);
+    check(q.metric == NULL);
+    check_int(q.n_matchers, 1);
+    check_int(q.step_ms, 60000);
+    check_int(q.agg, FP_AGG_AVG);
+    check_str(q.agg_name, "avg");
+    check_int(q.n_by, 1);
+    check_str(q.by[0], "__name__");
+
+    /* Nothing selects: time, step, agg and by do not narrow anything. */
+    expect_series_error("from=0&to=100",
+                        "missing parameter \"metric\" (or a device/match selector)");
+    expect_series_error("metric=&from=0&to=100",
+                        "missing parameter \"metric\" (or a device/match selector)");
+    expect_series_error("step=60&agg=avg&by=__name__",
+                        "missing parameter \"metric\" (or a device/match selector)");
+    /* A selector that is there but bad gets its own reason. */
+    expect_series_error("device=", "parameter \"device\": must be 1 to 256 bytes");
+    expect_series_error("match=zone", "parameter \"match\": \"zone\" is not a label matcher "
+                                      "(name=value, name!=value, name=~regex, name!~regex)");
+    expect_series_error("metric=no-dash&device=e1",
+                        "parameter \"metric\": \"no-dash\" is not a valid metric name");
+
+    series(NULL, &q, err, sizeof(err)); /* frees the static params */
+}
+
 static void test_series_aggregation(void)
 {
     struct fp_series_query q;
@@ -455,6 +527,7 @@ int main(void)
     test_repeated_match();
     test_label_names();
     test_series_matchers();
+    test_series_selectors();
     test_series_aggregation();
     test_listen();
     fp_test_end();
