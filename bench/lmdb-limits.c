@@ -11,24 +11,11 @@
 #include <lmdb.h>
 
 #include "lmdb-limits.h"
+#include "error.h"
 
 /* The store keeps at most 192 day partitions plus its 8 fixed databases (storage/store.c);
  * a copy is opened with room for more than that. */
 #define MAX_DBS 512
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || err_size == 0)
-        return;
-    va_start(ap, fmt);
-    (void)vsnprintf(err, err_size, fmt, ap);
-    va_end(ap);
-}
 
 static int file_size(const char *dir, uint64_t *ret)
 {
@@ -164,7 +151,7 @@ static int breakdown(const char *dir, struct fp_lmdb_size *ret, char *err, size_
                      : ENOSPC;
     }
     if (rc != 0)
-        set_err(err, err_size, "%s on \"%s\": %s", what, dir, mdb_strerror(rc));
+        fp_set_err(err, err_size, "%s on \"%s\": %s", what, dir, mdb_strerror(rc));
     else
         qsort(ret->dbs, ret->n_dbs, sizeof(ret->dbs[0]), cmp_db_size);
     if (cur != NULL)
@@ -202,12 +189,12 @@ int fp_lmdb_limits_compact_copy(const char *env_dir, const char *copy_dir,
     if (env != NULL)
         mdb_env_close(env);
     if (rc != 0) {
-        set_err(err, err_size, "%s on \"%s\": %s", what, env_dir, mdb_strerror(rc));
+        fp_set_err(err, err_size, "%s on \"%s\": %s", what, env_dir, mdb_strerror(rc));
         return -1;
     }
     r = file_size(copy_dir, &ret->file_bytes);
     if (r < 0) {
-        set_err(err, err_size, "stat \"%s/data.mdb\": %s", copy_dir, strerror(-r));
+        fp_set_err(err, err_size, "stat \"%s/data.mdb\": %s", copy_dir, strerror(-r));
         return -1;
     }
     return breakdown(copy_dir, ret, err, err_size);
@@ -225,12 +212,12 @@ int fp_lmdb_limits_append(const char *dir, size_t n_puts, size_t value_bytes, si
     int rc, r;
 
     if (puts_per_txn == 0 || value_bytes < 8) {
-        set_err(err, err_size, "append: bad arguments");
+        fp_set_err(err, err_size, "append: bad arguments");
         return -1;
     }
     val = calloc(1, value_bytes);
     if (val == NULL) {
-        set_err(err, err_size, "append: out of memory");
+        fp_set_err(err, err_size, "append: out of memory");
         return -1;
     }
     what = "mdb_env_create";
@@ -284,12 +271,12 @@ int fp_lmdb_limits_append(const char *dir, size_t n_puts, size_t value_bytes, si
         mdb_env_close(env);
     free(val);
     if (rc != 0) {
-        set_err(err, err_size, "%s in \"%s\": %s", what, dir, mdb_strerror(rc));
+        fp_set_err(err, err_size, "%s in \"%s\": %s", what, dir, mdb_strerror(rc));
         return -1;
     }
     r = file_size(dir, ret_file_bytes);
     if (r < 0) {
-        set_err(err, err_size, "stat \"%s/data.mdb\": %s", dir, strerror(-r));
+        fp_set_err(err, err_size, "stat \"%s/data.mdb\": %s", dir, strerror(-r));
         return -1;
     }
     return 0;

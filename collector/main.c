@@ -3,7 +3,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +10,11 @@
 
 #include "collector.h"
 #include "config.h"
+#include "error.h"
 #include "log.h"
 #include "parse.h"
+
+#define PROG "fleetpulse-collector"
 
 static struct fp_collector *running;
 
@@ -34,20 +36,6 @@ static void usage(FILE *f)
             "  --help                     show this help and exit\n"
             "  --version                  show the version and exit\n",
             FP_DEFAULT_COLLECTOR_ENDPOINT);
-}
-
-static int fail_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* One line on stderr and the exit code for a usage error. */
-static int fail_usage(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "fleetpulse-collector: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see --help)\n");
-    return 2;
 }
 
 int main(int argc, char **argv)
@@ -83,14 +71,14 @@ int main(int argc, char **argv)
         case OPT_MAX_MSG: {
             uint64_t v;
             if (fp_parse_u64(optarg, &v) < 0 || v < 1024 || v > (1u << 30))
-                return fail_usage("--max-message-bytes: \"%s\" is not a size from 1024 to 2^30",
+                return fp_usage_error(PROG, "--max-message-bytes: \"%s\" is not a size from 1024 to 2^30",
                                   optarg);
             opts.limits.max_message_bytes = (size_t)v;
             break;
         }
         case OPT_LOG_LEVEL:
             if (fp_log_parse_level(optarg, &fp_log_threshold) < 0)
-                return fail_usage("--log-level: \"%s\" is not error, warn, info or debug", optarg);
+                return fp_usage_error(PROG, "--log-level: \"%s\" is not error, warn, info or debug", optarg);
             break;
         case OPT_HELP:
             usage(stdout);
@@ -99,15 +87,15 @@ int main(int argc, char **argv)
             printf("fleetpulse-collector %s\n", FP_VERSION);
             return 0;
         case ':':
-            return fail_usage("option %s needs a value", argv[optind - 1]);
+            return fp_usage_error(PROG, "option %s needs a value", argv[optind - 1]);
         default:
-            return fail_usage("unknown option %s", argv[optind - 1]);
+            return fp_usage_error(PROG, "unknown option %s", argv[optind - 1]);
         }
     }
     if (optind < argc)
-        return fail_usage("unexpected argument \"%s\"", argv[optind]);
+        return fp_usage_error(PROG, "unexpected argument \"%s\"", argv[optind]);
     if (opts.data_dir == NULL)
-        return fail_usage("--data DIR is required");
+        return fp_usage_error(PROG, "--data DIR is required");
 
     if (mkdir(opts.data_dir, 0750) == 0)
         fp_log_info("collector", "created data directory %s", opts.data_dir);

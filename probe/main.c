@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,10 +9,13 @@
 
 #include "agent.h"
 #include "config.h"
+#include "error.h"
 #include "log.h"
 #include "parse.h"
 
 #define MAX_TAGS 16
+
+#define PROG "fleetpulse-probe"
 
 static struct fp_agent *running;
 
@@ -44,20 +46,6 @@ static void usage(FILE *f)
             "  --help                 show this help and exit\n"
             "  --version              show the version and exit\n",
             FP_DEFAULT_COLLECTOR_ENDPOINT, MAX_TAGS);
-}
-
-static int fail_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* One line on stderr and the exit code for a usage error. */
-static int fail_usage(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "fleetpulse-probe: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see --help)\n");
-    return 2;
 }
 
 static int check_dir(const char *flag, const char *dir)
@@ -115,12 +103,12 @@ int main(int argc, char **argv)
         case OPT_INTERVAL:
             if (fp_parse_duration_ms(optarg, &opts.interval_ms) < 0 ||
                 opts.interval_ms < 100 || opts.interval_ms > 86400000)
-                return fail_usage("--interval: \"%s\" is not a duration from 100ms to 1d",
+                return fp_usage_error(PROG, "--interval: \"%s\" is not a duration from 100ms to 1d",
                                   optarg);
             break;
         case OPT_DEVICE:
             if (optarg[0] == '\0' || strlen(optarg) > 128 || strpbrk(optarg, "\"\\/") != NULL)
-                return fail_usage("--device-id: \"%s\" must be 1-128 characters without quotes "
+                return fp_usage_error(PROG, "--device-id: \"%s\" must be 1-128 characters without quotes "
                                   "or slashes",
                                   optarg);
             opts.device_id = optarg;
@@ -148,7 +136,7 @@ int main(int argc, char **argv)
             char *eq = strchr(optarg, '=');
             if (eq == NULL || eq == optarg || n_tags >= MAX_TAGS ||
                 strlen(optarg) >= sizeof(tags[0]) - 4)
-                return fail_usage("--tag: \"%s\" is not KEY=VALUE (or too many tags)", optarg);
+                return fp_usage_error(PROG, "--tag: \"%s\" is not KEY=VALUE (or too many tags)", optarg);
             (void)snprintf(tags[n_tags], sizeof(tags[0]), "tag.%.*s", (int)(eq - optarg),
                            optarg);
             info[n_info++] = (struct fp_label){tags[n_tags++], eq + 1};
@@ -157,7 +145,7 @@ int main(int argc, char **argv)
         case OPT_MAX_QUEUE: {
             uint64_t v;
             if (fp_parse_u64(optarg, &v) < 0 || v < 4096)
-                return fail_usage("--max-queue-bytes: \"%s\" is not a size of at least 4096",
+                return fp_usage_error(PROG, "--max-queue-bytes: \"%s\" is not a size of at least 4096",
                                   optarg);
             opts.max_queue_bytes = (size_t)v;
             break;
@@ -165,13 +153,13 @@ int main(int argc, char **argv)
         case OPT_MAX_ROUNDS: {
             uint64_t v;
             if (fp_parse_u64(optarg, &v) < 0)
-                return fail_usage("--max-rounds: \"%s\" is not a count", optarg);
+                return fp_usage_error(PROG, "--max-rounds: \"%s\" is not a count", optarg);
             opts.max_rounds = v;
             break;
         }
         case OPT_LOG_LEVEL:
             if (fp_log_parse_level(optarg, &fp_log_threshold) < 0)
-                return fail_usage("--log-level: \"%s\" is not error, warn, info or debug", optarg);
+                return fp_usage_error(PROG, "--log-level: \"%s\" is not error, warn, info or debug", optarg);
             break;
         case OPT_HELP:
             usage(stdout);
@@ -180,13 +168,13 @@ int main(int argc, char **argv)
             printf("fleetpulse-probe %s\n", FP_VERSION);
             return 0;
         case ':':
-            return fail_usage("option %s needs a value", argv[optind - 1]);
+            return fp_usage_error(PROG, "option %s needs a value", argv[optind - 1]);
         default:
-            return fail_usage("unknown option %s", argv[optind - 1]);
+            return fp_usage_error(PROG, "unknown option %s", argv[optind - 1]);
         }
     }
     if (optind < argc)
-        return fail_usage("unexpected argument \"%s\"", argv[optind]);
+        return fp_usage_error(PROG, "unexpected argument \"%s\"", argv[optind]);
     if (opts.device_id == NULL) {
         if (fp_agent_default_device_id(device_id, sizeof(device_id)) < 0) {
             fprintf(stderr, "fleetpulse-probe: no machine id or host name; pass --device-id\n");

@@ -19,7 +19,6 @@
  * (no metric, no __name__ in by) the group may mix metrics and the key is left out rather than
  * guessed. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +28,7 @@
 #include <jansson.h>
 
 #include "aggregate.h"
+#include "error.h"
 #include "clock.h"
 #include "config.h"
 #include "jsonout.h"
@@ -36,25 +36,13 @@
 #include "query-internal.h"
 #include "store.h"
 
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    (void)vsnprintf(err, err_size, fmt, ap);
-    va_end(ap);
-}
-
 /* A 500 for a store call or allocation that failed with r. */
 static int internal_error(int r, char *err, size_t err_size)
 {
     if (r == -ENOMEM)
-        set_err(err, err_size, "out of memory");
+        fp_set_err(err, err_size, "out of memory");
     else
-        set_err(err, err_size, "store: %s", fp_store_strerror(r));
+        fp_set_err(err, err_size, "store: %s", fp_store_strerror(r));
     return FP_HTTP_INTERNAL_ERROR;
 }
 
@@ -563,7 +551,7 @@ static int series_raw(struct fp_query_server *srv, const struct fp_series_query 
 
         r = fp_store_read_range(rd, ids[i], q->from_ms, q->to_ms, add_point, &pts);
         if (pts.too_many) {
-            set_err(err, err_size,
+            fp_set_err(err, err_size,
                     "more than %zu points in the answer; narrow the range (from, to) or ask "
                     "for one device",
                     srv->max_points);
@@ -683,7 +671,7 @@ static int series_aggregated(struct fp_query_server *srv, const struct fp_series
         r = fp_store_aggregate(rd, &aq, &res);
     fp_store_reader_close(&rd);
     if (r == FP_AGG_E_TOO_MANY) {
-        set_err(err, err_size,
+        fp_set_err(err, err_size,
                 "more than %zu points in the answer; narrow the range (from, to), widen the step "
                 "or group by fewer labels",
                 srv->max_points);
@@ -775,7 +763,7 @@ static int list_strings(struct fp_query_server *srv, const char *name, const cha
     if (r == 1) {
         /* Bounded like a series answer: a label with a value per request id would otherwise
          * build an answer of any size. */
-        set_err(err, err_size, "more than %zu %s in the answer", srv->max_points, key);
+        fp_set_err(err, err_size, "more than %zu %s in the answer", srv->max_points, key);
         status = FP_HTTP_UNPROCESSABLE;
         goto out;
     }

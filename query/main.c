@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "error.h"
 #include "log.h"
 #include "server.h"
 
@@ -45,21 +45,6 @@ static void usage(FILE *f)
             "Endpoints: /healthz, /api/v1/devices, /api/v1/series (see docs/api.md).\n");
 }
 
-/* One line on stderr; returns 2, the exit status of every usage error. */
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, PROG ": ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see --help)\n");
-    return 2;
-}
-
 static void on_signal(evutil_socket_t sig, short events, void *arg)
 {
     struct event_base *base = arg;
@@ -90,7 +75,7 @@ int main(int argc, char **argv)
             break;
         case OPT_LOG_LEVEL:
             if (fp_log_parse_level(optarg, &fp_log_threshold) < 0)
-                return usage_error("invalid --log-level \"%s\" (error, warn, info, debug)", optarg);
+                return fp_usage_error(PROG, "invalid --log-level \"%s\" (error, warn, info, debug)", optarg);
             break;
         case 'h':
             usage(stdout);
@@ -99,21 +84,21 @@ int main(int argc, char **argv)
             printf(PROG " %s\n", FP_VERSION);
             return 0;
         case ':':
-            return usage_error("option %s needs a value", argv[optind - 1]);
+            return fp_usage_error(PROG, "option %s needs a value", argv[optind - 1]);
         default:
             if (optopt != 0) {
                 char opt[3] = {'-', (char)optopt, '\0'};
-                return usage_error("unknown option %s", opt);
+                return fp_usage_error(PROG, "unknown option %s", opt);
             }
-            return usage_error("unknown option %s", argv[optind - 1]);
+            return fp_usage_error(PROG, "unknown option %s", argv[optind - 1]);
         }
     }
     if (optind < argc)
-        return usage_error("unexpected argument \"%s\"", argv[optind]);
+        return fp_usage_error(PROG, "unexpected argument \"%s\"", argv[optind]);
     if (opts.data_dir == NULL)
-        return usage_error("missing --data DIR");
+        return fp_usage_error(PROG, "missing --data DIR");
     if (fp_query_listen_parse(opts.listen, host, sizeof(host), &port) < 0)
-        return usage_error("invalid --listen \"%s\" (expected HOST:PORT)", opts.listen);
+        return fp_usage_error(PROG, "invalid --listen \"%s\" (expected HOST:PORT)", opts.listen);
 
     /* A client that hangs up mid-response must cost a failed write, not the process. */
     (void)signal(SIGPIPE, SIG_IGN);

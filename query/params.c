@@ -6,11 +6,11 @@
  * so the error texts are written for the person typing the URL. Names echoed in an error are
  * cut short and reduced to printable ASCII: they are the client's bytes. */
 #include "params.h"
+#include "error.h"
 
 #include <errno.h>
 #include <math.h>
 #include <regex.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,20 +25,6 @@ const char *const fp_series_query_params[] = {"metric", "device", "from", "to", 
 
 /* The one parameter that may repeat: each "match" adds a label matcher. */
 #define REPEATABLE "match"
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || err_size == 0)
-        return;
-    va_start(ap, fmt);
-    (void)vsnprintf(err, err_size, fmt, ap);
-    va_end(ap);
-}
 
 /* A printable, bounded copy of a client-supplied string for an error message. */
 static const char *echo(const char *s, char *buf, size_t size)
@@ -114,7 +100,7 @@ int fp_query_params_parse(const char *query, struct fp_query_params *ret, char *
     /* Each decoded pair is at most as long as its source plus a NUL for name and for value. */
     p.buf = malloc(qlen + 2);
     if (p.buf == NULL) {
-        set_err(err, err_size, "out of memory");
+        fp_set_err(err, err_size, "out of memory");
         return -ENOMEM;
     }
     out = p.buf;
@@ -127,7 +113,7 @@ int fp_query_params_parse(const char *query, struct fp_query_params *ret, char *
         char *name, *value;
 
         if (len == 0) {
-            set_err(err, err_size, "malformed query string: empty parameter");
+            fp_set_err(err, err_size, "malformed query string: empty parameter");
             r = -EINVAL;
             goto fail;
         }
@@ -136,13 +122,13 @@ int fp_query_params_parse(const char *query, struct fp_query_params *ret, char *
             size_t fl = len < sizeof(frag) - 1 ? len : sizeof(frag) - 1;
             memcpy(frag, s, fl);
             frag[fl] = '\0';
-            set_err(err, err_size, "malformed query string: \"%s\" is not name=value",
+            fp_set_err(err, err_size, "malformed query string: \"%s\" is not name=value",
                     echo(frag, ebuf, sizeof(ebuf)));
             r = -EINVAL;
             goto fail;
         }
         if (p.n == FP_QUERY_PARAMS_MAX) {
-            set_err(err, err_size, "too many query parameters (at most %d)", FP_QUERY_PARAMS_MAX);
+            fp_set_err(err, err_size, "too many query parameters (at most %d)", FP_QUERY_PARAMS_MAX);
             r = -EINVAL;
             goto fail;
         }
@@ -159,12 +145,12 @@ int fp_query_params_parse(const char *query, struct fp_query_params *ret, char *
         out += strlen(value) + 1;
 
         if (*name == '\0') {
-            set_err(err, err_size, "malformed query string: empty parameter name");
+            fp_set_err(err, err_size, "malformed query string: empty parameter name");
             r = -EINVAL;
             goto fail;
         }
         if (strcmp(name, REPEATABLE) != 0 && fp_query_params_get(&p, name) != NULL) {
-            set_err(err, err_size, "parameter \"%s\" given more than once",
+            fp_set_err(err, err_size, "parameter \"%s\" given more than once",
                     echo(name, ebuf, sizeof(ebuf)));
             r = -EINVAL;
             goto fail;
@@ -182,7 +168,7 @@ int fp_query_params_parse(const char *query, struct fp_query_params *ret, char *
     return 0;
 
 bad_escape:
-    set_err(err, err_size, "malformed query string: bad %%-escape");
+    fp_set_err(err, err_size, "malformed query string: bad %%-escape");
     r = -EINVAL;
 fail:
     fp_query_params_fini(&p);
@@ -223,7 +209,7 @@ int fp_query_params_check(const struct fp_query_params *p, const char *const *al
         for (size_t j = 0; allowed != NULL && allowed[j] != NULL && !known; j++)
             known = strcmp(p->items[i].name, allowed[j]) == 0;
         if (!known) {
-            set_err(err, err_size, "unknown parameter \"%s\"",
+            fp_set_err(err, err_size, "unknown parameter \"%s\"",
                     echo(p->items[i].name, ebuf, sizeof(ebuf)));
             return -EINVAL;
         }
@@ -283,7 +269,7 @@ int fp_query_label_name_decode(const char *segment, char *ret, size_t size, char
     if (len <= 3 * FP_QUERY_NAME_MAX && len < size && percent_decode(segment, len, ret) == 0 &&
         fp_query_label_name_valid(ret))
         return 0;
-    set_err(err, err_size, "invalid label name \"%s\"", echo(segment, ebuf, sizeof(ebuf)));
+    fp_set_err(err, err_size, "invalid label name \"%s\"", echo(segment, ebuf, sizeof(ebuf)));
     return -EINVAL;
 }
 
@@ -330,12 +316,12 @@ static int parse_time_param(const struct fp_query_params *p, const char *name, i
         return 1; /* absent: the caller applies its default */
     r = fp_query_time_parse(s, ret_ms);
     if (r == -ERANGE) {
-        set_err(err, err_size, "parameter \"%s\": %s is out of range (0 to %lld seconds)", name,
+        fp_set_err(err, err_size, "parameter \"%s\": %s is out of range (0 to %lld seconds)", name,
                 echo(s, ebuf, sizeof(ebuf)), (long long)FP_QUERY_TIME_MAX_S);
         return -EINVAL;
     }
     if (r < 0) {
-        set_err(err, err_size,
+        fp_set_err(err, err_size,
                 "parameter \"%s\": \"%s\" is not a Unix time in seconds (e.g. 1732412345.123)",
                 name, echo(s, ebuf, sizeof(ebuf)));
         return -EINVAL;
@@ -370,13 +356,13 @@ static int parse_matcher(const char *s, struct fp_matcher *m, char *name_buf, ch
         name_buf[n] = '\0';
         *m = (struct fp_matcher){.name = name_buf, .value = rest + ol, .op = ops[i].match};
         if (strlen(m->value) > FP_QUERY_VALUE_MAX) {
-            set_err(err, err_size, "parameter \"match\": value longer than %d bytes",
+            fp_set_err(err, err_size, "parameter \"match\": value longer than %d bytes",
                     FP_QUERY_VALUE_MAX);
             return -EINVAL;
         }
         return 0;
     }
-    set_err(err, err_size,
+    fp_set_err(err, err_size,
             "parameter \"match\": \"%s\" is not a label matcher (name=value, name!=value, "
             "name=~regex, name!~regex)",
             echo(s, ebuf, sizeof(ebuf)));
@@ -396,7 +382,7 @@ static int check_regex(const char *re, char *err, size_t err_size)
         if (*p != '\\')
             continue;
         if (p[1] >= '1' && p[1] <= '9') {
-            set_err(err, err_size, "parameter \"match\": bad regex \"%s\": back-references are "
+            fp_set_err(err, err_size, "parameter \"match\": bad regex \"%s\": back-references are "
                     "not supported", echo(re, ebuf, sizeof(ebuf)));
             return -EINVAL;
         }
@@ -407,7 +393,7 @@ static int check_regex(const char *re, char *err, size_t err_size)
     rc = regcomp(&rx, anchored, REG_EXTENDED | REG_NOSUB);
     if (rc != 0) {
         (void)regerror(rc, NULL, why, sizeof(why));
-        set_err(err, err_size, "parameter \"match\": bad regex \"%s\": %s",
+        fp_set_err(err, err_size, "parameter \"match\": bad regex \"%s\": %s",
                 echo(re, ebuf, sizeof(ebuf)), why);
         return -EINVAL;
     }
@@ -443,19 +429,19 @@ static int parse_aggregation(const struct fp_query_params *p, struct fp_series_q
     size_t i;
 
     if (by != NULL && agg == NULL) {
-        set_err(err, err_size, "parameter \"by\" requires \"agg\"");
+        fp_set_err(err, err_size, "parameter \"by\" requires \"agg\"");
         return -EINVAL;
     }
     if (step != NULL && agg == NULL) {
-        set_err(err, err_size, "parameter \"step\" requires \"agg\"");
+        fp_set_err(err, err_size, "parameter \"step\" requires \"agg\"");
         return -EINVAL;
     }
     if (agg != NULL && step == NULL) {
-        set_err(err, err_size, "parameter \"agg\" requires \"step\"");
+        fp_set_err(err, err_size, "parameter \"agg\" requires \"step\"");
         return -EINVAL;
     }
     if (qs != NULL && (agg == NULL || strcmp(agg, "quantile") != 0)) {
-        set_err(err, err_size, "parameter \"q\" requires agg=quantile");
+        fp_set_err(err, err_size, "parameter \"q\" requires agg=quantile");
         return -EINVAL;
     }
     if (agg == NULL)
@@ -465,7 +451,7 @@ static int parse_aggregation(const struct fp_query_params *p, struct fp_series_q
         if (strcmp(agg, aggs[i].name) == 0)
             break;
     if (i == sizeof(aggs) / sizeof(aggs[0])) {
-        set_err(err, err_size,
+        fp_set_err(err, err_size,
                 "parameter \"agg\": unknown aggregation \"%s\" (avg, min, max, sum, count, last, "
                 "rate, increase, p50, p90, p95, p99, quantile)",
                 echo(agg, ebuf, sizeof(ebuf)));
@@ -476,13 +462,13 @@ static int parse_aggregation(const struct fp_query_params *p, struct fp_series_q
     q->q = aggs[i].q;
     if (aggs[i].q < 0) {
         if (qs == NULL) {
-            set_err(err, err_size, "agg=quantile requires parameter \"q\" (e.g. q=0.95)");
+            fp_set_err(err, err_size, "agg=quantile requires parameter \"q\" (e.g. q=0.95)");
             return -EINVAL;
         }
         /* Digits and one '.' only, like times: no sign, exponent, "nan" or spaces. */
         if (strspn(qs, "0123456789.") != strlen(qs) || fp_parse_double(qs, &q->q) < 0 ||
             !(q->q >= 0 && q->q <= 1)) {
-            set_err(err, err_size, "parameter \"q\": \"%s\" is not a number from 0 to 1",
+            fp_set_err(err, err_size, "parameter \"q\": \"%s\" is not a number from 0 to 1",
                     echo(qs, ebuf, sizeof(ebuf)));
             return -EINVAL;
         }
@@ -503,7 +489,7 @@ static int parse_aggregation(const struct fp_query_params *p, struct fp_series_q
             !(*unit == '\0' || strcmp(unit, "ms") == 0 || strcmp(unit, "s") == 0 ||
               strcmp(unit, "m") == 0 || strcmp(unit, "h") == 0 || strcmp(unit, "d") == 0) ||
             r == -ERANGE) {
-            set_err(err, err_size,
+            fp_set_err(err, err_size,
                     "parameter \"step\": \"%s\" is not a duration (e.g. 60, 60s, 1m, 1h)",
                     echo(step, ebuf, sizeof(ebuf)));
             return -EINVAL;
@@ -512,13 +498,13 @@ static int parse_aggregation(const struct fp_query_params *p, struct fp_series_q
             q->step_ms = 0; /* "0", "0.0001s": well-formed, too short */
     }
     if (q->step_ms < FP_QUERY_STEP_MIN_MS) {
-        set_err(err, err_size, "parameter \"step\": must be at least 1 second");
+        fp_set_err(err, err_size, "parameter \"step\": must be at least 1 second");
         return -EINVAL;
     }
     span = (uint64_t)(q->to_ms - q->from_ms);
     buckets = span / (uint64_t)q->step_ms + (span % (uint64_t)q->step_ms != 0);
     if (buckets > FP_QUERY_BUCKETS_MAX) {
-        set_err(err, err_size,
+        fp_set_err(err, err_size,
                 "range / step gives %llu buckets, more than %d; widen the step or narrow the "
                 "range",
                 (unsigned long long)buckets, FP_QUERY_BUCKETS_MAX);
@@ -530,7 +516,7 @@ static int parse_aggregation(const struct fp_query_params *p, struct fp_series_q
         char *name;
 
         if (len >= sizeof(q->by_buf)) {
-            set_err(err, err_size, "parameter \"by\": at most %d label names", FP_AGG_BY_MAX);
+            fp_set_err(err, err_size, "parameter \"by\": at most %d label names", FP_AGG_BY_MAX);
             return -EINVAL;
         }
         memcpy(q->by_buf, by, len + 1);
@@ -540,18 +526,18 @@ static int parse_aggregation(const struct fp_query_params *p, struct fp_series_q
             if (comma != NULL)
                 *comma = '\0';
             if (!fp_query_label_name_valid(name)) {
-                set_err(err, err_size, "parameter \"by\": \"%s\" is not a label name",
+                fp_set_err(err, err_size, "parameter \"by\": \"%s\" is not a label name",
                         echo(name, ebuf, sizeof(ebuf)));
                 return -EINVAL;
             }
             for (size_t j = 0; j < q->n_by; j++) {
                 if (strcmp(q->by[j], name) == 0) {
-                    set_err(err, err_size, "parameter \"by\": \"%s\" given twice", name);
+                    fp_set_err(err, err_size, "parameter \"by\": \"%s\" given twice", name);
                     return -EINVAL;
                 }
             }
             if (q->n_by == FP_AGG_BY_MAX) {
-                set_err(err, err_size, "parameter \"by\": at most %d label names",
+                fp_set_err(err, err_size, "parameter \"by\": at most %d label names",
                         FP_AGG_BY_MAX);
                 return -EINVAL;
             }
@@ -587,11 +573,11 @@ int fp_series_query_parse(const struct fp_query_params *p, int64_t now_ms, int64
         q->metric = NULL;
     if (q->metric == NULL && fp_query_params_get(p, "device") == NULL &&
         fp_query_params_get(p, "match") == NULL) {
-        set_err(err, err_size, "missing parameter \"metric\" (or a device/match selector)");
+        fp_set_err(err, err_size, "missing parameter \"metric\" (or a device/match selector)");
         return -EINVAL;
     }
     if (q->metric != NULL && !fp_query_metric_name_valid(q->metric)) {
-        set_err(err, err_size, "parameter \"metric\": \"%s\" is not a valid metric name",
+        fp_set_err(err, err_size, "parameter \"metric\": \"%s\" is not a valid metric name",
                 echo(q->metric, ebuf, sizeof(ebuf)));
         return -EINVAL;
     }
@@ -601,7 +587,7 @@ int fp_series_query_parse(const struct fp_query_params *p, int64_t now_ms, int64
 
     q->device = fp_query_params_get(p, "device");
     if (q->device != NULL && (*q->device == '\0' || strlen(q->device) > FP_QUERY_NAME_MAX)) {
-        set_err(err, err_size, "parameter \"device\": must be 1 to %d bytes", FP_QUERY_NAME_MAX);
+        fp_set_err(err, err_size, "parameter \"device\": must be 1 to %d bytes", FP_QUERY_NAME_MAX);
         return -EINVAL;
     }
     if (q->device != NULL)
@@ -632,11 +618,11 @@ int fp_series_query_parse(const struct fp_query_params *p, int64_t now_ms, int64
         q->from_ms = q->to_ms - 3600 * 1000;
 
     if (q->from_ms > q->to_ms) {
-        set_err(err, err_size, "\"from\" is after \"to\"");
+        fp_set_err(err, err_size, "\"from\" is after \"to\"");
         return -EINVAL;
     }
     if (q->to_ms - q->from_ms > max_range_ms) {
-        set_err(err, err_size, "range from \"from\" to \"to\" is longer than %lld seconds",
+        fp_set_err(err, err_size, "range from \"from\" to \"to\" is longer than %lld seconds",
                 (long long)(max_range_ms / 1000));
         return -EINVAL;
     }

@@ -11,12 +11,12 @@
  * We bind the socket ourselves instead of evhttp_bind_socket_with_handle, which reports a failed
  * name lookup and a port in use alike as NULL with no reason to print. */
 #include "server.h"
+#include "error.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,20 +73,6 @@ static bool route_match(const struct route *r, const char *path, char *arg, size
     arg[len - pl - sl] = '\0';
     /* One segment: /api/v1/labels/a/b/values is no label's values. */
     return strchr(arg, '/') == NULL;
-}
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || err_size == 0)
-        return;
-    va_start(ap, fmt);
-    (void)vsnprintf(err, err_size, fmt, ap);
-    va_end(ap);
 }
 
 void fp_query_options_default(struct fp_query_options *ret)
@@ -258,10 +244,10 @@ static void on_request(struct evhttp_request *req, void *arg)
 
     if (route == NULL) {
         /* The path goes back through error_body, which repairs bytes that are not UTF-8. */
-        set_err(err, sizeof(err), "no such endpoint: %.100s", path);
+        fp_set_err(err, sizeof(err), "no such endpoint: %.100s", path);
         status = FP_HTTP_NOT_FOUND;
     } else if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
-        set_err(err, sizeof(err), "method %s not allowed; use GET", method_name(method));
+        fp_set_err(err, sizeof(err), "method %s not allowed; use GET", method_name(method));
         (void)evhttp_add_header(headers, "Allow", "GET, HEAD");
         status = FP_HTTP_METHOD_NOT_ALLOWED;
     } else {
@@ -305,13 +291,13 @@ static int listen_on(struct fp_query_server *srv, const char *address, char *err
     int fd = -1, r, gai;
 
     if (fp_query_listen_parse(address, host, sizeof(host), &port) < 0) {
-        set_err(err, err_size, "invalid listen address \"%s\" (expected HOST:PORT)", address);
+        fp_set_err(err, err_size, "invalid listen address \"%s\" (expected HOST:PORT)", address);
         return -EINVAL;
     }
     (void)snprintf(port_str, sizeof(port_str), "%u", (unsigned)port);
     gai = getaddrinfo(host, port_str, &hints, &res);
     if (gai != 0) {
-        set_err(err, err_size, "cannot listen on %s: %s", address,
+        fp_set_err(err, err_size, "cannot listen on %s: %s", address,
                 gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
         return -EADDRNOTAVAIL;
     }
@@ -336,13 +322,13 @@ static int listen_on(struct fp_query_server *srv, const char *address, char *err
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        set_err(err, err_size, "cannot listen on %s: %s", address, strerror(-r));
+        fp_set_err(err, err_size, "cannot listen on %s: %s", address, strerror(-r));
         return r;
     }
 
     if (getsockname(fd, (struct sockaddr *)&ss, &ss_len) < 0) {
         r = -errno;
-        set_err(err, err_size, "cannot listen on %s: %s", address, strerror(errno));
+        fp_set_err(err, err_size, "cannot listen on %s: %s", address, strerror(errno));
         (void)close(fd);
         return r;
     }
@@ -352,7 +338,7 @@ static int listen_on(struct fp_query_server *srv, const char *address, char *err
     /* From here evhttp owns fd and closes it in evhttp_free. */
     srv->listener = evhttp_accept_socket_with_handle(srv->http, fd);
     if (srv->listener == NULL) {
-        set_err(err, err_size, "cannot listen on %s: out of memory", address);
+        fp_set_err(err, err_size, "cannot listen on %s: out of memory", address);
         (void)close(fd);
         return -ENOMEM;
     }
@@ -367,13 +353,13 @@ int fp_query_server_new(struct event_base *base, const struct fp_query_options *
 
     if (opts->data_dir == NULL || opts->listen == NULL || opts->timeout_s <= 0 ||
         opts->max_points == 0 || opts->max_range_ms <= 0) {
-        set_err(err, err_size, "invalid query server options");
+        fp_set_err(err, err_size, "invalid query server options");
         return -EINVAL;
     }
 
     srv = calloc(1, sizeof(*srv));
     if (srv == NULL) {
-        set_err(err, err_size, "out of memory");
+        fp_set_err(err, err_size, "out of memory");
         return -ENOMEM;
     }
     srv->base = base;
@@ -387,7 +373,7 @@ int fp_query_server_new(struct event_base *base, const struct fp_query_options *
 
     srv->http = evhttp_new(base);
     if (srv->http == NULL) {
-        set_err(err, err_size, "out of memory");
+        fp_set_err(err, err_size, "out of memory");
         r = -ENOMEM;
         goto fail;
     }

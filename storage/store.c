@@ -17,13 +17,13 @@
  * Samples are stored in compressed chunks in one database per day (samples.c); this file keeps
  * the index, devices, dedup marks and events, and runs the write transaction. */
 #include "store.h"
+#include "error.h"
 #include "store-internal.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <lmdb.h>
 #include <regex.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,19 +88,6 @@ const char *fp_store_strerror(int code)
     }
 }
 
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL || err_size == 0)
-        return;
-    va_start(ap, fmt);
-    (void)vsnprintf(err, err_size, fmt, ap);
-    va_end(ap);
-}
-
 /* --- open / close ------------------------------------------------------------------------- */
 
 static const struct {
@@ -127,7 +114,7 @@ static int open_dbs(struct fp_store *s, char *err, size_t err_size, const char *
 
     rc = mdb_txn_begin(s->env, NULL, txn_flags, &txn);
     if (rc != 0) {
-        set_err(err, err_size, "cannot read store in %s: %s", dir, mdb_strerror(rc));
+        fp_set_err(err, err_size, "cannot read store in %s: %s", dir, mdb_strerror(rc));
         return fp_store_map_lmdb(rc);
     }
     for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
@@ -135,13 +122,13 @@ static int open_dbs(struct fp_store *s, char *err, size_t err_size, const char *
         rc = mdb_dbi_open(txn, dbs[i].name, flags, (MDB_dbi *)((char *)s + dbs[i].offset));
         if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
             mdb_txn_abort(txn);
-            set_err(err, err_size, "%s does not hold a fleetpulse store (database \"%s\" %s)",
+            fp_set_err(err, err_size, "%s does not hold a fleetpulse store (database \"%s\" %s)",
                     dir, dbs[i].name, rc == MDB_NOTFOUND ? "missing" : "of another kind");
             return FP_STORE_E_FORMAT;
         }
         if (rc != 0) {
             mdb_txn_abort(txn);
-            set_err(err, err_size, "cannot open store in %s: %s", dir, mdb_strerror(rc));
+            fp_set_err(err, err_size, "cannot open store in %s: %s", dir, mdb_strerror(rc));
             return fp_store_map_lmdb(rc);
         }
     }
@@ -155,14 +142,14 @@ static int open_dbs(struct fp_store *s, char *err, size_t err_size, const char *
         else
             mdb_txn_abort(txn);
         if (rc != 0) {
-            set_err(err, err_size, "cannot initialise store in %s: %s", dir, mdb_strerror(rc));
+            fp_set_err(err, err_size, "cannot initialise store in %s: %s", dir, mdb_strerror(rc));
             return fp_store_map_lmdb(rc);
         }
         return 0;
     }
     if (rc != 0) {
         mdb_txn_abort(txn);
-        set_err(err, err_size, "%s does not hold a fleetpulse store (no format version)", dir);
+        fp_set_err(err, err_size, "%s does not hold a fleetpulse store (no format version)", dir);
         return FP_STORE_E_FORMAT;
     }
     if (v.mv_size != 4 || ((const uint8_t *)v.mv_data)[3] != FP_STORE_FORMAT ||
@@ -173,7 +160,7 @@ static int open_dbs(struct fp_store *s, char *err, size_t err_size, const char *
                                            (unsigned)f[2] << 8 | f[3])
                                         : 0;
         mdb_txn_abort(txn);
-        set_err(err, err_size,
+        fp_set_err(err, err_size,
                 "store in %s has format version %u; this fleetpulse reads version %d "
                 "(migrate or use a matching fleetpulse)",
                 dir, found, FP_STORE_FORMAT);
@@ -181,7 +168,7 @@ static int open_dbs(struct fp_store *s, char *err, size_t err_size, const char *
     }
     /* Commit even a read-only txn: LMDB closes handles opened in an aborted one. */
     if ((rc = mdb_txn_commit(txn)) != 0) {
-        set_err(err, err_size, "cannot open store in %s: %s", dir, mdb_strerror(rc));
+        fp_set_err(err, err_size, "cannot open store in %s: %s", dir, mdb_strerror(rc));
         return fp_store_map_lmdb(rc);
     }
     return 0;
@@ -198,25 +185,25 @@ int fp_store_open(const char *dir, unsigned flags, const struct fp_store_options
 
     if (stat(dir, &st) < 0) {
         r = -errno;
-        set_err(err, err_size, "data directory %s: %s", dir, strerror(errno));
+        fp_set_err(err, err_size, "data directory %s: %s", dir, strerror(errno));
         return r;
     }
     if (!S_ISDIR(st.st_mode)) {
-        set_err(err, err_size, "data directory %s: not a directory", dir);
+        fp_set_err(err, err_size, "data directory %s: not a directory", dir);
         return -ENOTDIR;
     }
     if (snprintf(path, sizeof(path), "%s/data.mdb", dir) >= (int)sizeof(path)) {
-        set_err(err, err_size, "data directory %s: path too long", dir);
+        fp_set_err(err, err_size, "data directory %s: path too long", dir);
         return -ENAMETOOLONG;
     }
     if ((flags & FP_STORE_READONLY) && access(path, F_OK) < 0) {
-        set_err(err, err_size, "no fleetpulse store in %s (data.mdb missing; has the collector run?)",
+        fp_set_err(err, err_size, "no fleetpulse store in %s (data.mdb missing; has the collector run?)",
                 dir);
         return -ENOENT;
     }
     if (!(flags & FP_STORE_READONLY) && access(dir, W_OK) < 0) {
         r = -errno;
-        set_err(err, err_size, "data directory %s is not writable: %s", dir, strerror(errno));
+        fp_set_err(err, err_size, "data directory %s is not writable: %s", dir, strerror(errno));
         return r;
     }
 
@@ -252,9 +239,9 @@ int fp_store_open(const char *dir, unsigned flags, const struct fp_store_options
     if (rc != 0) {
         r = fp_store_map_lmdb(rc);
         if (r == FP_STORE_E_FORMAT)
-            set_err(err, err_size, "%s does not hold a fleetpulse store (not an LMDB file)", dir);
+            fp_set_err(err, err_size, "%s does not hold a fleetpulse store (not an LMDB file)", dir);
         else
-            set_err(err, err_size, "cannot open store in %s: %s", dir, mdb_strerror(rc));
+            fp_set_err(err, err_size, "cannot open store in %s: %s", dir, mdb_strerror(rc));
         goto fail;
     }
     r = open_dbs(s, err, err_size, dir);
