@@ -7,7 +7,10 @@
  * transaction); keep it short, since a long reader stops the file from reusing pages.
  *
  * Threads: a struct fp_store may be shared; fp_store_write must be called from one thread at a
- * time; each reader belongs to the thread that opened it. */
+ * time; each reader belongs to the thread that opened it.
+ *
+ * Open a data directory once per process: LMDB keeps its locks per process, and closing a second
+ * handle on the same environment releases the first one's (an LMDB rule, see its caveats). */
 #pragma once
 
 #include <stdbool.h>
