@@ -52,8 +52,16 @@ void fp_agent_options_default(struct fp_agent_options *ret)
 {
     *ret = (struct fp_agent_options){
         .collector = FP_DEFAULT_COLLECTOR_ENDPOINT,
-        .procfs = "/proc",
-        .sysfs = "/sys",
+        .env =
+            {
+                .procfs = "/proc",
+                .sysfs = "/sys",
+                .scrape_timeout_ms = 5000,
+                .canary_prompt = "Say hello in one short sentence.",
+                .canary_max_tokens = 16,
+                .canary_timeout_ms = 30000,
+                .inproc_interval_ms = 60000,
+            },
         .interval_ms = 10000,
         .first_round_ms = 1000,
         .max_queue_bytes = 64u << 20,
@@ -178,19 +186,48 @@ static void on_ack(void *userdata, uint64_t seq, const char *status, const char 
 static int emit_sample(void *userdata, const char *metric, enum fp_metric_type type,
                        const struct fp_label *labels, size_t n_labels, int64_t ts_ms, double value)
 {
-    return fp_batch_builder_add(userdata, metric, type, labels, n_labels, ts_ms, value);
+    struct fp_agent *a = userdata;
+    return fp_batch_builder_add(a->builder, metric, type, labels, n_labels, ts_ms, value);
 }
 
 static int emit_event(void *userdata, int64_t ts_ms, enum fp_severity severity, const char *kind,
-                      const char *message)
+                      const char *message, const struct fp_label *attrs, size_t n_attrs)
 {
-    return fp_batch_builder_add_event(userdata, ts_ms, kind, severity, message, NULL, 0);
+    struct fp_agent *a = userdata;
+    return fp_batch_builder_add_event(a->builder, ts_ms, kind, severity, message, attrs, n_attrs);
+}
+
+/* A source learned an identity field (model, quantisation, runtime build): keep it, and send the
+ * identity again when it changed. */
+static int emit_info(void *userdata, const char *name, const char *value)
+{
+    struct fp_agent *a = userdata;
+    for (size_t i = 0; i < a->n_info; i++) {
+        if (strcmp(a->info[i].name, name) != 0)
+            continue;
+        if (strcmp(a->info[i].value, value) == 0)
+            return 0;
+        const char *v = keep(a, value);
+        if (v == NULL)
+            return -ENOSPC;
+        a->info[i].value = v;
+        a->info_acked = false;
+        return 0;
+    }
+    if (a->n_info >= MAX_INFO)
+        return -ENOSPC;
+    const char *n = keep(a, name), *v = keep(a, value);
+    if (n == NULL || v == NULL)
+        return -ENOSPC;
+    a->info[a->n_info++] = (struct fp_label){n, v};
+    a->info_acked = false;
+    return 0;
 }
 
 int fp_agent_new(const struct fp_agent_options *opts, struct fp_agent **ret, char *err,
                  size_t err_size)
 {
-    struct fp_sampler_env env = {.procfs = opts->procfs, .sysfs = opts->sysfs};
+    struct fp_sampler_env env = opts->env;
     struct fp_sender_options so = {0};
     struct fp_agent *a;
     int64_t now = fp_clock_now_ms();
@@ -227,6 +264,8 @@ int fp_agent_new(const struct fp_agent_options *opts, struct fp_agent **ret, cha
         if (ops->version < 1)
             continue;
         r = ops->open(&env, &ctx);
+        if (r == FP_SAMPLER_DISABLED)
+            continue;
         if (r == 0) {
             a->sources[a->n_sources++] = (struct source){.ops = ops, .ctx = ctx};
             fp_log_debug("probe", "source %s: open", ops->name);
@@ -295,7 +334,8 @@ static int round_once(struct fp_agent *a)
     struct fp_emitter e = {
         .sample = emit_sample,
         .event = emit_event,
-        .userdata = a->builder,
+        .info = emit_info,
+        .userdata = a,
         .ts_ms = fp_clock_now_ms(),
     };
     struct fp_sender_stats st;

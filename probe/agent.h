@@ -6,14 +6,15 @@
 #include <stdint.h>
 
 #include "label.h"
+#include "sampler.h"
 
 struct fp_agent;
 
 struct fp_agent_options {
     const char *collector;   /**< collector endpoint; borrowed */
     const char *device_id;   /**< borrowed */
-    const char *procfs;      /**< root of /proc for the samplers; borrowed */
-    const char *sysfs;       /**< root of /sys; borrowed */
+    struct fp_sampler_env env; /**< what the samplers read: roots, runtime URLs, model; the
+                                    strings are borrowed */
     int64_t interval_ms;     /**< time between rounds */
     int64_t first_round_ms;  /**< delay before the first round (CPU needs a baseline) */
     size_t max_queue_bytes;  /**< bound on unacknowledged batches held */

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,10 +43,36 @@ static void usage(FILE *f)
             "  --tag KEY=VALUE        extra identity tag (repeatable, up to %d)\n"
             "  --max-queue-bytes N    unacknowledged data held before the oldest is dropped "
             "(default 67108864)\n"
+            "\nInference runtime:\n"
+            "  --llama-server URL     scrape a llama.cpp server (/metrics, /health, /slots, /props)\n"
+            "  --api-key KEY          bearer token for the runtime (or env FLEETPULSE_API_KEY)\n"
+            "  --scrape-timeout SECONDS  per request to the runtime (default 5)\n"
+            "  --canary-interval SECONDS  send a canary prompt this often (default: off)\n"
+            "  --canary-prompt TEXT   the canary prompt\n"
+            "  --canary-max-tokens N  tokens to generate per canary (default 16)\n"
+            "  --canary-timeout SECONDS  give up on a canary after this (default 30)\n"
+            "  --openai URL           send canaries to URL/v1/chat/completions instead of "
+            "/completion\n"
+            "  --openai-model NAME    \"model\" of OpenAI-compatible canaries (default \"default\")\n"
+            "  --model FILE.gguf      load the model in-process through libllama and time it\n"
+            "  --inproc-interval SECONDS  time a pp + tg round this often (default 60)\n"
             "  --log-level LEVEL      error, warn, info or debug (default info)\n"
             "  --help                 show this help and exit\n"
             "  --version              show the version and exit\n",
             FP_DEFAULT_COLLECTOR_ENDPOINT, MAX_TAGS);
+}
+
+static const char *option_name(const struct option *options, int val)
+{
+    for (; options->name != NULL; options++)
+        if (options->val == val)
+            return options->name;
+    return "?";
+}
+
+static bool http_url(const char *s)
+{
+    return strncmp(s, "http://", 7) == 0 && s[7] != '\0' && strlen(s) < 1024;
 }
 
 static int check_dir(const char *flag, const char *dir)
@@ -63,7 +90,9 @@ int main(int argc, char **argv)
     enum {
         OPT_COLLECTOR = 256, OPT_INTERVAL, OPT_DEVICE, OPT_PROCFS, OPT_SYSFS, OPT_SITE,
         OPT_HW, OPT_COHORT, OPT_TAG, OPT_MAX_QUEUE, OPT_MAX_ROUNDS, OPT_LOG_LEVEL, OPT_HELP,
-        OPT_VERSION,
+        OPT_VERSION, OPT_LLAMA, OPT_API_KEY, OPT_SCRAPE_TIMEOUT, OPT_CANARY_INTERVAL,
+        OPT_CANARY_PROMPT, OPT_CANARY_MAX_TOKENS, OPT_CANARY_TIMEOUT, OPT_OPENAI, OPT_OPENAI_MODEL,
+        OPT_MODEL, OPT_INPROC_INTERVAL,
     };
     static const struct option options[] = {
         {"collector", required_argument, NULL, OPT_COLLECTOR},
@@ -78,6 +107,17 @@ int main(int argc, char **argv)
         {"max-queue-bytes", required_argument, NULL, OPT_MAX_QUEUE},
         /* For tests: stop after N rounds. Not in --help. */
         {"max-rounds", required_argument, NULL, OPT_MAX_ROUNDS},
+        {"llama-server", required_argument, NULL, OPT_LLAMA},
+        {"api-key", required_argument, NULL, OPT_API_KEY},
+        {"scrape-timeout", required_argument, NULL, OPT_SCRAPE_TIMEOUT},
+        {"canary-interval", required_argument, NULL, OPT_CANARY_INTERVAL},
+        {"canary-prompt", required_argument, NULL, OPT_CANARY_PROMPT},
+        {"canary-max-tokens", required_argument, NULL, OPT_CANARY_MAX_TOKENS},
+        {"canary-timeout", required_argument, NULL, OPT_CANARY_TIMEOUT},
+        {"openai", required_argument, NULL, OPT_OPENAI},
+        {"openai-model", required_argument, NULL, OPT_OPENAI_MODEL},
+        {"model", required_argument, NULL, OPT_MODEL},
+        {"inproc-interval", required_argument, NULL, OPT_INPROC_INTERVAL},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -116,12 +156,12 @@ int main(int argc, char **argv)
         case OPT_PROCFS:
             if (check_dir("--procfs", optarg) != 0)
                 return 2;
-            opts.procfs = optarg;
+            opts.env.procfs = optarg;
             break;
         case OPT_SYSFS:
             if (check_dir("--sysfs", optarg) != 0)
                 return 2;
-            opts.sysfs = optarg;
+            opts.env.sysfs = optarg;
             break;
         case OPT_SITE:
             info[n_info++] = (struct fp_label){"site", optarg};
@@ -157,6 +197,55 @@ int main(int argc, char **argv)
             opts.max_rounds = v;
             break;
         }
+        case OPT_LLAMA:
+            if (!http_url(optarg))
+                return fp_usage_error(PROG, "--llama-server: \"%s\" is not an http:// URL", optarg);
+            opts.env.llama_server_url = optarg;
+            break;
+        case OPT_OPENAI:
+            if (!http_url(optarg))
+                return fp_usage_error(PROG, "--openai: \"%s\" is not an http:// URL", optarg);
+            opts.env.openai_url = optarg;
+            break;
+        case OPT_API_KEY:
+            opts.env.api_key = optarg;
+            break;
+        case OPT_OPENAI_MODEL:
+            opts.env.openai_model = optarg;
+            break;
+        case OPT_CANARY_PROMPT:
+            if (optarg[0] == '\0' || strlen(optarg) > 4096)
+                return fp_usage_error(PROG, "--canary-prompt: must be 1 to 4096 bytes");
+            opts.env.canary_prompt = optarg;
+            break;
+        case OPT_MODEL:
+            opts.env.model_path = optarg;
+            break;
+        case OPT_SCRAPE_TIMEOUT:
+        case OPT_CANARY_INTERVAL:
+        case OPT_CANARY_TIMEOUT:
+        case OPT_INPROC_INTERVAL: {
+            int64_t ms;
+            if (fp_parse_duration_ms(optarg, &ms) < 0 || ms < 100 || ms > 86400000)
+                return fp_usage_error(PROG, "--%s: \"%s\" is not a duration from 100ms to 1d",
+                                      option_name(options, opt), optarg);
+            if (opt == OPT_SCRAPE_TIMEOUT)
+                opts.env.scrape_timeout_ms = ms;
+            else if (opt == OPT_CANARY_INTERVAL)
+                opts.env.canary_interval_ms = ms;
+            else if (opt == OPT_CANARY_TIMEOUT)
+                opts.env.canary_timeout_ms = ms;
+            else
+                opts.env.inproc_interval_ms = ms;
+            break;
+        }
+        case OPT_CANARY_MAX_TOKENS: {
+            uint64_t v;
+            if (fp_parse_u64(optarg, &v) < 0 || v < 1 || v > 4096)
+                return fp_usage_error(PROG, "--canary-max-tokens: \"%s\" is not 1 to 4096", optarg);
+            opts.env.canary_max_tokens = (int)v;
+            break;
+        }
         case OPT_LOG_LEVEL:
             if (fp_log_parse_level(optarg, &fp_log_threshold) < 0)
                 return fp_usage_error(PROG, "--log-level: \"%s\" is not error, warn, info or debug", optarg);
@@ -182,6 +271,11 @@ int main(int argc, char **argv)
         }
         opts.device_id = device_id;
     }
+    if (opts.env.api_key == NULL)
+        opts.env.api_key = getenv("FLEETPULSE_API_KEY");
+    if (opts.env.canary_interval_ms > 0 && opts.env.llama_server_url == NULL &&
+        opts.env.openai_url == NULL)
+        return fp_usage_error(PROG, "--canary-interval needs --llama-server or --openai");
     opts.info = info;
     opts.n_info = n_info;
     /* Interval shorter than the CPU baseline delay: sample sooner. */

@@ -58,7 +58,8 @@ static int capture_sample(void *userdata, const char *metric, enum fp_metric_typ
 }
 
 static int capture_event(void *userdata, int64_t ts_ms, enum fp_severity severity,
-                         const char *kind, const char *message)
+                         const char *kind, const char *message, const struct fp_label *attrs,
+                         size_t n_attrs)
 {
     return 0;
 }
