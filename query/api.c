@@ -29,6 +29,7 @@
 
 #include "aggregate.h"
 #include "error.h"
+#include "parse.h"
 #include "clock.h"
 #include "config.h"
 #include "jsonout.h"
@@ -796,4 +797,136 @@ int fp_api_label_values(struct fp_query_server *srv, const char *arg, const char
     if (fp_query_label_name_decode(arg, name, sizeof(name), err, err_size) < 0)
         return FP_HTTP_BAD_REQUEST;
     return list_strings(srv, name, "values", query, out, err, err_size);
+}
+
+/* --- /api/v1/events ---------------------------------------------------------------------- */
+
+static const char *const events_params[] = {"device", "kind", "from", "to", "limit", NULL};
+
+struct event_list {
+    json_t *arr;
+    const char *kind; /**< only events of this kind; NULL: all */
+    size_t max;       /**< stop after this many: the answer says "truncated" */
+    bool truncated;
+};
+
+static const char *severity_name(int severity)
+{
+    switch (severity) {
+    case 2:
+        return "warning";
+    case 3:
+        return "error";
+    default:
+        return "info";
+    }
+}
+
+/* Stops with 1 when the list is full, -ENOMEM when out of memory. */
+static int collect_event(void *userdata, const struct fp_event_desc *e)
+{
+    struct event_list *l = userdata;
+    json_t *obj, *attrs;
+    int r = 0;
+
+    if (l->kind != NULL && strcmp(l->kind, e->kind) != 0)
+        return 0;
+    if (json_array_size(l->arr) == l->max) {
+        l->truncated = true;
+        return 1;
+    }
+    obj = json_object();
+    attrs = json_object();
+    if (obj == NULL || attrs == NULL) {
+        json_decref(obj);
+        json_decref(attrs);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < e->n_attrs && r == 0; i++)
+        r = set_data_key(attrs, e->attrs[i].name, fp_jsonout_string_new(e->attrs[i].value));
+    r = r < 0 ? r : set(obj, "ts", ms_to_seconds(e->ts_ms));
+    r = r < 0 ? r : set(obj, "device", fp_jsonout_string_new(e->device));
+    r = r < 0 ? r : set(obj, "kind", fp_jsonout_string_new(e->kind));
+    r = r < 0 ? r : set(obj, "severity", json_string(severity_name(e->severity)));
+    r = r < 0 ? r : set(obj, "message", fp_jsonout_string_new(e->message));
+    if (r < 0) {
+        json_decref(attrs);
+        json_decref(obj);
+        return r;
+    }
+    r = set(obj, "attributes", attrs);
+    if (r == 0 && json_array_append_new(l->arr, obj) != 0)
+        r = -ENOMEM;
+    else if (r < 0)
+        json_decref(obj);
+    return r;
+}
+
+int fp_api_events(struct fp_query_server *srv, const char *arg, const char *query,
+                  struct evbuffer *out, char *err, size_t err_size)
+{
+    struct fp_query_params params;
+    struct fp_store_reader *rd = NULL;
+    struct event_list list = {.max = 1000};
+    const char *device, *v;
+    int64_t to_ms = fp_clock_now_ms(), from_ms;
+    json_t *body = NULL;
+    int status = FP_HTTP_BAD_REQUEST, r;
+
+    if (fp_query_params_parse(query, &params, err, err_size) < 0)
+        return FP_HTTP_BAD_REQUEST;
+    if (fp_query_params_check(&params, events_params, err, err_size) < 0)
+        goto out;
+    device = fp_query_params_get(&params, "device");
+    if (device != NULL && (device[0] == '\0' || strlen(device) > FP_QUERY_NAME_MAX)) {
+        fp_set_err(err, err_size, "parameter \"device\": empty or too long");
+        goto out;
+    }
+    list.kind = fp_query_params_get(&params, "kind");
+    if ((v = fp_query_params_get(&params, "to")) != NULL && fp_query_time_parse(v, &to_ms) < 0) {
+        fp_set_err(err, err_size, "parameter \"to\": not a Unix time in seconds");
+        goto out;
+    }
+    from_ms = to_ms - INT64_C(3600000);
+    if ((v = fp_query_params_get(&params, "from")) != NULL &&
+        fp_query_time_parse(v, &from_ms) < 0) {
+        fp_set_err(err, err_size, "parameter \"from\": not a Unix time in seconds");
+        goto out;
+    }
+    if (from_ms > to_ms) {
+        fp_set_err(err, err_size, "parameter \"from\" is after \"to\"");
+        goto out;
+    }
+    if ((v = fp_query_params_get(&params, "limit")) != NULL) {
+        uint64_t n;
+        if (fp_parse_u64(v, &n) < 0 || n < 1 || n > srv->max_points) {
+            fp_set_err(err, err_size, "parameter \"limit\": not a count from 1 to %zu",
+                       srv->max_points);
+            goto out;
+        }
+        list.max = (size_t)n;
+    }
+    list.arr = json_array();
+    if (list.arr == NULL) {
+        status = internal_error(-ENOMEM, err, err_size);
+        goto out;
+    }
+    r = fp_store_reader_open(srv->store, &rd);
+    if (r == 0)
+        r = fp_store_events(rd, device, from_ms, to_ms, collect_event, &list);
+    fp_store_reader_close(&rd);
+    if (r != 0 && r != 1) {
+        status = internal_error(r, err, err_size);
+        goto out;
+    }
+    body = json_object();
+    r = body == NULL ? -ENOMEM : set(body, "events", json_incref(list.arr));
+    r = r < 0 ? r : set(body, "truncated", json_boolean(list.truncated));
+    r = r < 0 ? r : fp_jsonout_value(out, body);
+    status = r < 0 ? internal_error(r, err, err_size) : FP_HTTP_OK;
+out:
+    json_decref(body);
+    json_decref(list.arr);
+    fp_query_params_fini(&params);
+    return status;
 }

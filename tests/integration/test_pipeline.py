@@ -42,6 +42,13 @@ def test(st):
     # A second probe reads this machine itself: the quick start's view.
     host = st.start("fleetpulse-probe", "--collector", endpoint, "--interval", "300ms",
                     "--device-id", "this-host", "--max-rounds", 2)
+    # A device without thermal sensors: its sources report themselves as events.
+    bare = os.path.join(st.tmp, "bare-sysfs")
+    os.mkdir(bare)
+    bare_probe = st.start("fleetpulse-probe", "--collector", endpoint, "--interval", "300ms",
+                          "--device-id", "bare-dev", "--procfs", os.path.join(FIXTURES, "procfs"),
+                          "--sysfs", bare, "--max-rounds", 1)
+    check(bare_probe.wait(30) == 0, "bare probe exited with %s" % bare_probe.returncode)
     check(probe.wait(30) == 0, "fixture probe exited with %s" % probe.returncode)
     check(host.wait(30) == 0, "host probe exited with %s" % host.returncode)
     t1 = time.time()
@@ -55,7 +62,7 @@ def test(st):
     status, body, raw = http(qport, "/api/v1/devices")
     check(status == 200, "devices: HTTP %d" % status)
     devs = {d["device"]: d for d in body["devices"]}
-    check(set(devs) == {"fixture-dev", "this-host"}, "devices: %s" % sorted(devs))
+    check(set(devs) == {"fixture-dev", "this-host", "bare-dev"}, "devices: %s" % sorted(devs))
     d = devs["fixture-dev"]
     check(t0 - 1 <= d["last_seen"] <= t1 + 1, "last_seen %s not in [%s, %s]" % (d["last_seen"], t0, t1))
     check(d["info"].get("site") == "lab-1" and d["info"].get("hw_class") == "kiosk",
@@ -109,11 +116,30 @@ def test(st):
         check(all(p[1] == value for p in s["points"]) and len(s["points"]) == ROUNDS,
               "%s%s: %s, expected %s" % (metric, labels, s["points"], value))
 
+    # Events: the bare device's missing sources, with their attributes; filters and bounds.
+    status, body, raw = http(qport, "/api/v1/events?device=bare-dev&from=%.3f" % (t0 - 1))
+    check(status == 200, "events: HTTP %d %s" % (status, raw))
+    got = sorted((e["kind"], e["severity"], e["attributes"].get("source")) for e in body["events"])
+    check(got == [("source_unavailable", "info", "hwmon"), ("source_unavailable", "info", "thermal")],
+          "events: %s" % raw)
+    check(all(e["device"] == "bare-dev" and t0 - 1 <= e["ts"] <= t1 + 1 for e in body["events"]),
+          "event device/ts: %s" % raw)
+    status, body, raw = http(qport, "/api/v1/events?device=bare-dev&limit=1&from=%.3f" % (t0 - 1))
+    check(status == 200 and len(body["events"]) == 1 and body["truncated"] is True, raw)
+    status, body, raw = http(qport, "/api/v1/events?kind=canary&from=%.3f" % (t0 - 1))
+    check(status == 200 and body["events"] == [], raw)
+    status, body, raw = http(qport, "/api/v1/events?device=fixture-dev&from=%.3f" % (t0 - 1))
+    check(status == 200 and body["events"] == [], "fixture device has every source: " + raw)
+    for bad, what in [("limit=0", "limit"), ("from=20&to=10", "from"), ("color=red", "color"),
+                      ("to=yesterday", "to")]:
+        status, body, raw = http(qport, "/api/v1/events?" + bad)
+        check(status == 400 and what in body["error"], "%s: %d %s" % (bad, status, raw))
+
     # The daemons stop cleanly on SIGTERM.
     check(st.stop(query) == 0, "query exit %s" % query.returncode)
     check(st.stop(collector) == 0, "collector exit %s" % collector.returncode)
     out = st.output(collector)
-    check("%d batches received, %d applied, 0 duplicate" % (ROUNDS + 2, ROUNDS + 2) in out,
+    check("%d batches received, %d applied, 0 duplicate" % (ROUNDS + 3, ROUNDS + 3) in out,
           "collector totals: " + out)
 
 
