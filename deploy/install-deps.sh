@@ -7,6 +7,10 @@ PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler libzmq3-dev liblmdb-dev lmdb-utils
   libjansson-dev libevent-dev
   python3 curl ca-certificates util-linux
+  # deploy/build-llama.sh: llama.cpp from node-llama-cpp's git bundle. It uses npm when present and
+  # fetches the same registry tarball with curl otherwise, so nodejs/npm are not listed: Debian's npm
+  # conflicts with the NodeSource nodejs that many machines carry (and bundles npm).
+  cmake git
 )
 
 missing=()
