@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +50,7 @@ struct fp_collector {
     struct fp_store *store;
     struct fp_collector_options opts;
     char endpoint[256];
-    volatile sig_atomic_t stop;
+    atomic_int stop; /* set from a signal handler or another thread; lock-free, so both are safe */
     struct fp_collector_stats stats;
     struct msg *msgs;
     struct fp_write_batch *wb;
@@ -154,7 +155,7 @@ void fp_collector_destroy(struct fp_collector **cp)
 
 void fp_collector_stop(struct fp_collector *c)
 {
-    c->stop = 1;
+    atomic_store_explicit(&c->stop, 1, memory_order_relaxed);
 }
 
 void fp_collector_get_stats(const struct fp_collector *c, struct fp_collector_stats *ret)
@@ -422,7 +423,7 @@ int fp_collector_run(struct fp_collector *c)
 {
     int r = 0;
 
-    while (!c->stop) {
+    while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
         zmq_pollitem_t item = {.socket = c->sock, .events = ZMQ_POLLIN};
         size_t n = 0;
 

@@ -18,8 +18,19 @@ extern enum fp_log_level fp_log_threshold;
 /* Parses "error", "warn", "info" or "debug". Returns 0 and sets *ret_level, or -EINVAL. */
 int fp_log_parse_level(const char *name, enum fp_log_level *ret_level);
 
-/* Writes one line to stderr. component: borrowed, e.g. "collector". file/line are printed at
- * debug level only. Safe from several threads (one write(2) per line). */
+/* Where lines go instead of stderr: level is an enum fp_log_level, msg one line without the
+ * timestamp or a newline ("component: text"), borrowed for the call. */
+typedef void (*fp_log_sink_fn)(int level, const char *msg, void *userdata);
+
+/* Sends every line to fn from now on (NULL: back to stderr). For libfleetpulse-probe, whose host
+ * decides where its lines go (fleetpulse_set_logger). fn is called with a lock held, one line at
+ * a time, and must not call fp_log_set_sink; once this returns the previous fn is not called
+ * again. Thread-safe. */
+void fp_log_set_sink(fp_log_sink_fn fn, void *userdata);
+
+/* Writes one line to stderr, or to the sink when one is set. component: borrowed, e.g.
+ * "collector". file/line are printed at debug level only. Safe from several threads (one
+ * write(2) per line). */
 void fp_log_write(enum fp_log_level level, const char *component, const char *file, int line,
                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +46,9 @@ struct fp_agent {
     size_t n_info;
     char info_store[4096]; /* backing for info strings this file produced */
     size_t info_used;
-    volatile sig_atomic_t stop;
+    /* Set by a signal handler (the daemon) or by another thread (the library's
+     * fleetpulse_probe_destroy): a lock-free atomic is safe for both. */
+    atomic_int stop;
 };
 
 void fp_agent_options_default(struct fp_agent_options *ret)
@@ -256,7 +259,8 @@ int fp_agent_new(const struct fp_agent_options *opts, struct fp_agent **ret, cha
     if (r < 0)
         goto fail;
 
-    for (size_t i = 0; fp_samplers[i] != NULL && a->n_sources < MAX_SOURCES; i++) {
+    for (size_t i = 0; !opts->no_samplers && fp_samplers[i] != NULL && a->n_sources < MAX_SOURCES;
+         i++) {
         const struct fp_sampler_ops *ops = fp_samplers[i];
         void *ctx = NULL;
         char msg[256];
@@ -307,7 +311,7 @@ void fp_agent_destroy(struct fp_agent **ap)
 
 void fp_agent_stop(struct fp_agent *a)
 {
-    a->stop = 1;
+    atomic_store_explicit(&a->stop, 1, memory_order_relaxed);
 }
 
 /* The probe's view of itself, as series: what a dashboard needs to tell "no data" from "the
@@ -355,6 +359,11 @@ static int round_once(struct fp_agent *a)
             fp_log_debug("probe", "source %s: %s", s->ops->name, strerror(-r));
         }
     }
+    if (a->opts.round_hook != NULL) {
+        r = a->opts.round_hook(a->opts.hook_userdata, &e);
+        if (r < 0)
+            fp_log_debug("probe", "round hook: %s", strerror(-r));
+    }
     emit_self(a, &e);
     if (!a->info_acked)
         (void)fp_batch_builder_set_info(a->builder, a->info, a->n_info);
@@ -395,6 +404,12 @@ int fp_agent_run(struct fp_agent *a)
         r = fp_sender_poll(a->sender, next - fp_clock_mono_ms());
         if (r < 0 && r != -EINTR)
             return r;
+    }
+    if (a->stop && a->opts.final_round) {
+        r = round_once(a);
+        if (r < 0)
+            fp_log_warn("probe", "last round failed (%s), dropping it", strerror(-r));
+        rounds++;
     }
     /* Give the last batches a moment to be acknowledged before they are lost with us. */
     for (int64_t end = fp_clock_mono_ms() + 2000; fp_clock_mono_ms() < end;) {

@@ -2,6 +2,7 @@
  * it to the sender; between rounds, let the sender talk to the collector. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,16 @@ struct fp_agent_options {
     const struct fp_label *info; /**< extra identity pairs (site, hw_class, tags); borrowed */
     size_t n_info;
     uint64_t max_rounds;     /**< stop after this many rounds (0: run until stopped); for tests */
+
+    /* For libfleetpulse-probe (probe/api.c); zero keeps the daemon's behaviour. */
+    /* Called every round after the samplers, on the agent's thread, to emit what no sampler
+     * reads (the embedded API's request ring). Samples may carry their own timestamps. Returns
+     * 0 or -errno (logged at debug). NULL: none. */
+    int (*round_hook)(void *userdata, struct fp_emitter *e);
+    void *hook_userdata;     /**< passed to round_hook; borrowed */
+    bool final_round;        /**< when stopped, run one more round first, so what the hook
+                                  holds is sent before the last acks are awaited */
+    bool no_samplers;        /**< open none of fp_samplers (the host only reports requests) */
 };
 
 void fp_agent_options_default(struct fp_agent_options *ret);
@@ -34,7 +45,8 @@ int fp_agent_new(const struct fp_agent_options *opts, struct fp_agent **ret, cha
  * acks. Returns 0 or -errno when the socket fails. */
 int fp_agent_run(struct fp_agent *a);
 
-/* Async-signal-safe. */
+/* Asks fp_agent_run to return (within about 200 ms, plus the final round and the ack wait).
+ * Async-signal-safe, and safe from another thread. */
 void fp_agent_stop(struct fp_agent *a);
 
 void fp_agent_destroy(struct fp_agent **a);

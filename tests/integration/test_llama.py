@@ -37,8 +37,9 @@ def start_llama(st, model, port):
 
 
 def points(qport, device, metric, since, **labels):
+    # Rounded down: a "from" a fraction of a millisecond in the future is a 400.
     status, body, raw = http(qport, "/api/v1/series?device=%s&metric=%s&from=%.3f"
-                             % (device, metric, since))
+                             % (device, metric, since - 0.002))
     check(status == 200, "%s: HTTP %d %s" % (metric, status, raw))
     out = []
     for s in body["series"]:
@@ -54,7 +55,7 @@ def latest(qport, device, metric, since, **labels):
 
 def events(qport, device, kind, since):
     status, body, raw = http(qport, "/api/v1/events?device=%s&kind=%s&from=%.3f"
-                             % (device, kind, since))
+                             % (device, kind, since - 0.002))
     check(status == 200, "events: HTTP %d %s" % (status, raw))
     return body["events"]
 
@@ -77,6 +78,8 @@ def test(st):
     oai = st.start("fleetpulse-probe", "--collector", endpoint, "--interval", "1s",
                    "--device-id", "llama-oai", "--openai", url, "--canary-interval", "1s",
                    "--canary-max-tokens", "8", "--canary-timeout", "20s")
+    inproc = st.start("fleetpulse-probe", "--collector", endpoint, "--interval", "1s",
+                      "--device-id", "llama-inproc", "--model", model, "--inproc-interval", "1s")
     time.sleep(0.5)
     query = st.start("fleetpulse-query", "--listen", "127.0.0.1:%d" % qport, "--data", data)
     fplib.wait_http(qport, query)
@@ -108,6 +111,22 @@ def test(st):
     fplib.wait_for(oai_ok, 60, "an OpenAI-style canary to succeed")
     check((latest(qport, "llama-oai", "llm_canary_generation_tokens_per_second", t0) or 0) > 0,
           "OpenAI canary tokens/s")
+
+    # In-process through libllama: pp and tg rates, and the file's digest as the identity.
+    def inproc_numbers():
+        pp = latest(qport, "llama-inproc", "llama_inproc_prompt_tokens_per_second", t0)
+        tg = latest(qport, "llama-inproc", "llama_inproc_generation_tokens_per_second", t0)
+        return (pp, tg) if pp and tg else None
+    pp, tg = fplib.wait_for(inproc_numbers, 60, "in-process pp/tg through the API")
+    check(pp > 0 and tg > 0, "inproc rates %s %s" % (pp, tg))
+    digest = subprocess.run(["sha256sum", model], check=True, capture_output=True,
+                            text=True).stdout.split()[0]
+    status, body, raw = http(qport, "/api/v1/devices")
+    info = {d["device"]: d["info"] for d in body["devices"]}["llama-inproc"]
+    check(info.get("model_sha256") == digest, "digest %s != sha256sum %s" %
+          (info.get("model_sha256"), digest))
+    check(info.get("model") == "fleetpulse-tiny", "inproc model name: %s" % info)
+    check(st.stop(inproc) == 0, "inproc probe exit %s" % inproc.returncode)
 
     # The server dies: health 0 and failed canaries, the probe keeps running.
     llama.send_signal(signal.SIGKILL)
