@@ -24,6 +24,7 @@
 #include "log.h"
 #include "sampler.h"
 #include "sender.h"
+#include "spool.h"
 
 #define MAX_SOURCES 32
 #define MAX_INFO 48
@@ -49,6 +50,8 @@ struct fp_agent {
     /* Set by a signal handler (the daemon) or by another thread (the library's
      * fleetpulse_probe_destroy): a lock-free atomic is safe for both. */
     atomic_int stop;
+    struct fp_spool *spool;           /* NULL: batches are held in memory only */
+    uint64_t spool_dropped_reported;  /* spool drop total already turned into an event */
 };
 
 void fp_agent_options_default(struct fp_agent_options *ret)
@@ -68,6 +71,7 @@ void fp_agent_options_default(struct fp_agent_options *ret)
         .interval_ms = 10000,
         .first_round_ms = 1000,
         .max_queue_bytes = 64u << 20,
+        .spool_max_bytes = UINT64_C(64) << 20,
     };
 }
 
@@ -184,6 +188,75 @@ static void on_ack(void *userdata, uint64_t seq, const char *status, const char 
     /* Every batch carries the identity until this flips, so any stored batch delivered it. */
     if (strcmp(status, "ok") == 0 || strcmp(status, "duplicate") == 0)
         a->info_acked = true;
+    /* Stored, or refused for good: either way the spool need not keep it. */
+    if (a->spool != NULL)
+        (void)fp_spool_ack(a->spool, seq);
+}
+
+/* The sender asks for a spooled batch's bytes when it sends it. */
+static int spool_load(void *userdata, uint64_t seq, uint8_t **ret_buf, size_t *ret_len)
+{
+    struct fp_agent *a = userdata;
+    uint64_t got_seq, samples;
+    size_t index;
+    int r;
+
+    if (fp_spool_find(a->spool, seq, &index) < 0)
+        return -ENOENT;
+    r = fp_spool_read(a->spool, index, &got_seq, ret_buf, ret_len, &samples);
+    if (r == FP_SPOOL_E_CORRUPT) {
+        /* Damaged on disk since it was written: it will never read back, so give it up. */
+        fp_log_warn("probe", "spooled batch seq=%" PRIu64 " is damaged on disk, dropping %" PRIu64
+                             " samples",
+                    seq, samples);
+        (void)fp_spool_ack(a->spool, seq);
+        return -ENOENT;
+    }
+    return r > 0 ? -EIO : r;
+}
+
+/* Opens the spool, adopts its epoch and sequence, and queues what it still holds. */
+static int open_spool(struct fp_agent *a, char *err, size_t err_size)
+{
+    struct fp_spool_report rep;
+    int r;
+
+    r = fp_spool_open(a->opts.spool_dir, a->opts.spool_max_bytes, &a->spool, &rep, err, err_size);
+    if (r != 0)
+        return r < 0 ? r : -EIO;
+    a->epoch = fp_spool_epoch(a->spool);
+    a->seq = fp_spool_next_seq(a->spool) - 1;
+    a->spool_dropped_reported = fp_spool_dropped_samples_total(a->spool);
+    if (rep.pending_records > 0)
+        fp_log_info("probe", "spool %s: replaying %" PRIu64 " batches (%" PRIu64 " samples)",
+                    a->opts.spool_dir, rep.pending_records, rep.pending_samples);
+    if (rep.discarded_records > 0 || rep.discarded_segments > 0) {
+        char msg[256];
+        (void)snprintf(msg, sizeof(msg),
+                       "spool %s: discarded %" PRIu64 " damaged records (%" PRIu64
+                       " bytes, %" PRIu64 " files)",
+                       a->opts.spool_dir, rep.discarded_records, rep.discarded_bytes,
+                       rep.discarded_segments);
+        fp_log_warn("probe", "%s, keeping the rest", msg);
+        (void)fp_batch_builder_add_event(a->builder, fp_clock_now_ms(), "spool_discarded",
+                                         FP_SEVERITY_WARNING, msg, NULL, 0);
+    }
+    return 0;
+}
+
+static int replay_spool(struct fp_agent *a)
+{
+    size_t n = fp_spool_pending(a->spool);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t seq, samples;
+        size_t len;
+        int r = fp_spool_peek(a->spool, i, &seq, &len, &samples);
+        if (r == 0)
+            r = fp_sender_enqueue(a->sender, seq, NULL, len, samples);
+        if (r < 0)
+            return r;
+    }
+    return 0;
 }
 
 static int emit_sample(void *userdata, const char *metric, enum fp_metric_type type,
@@ -243,21 +316,34 @@ int fp_agent_new(const struct fp_agent_options *opts, struct fp_agent **ret, cha
     r = fp_batch_builder_new(&a->builder);
     if (r < 0)
         goto fail;
-    /* A fresh epoch per start: without a spool, a restarted probe is a new sequence. */
-    if (getrandom(&a->epoch, sizeof(a->epoch), 0) != (ssize_t)sizeof(a->epoch))
+    /* A fresh epoch per start: without a spool, a restarted probe is a new sequence. With one,
+     * the spool's epoch and sequence go on where they stopped, so replays dedup. */
+    if (opts->spool_dir != NULL) {
+        r = open_spool(a, err, err_size);
+        if (r < 0)
+            goto fail;
+    } else if (getrandom(&a->epoch, sizeof(a->epoch), 0) != (ssize_t)sizeof(a->epoch)) {
         a->epoch = (uint64_t)now ^ ((uint64_t)getpid() << 32);
+    }
 
     /* The endpoint first: a typo in it should be the only thing the operator reads. */
     so.endpoint = opts->collector;
     so.epoch = a->epoch;
     so.ack_timeout_ms = 5000;
     so.window = 32;
-    so.max_queue_bytes = opts->max_queue_bytes;
+    /* With a spool the sender holds only metadata; the spool's byte bound is the one. */
+    so.max_queue_bytes = a->spool != NULL ? SIZE_MAX : opts->max_queue_bytes;
     so.on_ack = on_ack;
+    so.load = a->spool != NULL ? spool_load : NULL;
     so.userdata = a;
     r = fp_sender_new(&so, &a->sender, err, err_size);
     if (r < 0)
         goto fail;
+    if (a->spool != NULL) {
+        r = replay_spool(a);
+        if (r < 0)
+            goto fail;
+    }
 
     for (size_t i = 0; !opts->no_samplers && fp_samplers[i] != NULL && a->n_sources < MAX_SOURCES;
          i++) {
@@ -304,6 +390,7 @@ void fp_agent_destroy(struct fp_agent **ap)
     for (size_t i = 0; i < a->n_sources; i++)
         a->sources[i].ops->close(&a->sources[i].ctx);
     fp_sender_destroy(&a->sender);
+    fp_spool_close(&a->spool);
     fp_batch_builder_destroy(&a->builder);
     free(a);
     *ap = NULL;
@@ -312,6 +399,15 @@ void fp_agent_destroy(struct fp_agent **ap)
 void fp_agent_stop(struct fp_agent *a)
 {
     atomic_store_explicit(&a->stop, 1, memory_order_relaxed);
+}
+
+/* Samples this probe lost before the collector had them: dropped from the spool (persisted
+ * across restarts) or, without one, from the in-memory queue. */
+static uint64_t dropped_total(const struct fp_agent *a)
+{
+    struct fp_sender_stats st;
+    fp_sender_get_stats(a->sender, &st);
+    return st.samples_dropped + (a->spool != NULL ? fp_spool_dropped_samples_total(a->spool) : 0);
 }
 
 /* The probe's view of itself, as series: what a dashboard needs to tell "no data" from "the
@@ -323,7 +419,25 @@ static void emit_self(struct fp_agent *a, struct fp_emitter *e)
     fp_sender_get_stats(a->sender, &st);
     fp_emit_gauge(e, "fleetpulse_probe_queue_batches", NULL, 0, (double)st.batches_queued);
     fp_emit_counter(e, "fleetpulse_probe_spool_dropped_samples_total", NULL, 0,
-                    (double)st.samples_dropped);
+                    (double)dropped_total(a));
+    if (a->spool != NULL) {
+        uint64_t total = fp_spool_dropped_samples_total(a->spool);
+        fp_emit_gauge(e, "fleetpulse_probe_spool_bytes", NULL, 0,
+                      (double)fp_spool_bytes(a->spool));
+        if (total > a->spool_dropped_reported) {
+            char msg[160], n[32], t[32];
+            (void)snprintf(n, sizeof(n), "%" PRIu64, total - a->spool_dropped_reported);
+            (void)snprintf(t, sizeof(t), "%" PRIu64, total);
+            (void)snprintf(msg, sizeof(msg),
+                           "spool full: dropped the oldest batches, %s samples", n);
+            fp_log_warn("probe", "%s", msg);
+            /* The total rides along: while the spool overflows, batches carrying earlier events
+             * can be dropped themselves, so only the newest event is sure to arrive. */
+            const struct fp_label attrs[] = {{"samples", n}, {"total", t}};
+            (void)fp_emit_event(e, FP_SEVERITY_WARNING, "spool_dropped", msg, attrs, 2);
+            a->spool_dropped_reported = total;
+        }
+    }
     fp_emit_counter(e, "fleetpulse_probe_retransmits_total", NULL, 0, (double)st.retransmits);
     fp_emit_counter(e, "fleetpulse_probe_refused_samples_total", NULL, 0,
                     (double)st.samples_refused);
@@ -370,10 +484,20 @@ static int round_once(struct fp_agent *a)
     fp_sender_get_stats(a->sender, &st);
     samples = fp_batch_builder_samples(a->builder);
     r = fp_batch_builder_encode(a->builder, a->opts.device_id, a->epoch, ++a->seq, e.ts_ms,
-                                st.samples_dropped, &buf, &len);
+                                dropped_total(a), &buf, &len);
     fp_batch_builder_reset(a->builder);
     if (r < 0)
         return r;
+    if (a->spool != NULL) {
+        /* On disk before it is sent: a crash from here on loses nothing. */
+        r = fp_spool_append(a->spool, a->seq, buf, len, samples);
+        if (r == 0) {
+            free(buf);
+            return fp_sender_enqueue(a->sender, a->seq, NULL, len, samples);
+        }
+        fp_log_warn("probe", "spool append failed (%s); holding the batch in memory only",
+                    r < 0 ? strerror(-r) : "spool error");
+    }
     return fp_sender_enqueue(a->sender, a->seq, buf, len, samples);
 }
 

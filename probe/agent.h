@@ -18,7 +18,9 @@ struct fp_agent_options {
                                     strings are borrowed */
     int64_t interval_ms;     /**< time between rounds */
     int64_t first_round_ms;  /**< delay before the first round (CPU needs a baseline) */
-    size_t max_queue_bytes;  /**< bound on unacknowledged batches held */
+    size_t max_queue_bytes;  /**< bound on unacknowledged batches held in memory (no spool) */
+    const char *spool_dir;   /**< durable spool directory; NULL: memory only; borrowed */
+    uint64_t spool_max_bytes; /**< the spool's bound; past it the oldest batches are dropped */
     const struct fp_label *info; /**< extra identity pairs (site, hw_class, tags); borrowed */
     size_t n_info;
     uint64_t max_rounds;     /**< stop after this many rounds (0: run until stopped); for tests */

@@ -43,6 +43,10 @@ static void usage(FILE *f)
             "  --tag KEY=VALUE        extra identity tag (repeatable, up to %d)\n"
             "  --max-queue-bytes N    unacknowledged data held before the oldest is dropped "
             "(default 67108864)\n"
+            "  --spool DIR            keep unacknowledged batches on disk here, across restarts "
+            "and outages\n"
+            "  --spool-max-bytes N    bound of the spool; past it the oldest batches are dropped "
+            "and counted (default 67108864)\n"
             "\nInference runtime:\n"
             "  --llama-server URL     scrape a llama.cpp server (/metrics, /health, /slots, /props)\n"
             "  --api-key KEY          bearer token for the runtime (or env FLEETPULSE_API_KEY)\n"
@@ -92,7 +96,7 @@ int main(int argc, char **argv)
         OPT_HW, OPT_COHORT, OPT_TAG, OPT_MAX_QUEUE, OPT_MAX_ROUNDS, OPT_LOG_LEVEL, OPT_HELP,
         OPT_VERSION, OPT_LLAMA, OPT_API_KEY, OPT_SCRAPE_TIMEOUT, OPT_CANARY_INTERVAL,
         OPT_CANARY_PROMPT, OPT_CANARY_MAX_TOKENS, OPT_CANARY_TIMEOUT, OPT_OPENAI, OPT_OPENAI_MODEL,
-        OPT_MODEL, OPT_INPROC_INTERVAL,
+        OPT_MODEL, OPT_INPROC_INTERVAL, OPT_SPOOL, OPT_SPOOL_MAX,
     };
     static const struct option options[] = {
         {"collector", required_argument, NULL, OPT_COLLECTOR},
@@ -107,6 +111,8 @@ int main(int argc, char **argv)
         {"max-queue-bytes", required_argument, NULL, OPT_MAX_QUEUE},
         /* For tests: stop after N rounds. Not in --help. */
         {"max-rounds", required_argument, NULL, OPT_MAX_ROUNDS},
+        {"spool", required_argument, NULL, OPT_SPOOL},
+        {"spool-max-bytes", required_argument, NULL, OPT_SPOOL_MAX},
         {"llama-server", required_argument, NULL, OPT_LLAMA},
         {"api-key", required_argument, NULL, OPT_API_KEY},
         {"scrape-timeout", required_argument, NULL, OPT_SCRAPE_TIMEOUT},
@@ -195,6 +201,20 @@ int main(int argc, char **argv)
             if (fp_parse_u64(optarg, &v) < 0)
                 return fp_usage_error(PROG, "--max-rounds: \"%s\" is not a count", optarg);
             opts.max_rounds = v;
+            break;
+        }
+        case OPT_SPOOL:
+            if (optarg[0] == '\0')
+                return fp_usage_error(PROG, "--spool: empty directory name");
+            opts.spool_dir = optarg;
+            break;
+        case OPT_SPOOL_MAX: {
+            uint64_t v;
+            if (fp_parse_u64(optarg, &v) < 0 || v < 65536)
+                return fp_usage_error(PROG, "--spool-max-bytes: \"%s\" is not a size of at least "
+                                            "65536",
+                                      optarg);
+            opts.spool_max_bytes = v;
             break;
         }
         case OPT_LLAMA:

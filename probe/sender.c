@@ -157,15 +157,37 @@ int fp_sender_enqueue(struct fp_sender *s, uint64_t seq, uint8_t *buf, size_t le
 
 static void send_due(struct fp_sender *s, int64_t now)
 {
+    struct entry *prev = NULL, *next;
+
     if (now < s->retry_after_mono_ms)
         return;
-    for (struct entry *e = s->head; e != NULL; e = e->next) {
+    for (struct entry *e = s->head; e != NULL; prev = e, e = next) {
         bool timed_out = e->sent_mono_ms != 0 && now - e->sent_mono_ms >= s->opts.ack_timeout_ms;
+        uint8_t *buf = e->buf;
+        size_t len = e->len;
+        int rc;
+
+        next = e->next;
         if (e->sent_mono_ms != 0 && !timed_out)
             continue;
         if (e->sent_mono_ms == 0 && s->in_flight >= s->opts.window)
             break;
-        if (zmq_send(s->sock, e->buf, e->len, ZMQ_DONTWAIT) < 0)
+        if (buf == NULL) {
+            /* Spooled: the bytes live on disk and are read only to be sent. */
+            rc = s->opts.load(s->opts.userdata, e->seq, &buf, &len);
+            if (rc == -ENOENT) {
+                /* Dropped from the spool to respect its bound; counted there. */
+                unlink_entry(s, prev, e);
+                e = prev; /* prev stays where it is; next is already the one after */
+                continue;
+            }
+            if (rc < 0)
+                break;
+        }
+        rc = zmq_send(s->sock, buf, len, ZMQ_DONTWAIT);
+        if (buf != e->buf)
+            free(buf);
+        if (rc < 0)
             break; /* not connected (IMMEDIATE) or pipe full: try again next round */
         if (e->sent_mono_ms == 0)
             s->in_flight++;

@@ -16,6 +16,11 @@ struct fp_sender_options {
     /* Called for every Ack of a queued batch, with its status name ("ok", "duplicate",
      * "bad_schema", ...) and the collector's detail text. May be NULL. */
     void (*on_ack)(void *userdata, uint64_t seq, const char *status, const char *detail);
+    /* Reads the bytes of a batch queued without them (fp_sender_enqueue with buf NULL: the
+     * spool holds it). *ret_buf is new (free()). Returns 0, -ENOENT when the batch is gone
+     * (dropped from the spool: the sender forgets it), or another -errno (tried again later).
+     * Needed only when batches are queued without bytes. */
+    int (*load)(void *userdata, uint64_t seq, uint8_t **ret_buf, size_t *ret_len);
     void *userdata;
 };
 
@@ -41,8 +46,9 @@ int fp_sender_new(const struct fp_sender_options *opts, struct fp_sender **ret, 
  * fp_sender_stats before the call). Accepts NULL and nulls *s. */
 void fp_sender_destroy(struct fp_sender **s);
 
-/* Queues one encoded batch. Takes buf (free()d by the sender) on success and on failure.
- * samples is how many samples it carries, for drop accounting. Returns 0 or -ENOMEM. */
+/* Queues one encoded batch of len bytes. Takes buf (free()d by the sender) on success and on
+ * failure; buf NULL queues a batch whose bytes options.load reads when it is sent. samples is
+ * how many samples it carries, for drop accounting. Returns 0 or -ENOMEM. */
 int fp_sender_enqueue(struct fp_sender *s, uint64_t seq, uint8_t *buf, size_t len,
                       uint64_t samples);
 

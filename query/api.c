@@ -19,6 +19,7 @@
  * (no metric, no __name__ in by) the group may mix metrics and the key is left out rather than
  * guessed. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,6 +177,17 @@ static int collect_device(void *userdata, const struct fp_device_desc *d)
     info = NULL; /* taken by set, even when it failed */
     r = r < 0 ? r : set(row.obj, "batches", json_integer((json_int_t)d->batches));
     r = r < 0 ? r : set(row.obj, "samples", json_integer((json_int_t)d->samples));
+    /* Delivery bookkeeping: what the probe says it lost, batches it sent twice, where its
+     * sequence stands. The epoch is a random 64-bit id: a string, since JSON readers keep only
+     * 53 bits of a number. */
+    r = r < 0 ? r : set(row.obj, "duplicates", json_integer((json_int_t)d->duplicates));
+    r = r < 0 ? r : set(row.obj, "dropped_samples", json_integer((json_int_t)d->dropped_samples_total));
+    r = r < 0 ? r : set(row.obj, "last_seq", json_integer((json_int_t)d->last_seq));
+    if (r == 0) {
+        char epoch[24];
+        (void)snprintf(epoch, sizeof(epoch), "%" PRIu64, d->last_epoch);
+        r = set(row.obj, "epoch", json_string(epoch));
+    }
     if (r < 0)
         goto fail;
 
@@ -297,7 +309,8 @@ static int add_device_series(struct fp_store_reader *rd, struct device_row *row)
      * with several by metric{labels}, so a dashboard can read "memory_available_bytes" directly
      * and still tell thermal zones apart. Series without samples count for the grouping, so a
      * key does not change when an empty sibling series gets its first sample. */
-    qsort(series, n_ids, sizeof(*series), cmp_metric_row);
+    if (n_ids > 1) /* qsort on an empty (possibly NULL) array is undefined */
+        qsort(series, n_ids, sizeof(*series), cmp_metric_row);
     for (size_t i = 0, run; i < n_ids; i += run) {
         for (run = 1; i + run < n_ids; run++)
             if (strcmp(series[i].metric, series[i + run].metric) != 0)
@@ -321,7 +334,8 @@ static int add_device_series(struct fp_store_reader *rd, struct device_row *row)
         }
     }
 
-    qsort(entries, n_entries, sizeof(*entries), cmp_metric_entry);
+    if (n_entries > 1) /* qsort on an empty (possibly NULL) array is undefined */
+        qsort(entries, n_entries, sizeof(*entries), cmp_metric_entry);
     for (size_t i = 0; i < n_entries && r == 0; i++)
         r = set_data_key(metrics, entries[i].key, fp_jsonout_real_new(entries[i].value));
     r = r < 0 ? r : set(row->obj, "series", json_integer((json_int_t)n_ids));
@@ -362,7 +376,8 @@ int fp_api_devices(struct fp_query_server *srv, const char *arg, const char *que
     if (r != 0)
         goto fail;
     /* Sorted here so the documented order does not depend on the store's key layout. */
-    qsort(list.rows, list.n, sizeof(*list.rows), cmp_device_row);
+    if (list.n > 1) /* qsort on an empty (possibly NULL) array is undefined */
+        qsort(list.rows, list.n, sizeof(*list.rows), cmp_device_row);
     for (size_t i = 0; i < list.n; i++) {
         r = add_device_series(rd, &list.rows[i]);
         if (r != 0)
@@ -577,7 +592,8 @@ static int series_raw(struct fp_query_server *srv, const struct fp_series_query 
     }
     fp_store_reader_close(&rd);
 
-    qsort(rows, n_rows, sizeof(*rows), cmp_series_row);
+    if (n_rows > 1) /* qsort on an empty (possibly NULL) array is undefined */
+        qsort(rows, n_rows, sizeof(*rows), cmp_series_row);
     r = write_series(out, rows, n_rows, &pts);
     if (r != 0)
         goto fail;

@@ -394,7 +394,8 @@ int fp_store_aggregate(struct fp_store_reader *rd, const struct fp_agg_query *q,
         n_refs++;
     }
     r = 0;
-    qsort(refs, n_refs, sizeof(*refs), cmp_series_ref);
+    if (n_refs > 1) /* qsort on an empty (possibly NULL) array is undefined */
+        qsort(refs, n_refs, sizeof(*refs), cmp_series_ref);
 
     /* At most one group per series: the groups array never grows. */
     res->groups = calloc(n_refs ? n_refs : 1, sizeof(*res->groups));

@@ -366,6 +366,7 @@ static void test_devices(uint16_t port)
     check(strstr(r.body, "{\"devices\":[{\"device\":\"edge-01\",\"first_seen\":1732412345.623,"
                          "\"last_seen\":1732412355.623,\"info\":{\"hostname\":\"edge-01.lan\","
                          "\"model\":\"llama-3.2-1b-q4\"},\"batches\":2,\"samples\":7,"
+                         "\"duplicates\":0,\"dropped_samples\":0,\"last_seq\":2,\"epoch\":\"1\","
                          "\"series\":5,\"metrics\":{\"llama_tokens_per_second\":"
                          "0.30000000000000004,\"memory_available_bytes\":123456789,"
                          "\"probe_up\":7,\"temperature_celsius{source=\\\"thermal\\\","
