@@ -26,16 +26,17 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: fleetpulse-collector [OPTIONS]\n"
-            "Receive batches from fleetpulse probes over ZeroMQ and store them in LMDB.\n\n"
-            "  --listen ENDPOINT          ZeroMQ endpoint to bind (default %s)\n"
-            "  --data DIR                 store directory; created if its parent exists (required)\n"
-            "  --max-message-bytes N      largest batch accepted (default 4194304)\n"
-            "  --log-level LEVEL          error, warn, info or debug (default info)\n"
-            "  --help                     show this help and exit\n"
-            "  --version                  show the version and exit\n",
-            FP_DEFAULT_COLLECTOR_ENDPOINT);
+    fprintf(
+        f,
+        "Usage: fleetpulse-collector [OPTIONS]\n"
+        "Receive batches from fleetpulse probes over ZeroMQ and store them in LMDB.\n\n"
+        "  --listen ENDPOINT          ZeroMQ endpoint to bind (default %s)\n"
+        "  --data DIR                 store directory; created if its parent exists (required)\n"
+        "  --max-message-bytes N      largest batch accepted (default 4194304)\n"
+        "  --log-level LEVEL          error, warn, info or debug (default info)\n"
+        "  --help                     show this help and exit\n"
+        "  --version                  show the version and exit\n",
+        FP_DEFAULT_COLLECTOR_ENDPOINT);
 }
 
 int main(int argc, char **argv)
@@ -71,14 +72,15 @@ int main(int argc, char **argv)
         case OPT_MAX_MSG: {
             uint64_t v;
             if (fp_parse_u64(optarg, &v) < 0 || v < 1024 || v > (1u << 30))
-                return fp_usage_error(PROG, "--max-message-bytes: \"%s\" is not a size from 1024 to 2^30",
-                                  optarg);
+                return fp_usage_error(
+                    PROG, "--max-message-bytes: \"%s\" is not a size from 1024 to 2^30", optarg);
             opts.limits.max_message_bytes = (size_t)v;
             break;
         }
         case OPT_LOG_LEVEL:
             if (fp_log_parse_level(optarg, &fp_log_threshold) < 0)
-                return fp_usage_error(PROG, "--log-level: \"%s\" is not error, warn, info or debug", optarg);
+                return fp_usage_error(PROG, "--log-level: \"%s\" is not error, warn, info or debug",
+                                      optarg);
             break;
         case OPT_HELP:
             usage(stdout);

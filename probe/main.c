@@ -28,42 +28,43 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: fleetpulse-probe [OPTIONS]\n"
-            "Sample this device (memory, pressure, temperatures, CPU) and stream it to a "
-            "fleetpulse collector.\n\n"
-            "  --collector ENDPOINT   collector's ZeroMQ endpoint (default %s)\n"
-            "  --interval SECONDS     time between samples, e.g. 10, 2.5, 500ms (default 10)\n"
-            "  --device-id ID         this device's id (default: /etc/machine-id, else host name)\n"
-            "  --procfs DIR           root of procfs (default /proc)\n"
-            "  --sysfs DIR            root of sysfs (default /sys)\n"
-            "  --site NAME            site label of this device\n"
-            "  --hw-class NAME        hardware class, e.g. jetson-orin, kiosk, laptop\n"
-            "  --cohort NAME          rollout cohort, e.g. canary or stable\n"
-            "  --tag KEY=VALUE        extra identity tag (repeatable, up to %d)\n"
-            "  --max-queue-bytes N    unacknowledged data held before the oldest is dropped "
-            "(default 67108864)\n"
-            "  --spool DIR            keep unacknowledged batches on disk here, across restarts "
-            "and outages\n"
-            "  --spool-max-bytes N    bound of the spool; past it the oldest batches are dropped "
-            "and counted (default 67108864)\n"
-            "\nInference runtime:\n"
-            "  --llama-server URL     scrape a llama.cpp server (/metrics, /health, /slots, /props)\n"
-            "  --api-key KEY          bearer token for the runtime (or env FLEETPULSE_API_KEY)\n"
-            "  --scrape-timeout SECONDS  per request to the runtime (default 5)\n"
-            "  --canary-interval SECONDS  send a canary prompt this often (default: off)\n"
-            "  --canary-prompt TEXT   the canary prompt\n"
-            "  --canary-max-tokens N  tokens to generate per canary (default 16)\n"
-            "  --canary-timeout SECONDS  give up on a canary after this (default 30)\n"
-            "  --openai URL           send canaries to URL/v1/chat/completions instead of "
-            "/completion\n"
-            "  --openai-model NAME    \"model\" of OpenAI-compatible canaries (default \"default\")\n"
-            "  --model FILE.gguf      load the model in-process through libllama and time it\n"
-            "  --inproc-interval SECONDS  time a pp + tg round this often (default 60)\n"
-            "  --log-level LEVEL      error, warn, info or debug (default info)\n"
-            "  --help                 show this help and exit\n"
-            "  --version              show the version and exit\n",
-            FP_DEFAULT_COLLECTOR_ENDPOINT, MAX_TAGS);
+    fprintf(
+        f,
+        "Usage: fleetpulse-probe [OPTIONS]\n"
+        "Sample this device (memory, pressure, temperatures, CPU) and stream it to a "
+        "fleetpulse collector.\n\n"
+        "  --collector ENDPOINT   collector's ZeroMQ endpoint (default %s)\n"
+        "  --interval SECONDS     time between samples, e.g. 10, 2.5, 500ms (default 10)\n"
+        "  --device-id ID         this device's id (default: /etc/machine-id, else host name)\n"
+        "  --procfs DIR           root of procfs (default /proc)\n"
+        "  --sysfs DIR            root of sysfs (default /sys)\n"
+        "  --site NAME            site label of this device\n"
+        "  --hw-class NAME        hardware class, e.g. jetson-orin, kiosk, laptop\n"
+        "  --cohort NAME          rollout cohort, e.g. canary or stable\n"
+        "  --tag KEY=VALUE        extra identity tag (repeatable, up to %d)\n"
+        "  --max-queue-bytes N    unacknowledged data held before the oldest is dropped "
+        "(default 67108864)\n"
+        "  --spool DIR            keep unacknowledged batches on disk here, across restarts "
+        "and outages\n"
+        "  --spool-max-bytes N    bound of the spool; past it the oldest batches are dropped "
+        "and counted (default 67108864)\n"
+        "\nInference runtime:\n"
+        "  --llama-server URL     scrape a llama.cpp server (/metrics, /health, /slots, /props)\n"
+        "  --api-key KEY          bearer token for the runtime (or env FLEETPULSE_API_KEY)\n"
+        "  --scrape-timeout SECONDS  per request to the runtime (default 5)\n"
+        "  --canary-interval SECONDS  send a canary prompt this often (default: off)\n"
+        "  --canary-prompt TEXT   the canary prompt\n"
+        "  --canary-max-tokens N  tokens to generate per canary (default 16)\n"
+        "  --canary-timeout SECONDS  give up on a canary after this (default 30)\n"
+        "  --openai URL           send canaries to URL/v1/chat/completions instead of "
+        "/completion\n"
+        "  --openai-model NAME    \"model\" of OpenAI-compatible canaries (default \"default\")\n"
+        "  --model FILE.gguf      load the model in-process through libllama and time it\n"
+        "  --inproc-interval SECONDS  time a pp + tg round this often (default 60)\n"
+        "  --log-level LEVEL      error, warn, info or debug (default info)\n"
+        "  --help                 show this help and exit\n"
+        "  --version              show the version and exit\n",
+        FP_DEFAULT_COLLECTOR_ENDPOINT, MAX_TAGS);
 }
 
 static const char *option_name(const struct option *options, int val)
@@ -92,11 +93,33 @@ static int check_dir(const char *flag, const char *dir)
 int main(int argc, char **argv)
 {
     enum {
-        OPT_COLLECTOR = 256, OPT_INTERVAL, OPT_DEVICE, OPT_PROCFS, OPT_SYSFS, OPT_SITE,
-        OPT_HW, OPT_COHORT, OPT_TAG, OPT_MAX_QUEUE, OPT_MAX_ROUNDS, OPT_LOG_LEVEL, OPT_HELP,
-        OPT_VERSION, OPT_LLAMA, OPT_API_KEY, OPT_SCRAPE_TIMEOUT, OPT_CANARY_INTERVAL,
-        OPT_CANARY_PROMPT, OPT_CANARY_MAX_TOKENS, OPT_CANARY_TIMEOUT, OPT_OPENAI, OPT_OPENAI_MODEL,
-        OPT_MODEL, OPT_INPROC_INTERVAL, OPT_SPOOL, OPT_SPOOL_MAX,
+        OPT_COLLECTOR = 256,
+        OPT_INTERVAL,
+        OPT_DEVICE,
+        OPT_PROCFS,
+        OPT_SYSFS,
+        OPT_SITE,
+        OPT_HW,
+        OPT_COHORT,
+        OPT_TAG,
+        OPT_MAX_QUEUE,
+        OPT_MAX_ROUNDS,
+        OPT_LOG_LEVEL,
+        OPT_HELP,
+        OPT_VERSION,
+        OPT_LLAMA,
+        OPT_API_KEY,
+        OPT_SCRAPE_TIMEOUT,
+        OPT_CANARY_INTERVAL,
+        OPT_CANARY_PROMPT,
+        OPT_CANARY_MAX_TOKENS,
+        OPT_CANARY_TIMEOUT,
+        OPT_OPENAI,
+        OPT_OPENAI_MODEL,
+        OPT_MODEL,
+        OPT_INPROC_INTERVAL,
+        OPT_SPOOL,
+        OPT_SPOOL_MAX,
     };
     static const struct option options[] = {
         {"collector", required_argument, NULL, OPT_COLLECTOR},
@@ -147,16 +170,17 @@ int main(int argc, char **argv)
             opts.collector = optarg;
             break;
         case OPT_INTERVAL:
-            if (fp_parse_duration_ms(optarg, &opts.interval_ms) < 0 ||
-                opts.interval_ms < 100 || opts.interval_ms > 86400000)
+            if (fp_parse_duration_ms(optarg, &opts.interval_ms) < 0 || opts.interval_ms < 100 ||
+                opts.interval_ms > 86400000)
                 return fp_usage_error(PROG, "--interval: \"%s\" is not a duration from 100ms to 1d",
-                                  optarg);
+                                      optarg);
             break;
         case OPT_DEVICE:
             if (optarg[0] == '\0' || strlen(optarg) > 128 || strpbrk(optarg, "\"\\/") != NULL)
-                return fp_usage_error(PROG, "--device-id: \"%s\" must be 1-128 characters without quotes "
-                                  "or slashes",
-                                  optarg);
+                return fp_usage_error(PROG,
+                                      "--device-id: \"%s\" must be 1-128 characters without quotes "
+                                      "or slashes",
+                                      optarg);
             opts.device_id = optarg;
             break;
         case OPT_PROCFS:
@@ -182,17 +206,17 @@ int main(int argc, char **argv)
             char *eq = strchr(optarg, '=');
             if (eq == NULL || eq == optarg || n_tags >= MAX_TAGS ||
                 strlen(optarg) >= sizeof(tags[0]) - 4)
-                return fp_usage_error(PROG, "--tag: \"%s\" is not KEY=VALUE (or too many tags)", optarg);
-            (void)snprintf(tags[n_tags], sizeof(tags[0]), "tag.%.*s", (int)(eq - optarg),
-                           optarg);
+                return fp_usage_error(PROG, "--tag: \"%s\" is not KEY=VALUE (or too many tags)",
+                                      optarg);
+            (void)snprintf(tags[n_tags], sizeof(tags[0]), "tag.%.*s", (int)(eq - optarg), optarg);
             info[n_info++] = (struct fp_label){tags[n_tags++], eq + 1};
             break;
         }
         case OPT_MAX_QUEUE: {
             uint64_t v;
             if (fp_parse_u64(optarg, &v) < 0 || v < 4096)
-                return fp_usage_error(PROG, "--max-queue-bytes: \"%s\" is not a size of at least 4096",
-                                  optarg);
+                return fp_usage_error(
+                    PROG, "--max-queue-bytes: \"%s\" is not a size of at least 4096", optarg);
             opts.max_queue_bytes = (size_t)v;
             break;
         }
@@ -211,8 +235,9 @@ int main(int argc, char **argv)
         case OPT_SPOOL_MAX: {
             uint64_t v;
             if (fp_parse_u64(optarg, &v) < 0 || v < 65536)
-                return fp_usage_error(PROG, "--spool-max-bytes: \"%s\" is not a size of at least "
-                                            "65536",
+                return fp_usage_error(PROG,
+                                      "--spool-max-bytes: \"%s\" is not a size of at least "
+                                      "65536",
                                       optarg);
             opts.spool_max_bytes = v;
             break;
@@ -268,7 +293,8 @@ int main(int argc, char **argv)
         }
         case OPT_LOG_LEVEL:
             if (fp_log_parse_level(optarg, &fp_log_threshold) < 0)
-                return fp_usage_error(PROG, "--log-level: \"%s\" is not error, warn, info or debug", optarg);
+                return fp_usage_error(PROG, "--log-level: \"%s\" is not error, warn, info or debug",
+                                      optarg);
             break;
         case OPT_HELP:
             usage(stdout);

@@ -75,7 +75,8 @@ int main(int argc, char **argv)
             break;
         case OPT_LOG_LEVEL:
             if (fp_log_parse_level(optarg, &fp_log_threshold) < 0)
-                return fp_usage_error(PROG, "invalid --log-level \"%s\" (error, warn, info, debug)", optarg);
+                return fp_usage_error(PROG, "invalid --log-level \"%s\" (error, warn, info, debug)",
+                                      optarg);
             break;
         case 'h':
             usage(stdout);
