@@ -27,6 +27,7 @@
 
 #define MAX_ENVELOPE 4  /* routing id, plus a REQ delimiter and some slack */
 #define LOG_EVERY_MS 5000
+#define SELF_INTERVAL_MS 10000
 
 struct msg {
     zmq_msg_t env[MAX_ENVELOPE];
@@ -384,7 +385,9 @@ static void process_group(struct fp_collector *c, size_t n)
     if (n_valid == 0)
         return;
 
+    int64_t t0 = fp_clock_mono_ns();
     r = fp_store_write(c->store, c->wb, n_valid, c->wr);
+    c->stats.commit_ns_total += (uint64_t)(fp_clock_mono_ns() - t0);
     if (r != 0) {
         fp_log_error("collector", "store write of %zu batches failed: %s; asking probes to retry",
                      n_valid, fp_store_strerror(r));
@@ -419,13 +422,80 @@ static void process_group(struct fp_collector *c, size_t n)
     }
 }
 
+struct self_value {
+    const char *metric;
+    double value;
+    struct fp_label label; /* name NULL: none */
+};
+
+/* The collector's own counters, stored as the series of device "@collector" every
+ * SELF_INTERVAL_MS, so its history is queried like any device's. */
+static void write_self(struct fp_collector *c, int64_t now_ms)
+{
+    const struct fp_collector_stats *st = &c->stats;
+    static const char *const reasons[] = {"bad_schema", "unauthorized", "too_large",
+                                          "over_cardinality", "unsupported_version"};
+    static const Fleetpulse__V1__AckStatus reason_codes[] = {
+        FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_BAD_SCHEMA,
+        FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_UNAUTHORIZED,
+        FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_TOO_LARGE,
+        FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_OVER_CARDINALITY,
+        FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_UNSUPPORTED_VERSION,
+    };
+    struct self_value v[16];
+    struct fp_series_in in[16];
+    int64_t ts[16];
+    size_t n = 0;
+    struct fp_write_batch b;
+    struct fp_write_result res;
+
+#define SELF(m, val) (v[n++] = (struct self_value){(m), (double)(val), {NULL, NULL}})
+    SELF("fleetpulse_collector_batches_received_total", st->batches_received);
+    SELF("fleetpulse_collector_batches_applied_total", st->batches_applied);
+    SELF("fleetpulse_collector_batches_duplicate_total", st->batches_duplicate);
+    SELF("fleetpulse_collector_batches_retry_total", st->batches_retry);
+    SELF("fleetpulse_collector_samples_received_total", st->samples_received);
+    SELF("fleetpulse_collector_samples_applied_total", st->samples_applied);
+    SELF("fleetpulse_collector_samples_refused_total", st->samples_refused);
+    SELF("fleetpulse_collector_commits_total", st->commits);
+    SELF("fleetpulse_collector_commit_seconds_total", (double)st->commit_ns_total / 1e9);
+    SELF("fleetpulse_collector_malformed_messages_total", st->malformed_messages);
+#undef SELF
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+        v[n++] = (struct self_value){"fleetpulse_collector_batches_refused_total",
+                                (double)st->batches_refused[reason_codes[i] & 15],
+                                {"reason", reasons[i]}};
+    for (size_t i = 0; i < n; i++) {
+        ts[i] = now_ms;
+        in[i] = (struct fp_series_in){
+            .metric = v[i].metric,
+            .type = FP_SERIES_COUNTER,
+            .labels = v[i].label.name != NULL ? &v[i].label : NULL,
+            .n_labels = v[i].label.name != NULL ? 1 : 0,
+            .ts_ms = &ts[i],
+            .values = &v[i].value,
+            .n = 1,
+        };
+    }
+    b = (struct fp_write_batch){.device = "@collector", .received_ms = now_ms, .series = in,
+                                .n_series = n};
+    if (fp_store_write(c->store, &b, 1, &res) != 0)
+        fp_log_debug("collector", "could not store the collector's own series, ignoring");
+}
+
 int fp_collector_run(struct fp_collector *c)
 {
+    int64_t next_self = fp_clock_mono_ms();
     int r = 0;
 
     while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
         zmq_pollitem_t item = {.socket = c->sock, .events = ZMQ_POLLIN};
         size_t n = 0;
+
+        if (fp_clock_mono_ms() >= next_self) {
+            write_self(c, fp_clock_now_ms());
+            next_self = fp_clock_mono_ms() + SELF_INTERVAL_MS;
+        }
 
         if (zmq_poll(&item, 1, 1000) < 0) {
             if (errno == EINTR)
@@ -450,5 +520,7 @@ int fp_collector_run(struct fp_collector *c)
         if (r < 0)
             break;
     }
+    /* The final totals, so the store has them even for a run shorter than the interval. */
+    write_self(c, fp_clock_now_ms());
     return r;
 }

@@ -30,6 +30,7 @@ struct fp_collector_stats {
     uint64_t samples_applied;
     uint64_t samples_refused;
     uint64_t commits;
+    uint64_t commit_ns_total;     /**< time spent in durable commits, ns */
     uint64_t malformed_messages;  /**< ZeroMQ messages without a payload frame */
 };
 

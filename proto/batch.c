@@ -674,6 +674,9 @@ static int validate(const Fleetpulse__V1__Batch *b, const struct fp_batch_limits
         strchr(b->device_id, '\\') || strchr(b->device_id, '/'))
         return refuse(err, err_size, FP_BATCH_E_SCHEMA,
                       "device_id too long or has control characters, quotes or slashes");
+    /* "@..." names fleetpulse's own components in the store (the collector is "@collector"). */
+    if (b->device_id[0] == '@')
+        return refuse(err, err_size, FP_BATCH_E_SCHEMA, "device_id may not start with '@'");
     if (b->seq == 0)
         return refuse(err, err_size, FP_BATCH_E_SCHEMA, "seq must start at 1");
     if (b->n_series > lim->max_series)

@@ -142,7 +142,11 @@ static json_t *ms_to_seconds(int64_t ms)
     return json_real((double)ms / 1000.0);
 }
 
-/* fp_store_devices callback: copies one device into the list. */
+/* fp_store_devices callback for the fleet: fleetpulse's own components ("@collector") are not
+ * devices of the fleet and have their own endpoints. */
+static int collect_fleet_device(void *userdata, const struct fp_device_desc *d);
+
+/* Copies one device into the list. */
 static int collect_device(void *userdata, const struct fp_device_desc *d)
 {
     struct device_list *l = userdata;
@@ -372,7 +376,7 @@ int fp_api_devices(struct fp_query_server *srv, const char *arg, const char *que
         goto fail;
     /* Devices first, then their series: nesting store iterations inside a callback would
      * depend on how store.c walks its cursors. */
-    r = fp_store_devices(rd, collect_device, &list);
+    r = fp_store_devices(rd, collect_fleet_device, &list);
     if (r != 0)
         goto fail;
     /* Sorted here so the documented order does not depend on the store's key layout. */
@@ -404,6 +408,60 @@ fail:
 out:
     fp_store_reader_close(&rd);
     json_decref(arr);
+    json_decref(body);
+    device_list_fini(&list);
+    fp_query_params_fini(&params);
+    return status;
+}
+
+static int collect_fleet_device(void *userdata, const struct fp_device_desc *d)
+{
+    return d->device[0] == '@' ? 0 : collect_device(userdata, d);
+}
+
+int fp_api_collector(struct fp_query_server *srv, const char *arg, const char *query,
+                     struct evbuffer *out, char *err, size_t err_size)
+{
+    struct fp_query_params params;
+    struct fp_store_reader *rd = NULL;
+    struct device_list list = {0};
+    struct fp_device_desc d;
+    json_t *body = NULL;
+    int status, r;
+
+    if (fp_query_params_parse(query, &params, err, err_size) < 0)
+        return FP_HTTP_BAD_REQUEST;
+    status = FP_HTTP_BAD_REQUEST;
+    if (fp_query_params_check(&params, NULL, err, err_size) < 0)
+        goto out;
+    r = fp_store_reader_open(srv->store, &rd);
+    if (r == 0)
+        r = fp_store_device_get(rd, "@collector", &d);
+    if (r == FP_STORE_E_NOTFOUND) {
+        fp_set_err(err, err_size, "the collector has not stored its own series yet");
+        status = FP_HTTP_NOT_FOUND;
+        goto out;
+    }
+    if (r == 0)
+        r = collect_device(&list, &d);
+    if (r == 0)
+        r = add_device_series(rd, &list.rows[0]);
+    fp_store_reader_close(&rd);
+    if (r != 0) {
+        status = internal_error(r, err, err_size);
+        goto out;
+    }
+    body = json_object();
+    if (body == NULL) {
+        r = -ENOMEM;
+    } else {
+        r = set(body, "collector", list.rows[0].obj);
+        list.rows[0].obj = NULL; /* taken by set, even when it fails */
+    }
+    r = r < 0 ? r : fp_jsonout_value(out, body);
+    status = r < 0 ? internal_error(r, err, err_size) : FP_HTTP_OK;
+out:
+    fp_store_reader_close(&rd);
     json_decref(body);
     device_list_fini(&list);
     fp_query_params_fini(&params);

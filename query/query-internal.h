@@ -57,6 +57,10 @@ int fp_api_series(struct fp_query_server *srv, const char *arg, const char *quer
                   struct evbuffer *out, char *err, size_t err_size);
 
 /* GET /api/v1/labels: every label name in the store, sorted. */
+/* GET /api/v1/collector: the collector's own counters (device "@collector"), latest values. */
+int fp_api_collector(struct fp_query_server *srv, const char *arg, const char *query,
+                     struct evbuffer *out, char *err, size_t err_size);
+
 /* GET /api/v1/events?device=&kind=&from=&to=&limit=: stored events, oldest first. */
 int fp_api_events(struct fp_query_server *srv, const char *arg, const char *query,
                   struct evbuffer *out, char *err, size_t err_size);

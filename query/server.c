@@ -53,6 +53,7 @@ static const struct route {
     {"/healthz", NULL, fp_api_healthz},
     {"/api/v1/devices", NULL, fp_api_devices},
     {"/api/v1/series", NULL, fp_api_series},
+    {"/api/v1/collector", NULL, fp_api_collector},
     {"/api/v1/events", NULL, fp_api_events},
     {"/api/v1/labels", NULL, fp_api_labels},
     {"/api/v1/labels/", "/values", fp_api_label_values},

@@ -135,9 +135,25 @@ def test(st):
         status, body, raw = http(qport, "/api/v1/events?" + bad)
         check(status == 400 and what in body["error"], "%s: %d %s" % (bad, status, raw))
 
-    # The daemons stop cleanly on SIGTERM.
-    check(st.stop(query) == 0, "query exit %s" % query.returncode)
+    # The collector's own counters, at /api/v1/collector and as series of "@collector"; it is
+    # not one of the fleet's devices.
+    status, body, raw = http(qport, "/api/v1/collector")
+    check(status == 200, "collector: %d %s" % (status, raw))
+    cm = body["collector"]["metrics"]
+    check(body["collector"]["device"] == "@collector", raw)
+    check('fleetpulse_collector_batches_refused_total{reason="bad_schema"}' in cm, raw)
+    check(cm.get("fleetpulse_collector_commit_seconds_total", -1) >= 0, raw)
+    status, body, raw = http(qport, "/api/v1/devices")
+    check(all(not d["device"].startswith("@") for d in body["devices"]), raw)
+
+    # The daemons stop cleanly on SIGTERM; the collector stores its final totals on the way out.
     check(st.stop(collector) == 0, "collector exit %s" % collector.returncode)
+    status, body, raw = http(qport, "/api/v1/collector")
+    cm = body["collector"]["metrics"]
+    check(cm.get("fleetpulse_collector_batches_received_total") == ROUNDS + 3 and
+          cm.get("fleetpulse_collector_batches_applied_total") == ROUNDS + 3,
+          "collector totals: %s" % raw)
+    check(st.stop(query) == 0, "query exit %s" % query.returncode)
     out = st.output(collector)
     check("%d batches received, %d applied, 0 duplicate" % (ROUNDS + 3, ROUNDS + 3) in out,
           "collector totals: " + out)

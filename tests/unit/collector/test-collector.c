@@ -546,9 +546,11 @@ static void test_serve(const char *dir)
         }
     }
     {
+        /* The two probes, and the collector's own series under "@collector". */
         int n = 0;
         check_int(fp_store_devices(rd, count_device, &n), 0);
-        check_int(n, 2);
+        check_int(n, 3);
+        check_int(fp_store_device_get(rd, "@collector", &dd), 0);
     }
     check_int(fp_store_device_get(rd, "edge-a", &dd), 0);
     check_int(dd.batches, 2 + BURST);

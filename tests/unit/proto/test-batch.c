@@ -637,6 +637,10 @@ static void test_refuse_header(void)
             free(buf);
         }
     }
+    /* "@" names fleetpulse's own components (the collector stores itself as "@collector"). */
+    encode(b, "@collector", 1, &buf, &len);
+    expect_refused(buf, len, &deflim, FP_BATCH_E_SCHEMA, "may not start with '@'");
+    free(buf);
     memset(id, 'd', 200);
     id[200] = '\0';
     encode(b, id, 1, &buf, &len);
