@@ -34,6 +34,14 @@ struct fp_series_state {
     int64_t pending_day;     /* oldest day holding them; INT64_MAX none */
 };
 
+/* One remembered series: its canonical key (owned) and id. Filled only by committed writes. */
+struct key_cache_entry {
+    uint64_t hash; /* fnv64 of the key; 0 with key NULL: empty slot */
+    uint64_t id;
+    uint8_t *key;
+    size_t len;
+};
+
 struct fp_store {
     MDB_env *env;
     MDB_dbi meta, series_key, series_id, postings, latest, devices, dedup, events;
@@ -46,6 +54,8 @@ struct fp_store {
     struct fp_series_state *states; /* open addressing by id */
     size_t states_cap, states_used;
     struct fp_chunk_enc *enc;
+    struct key_cache_entry *keys;   /* canonical series key -> id, open addressing */
+    size_t keys_cap, keys_used;
     int64_t retention_checked_ms;   /* wall clock of the last retention pass */
 };
 
