@@ -70,20 +70,30 @@ static int set(json_t *obj, const char *key, json_t *v)
     return json_object_set_new(obj, key, v) == 0 ? 0 : -ENOMEM;
 }
 
+/* For endpoints that take no parameters: any parameter is a 400 naming it. Returns 0, or -1
+ * with the reason in err. */
+static int check_no_params(const char *query, char *err, size_t err_size)
+{
+    struct fp_query_params params;
+    int r;
+
+    if (fp_query_params_parse(query, &params, err, err_size) < 0)
+        return -1;
+    r = fp_query_params_check(&params, NULL, err, err_size);
+    fp_query_params_fini(&params);
+    return r < 0 ? -1 : 0;
+}
+
 /* --- /healthz --------------------------------------------------------------------------------- */
 
 int fp_api_healthz(struct fp_query_server *srv, const char *arg, const char *query,
                    struct evbuffer *out, char *err, size_t err_size)
 {
-    struct fp_query_params params;
     json_t *body = NULL;
     int status, r;
 
-    if (fp_query_params_parse(query, &params, err, err_size) < 0)
+    if (check_no_params(query, err, err_size) < 0)
         return FP_HTTP_BAD_REQUEST;
-    status = FP_HTTP_BAD_REQUEST;
-    if (fp_query_params_check(&params, NULL, err, err_size) < 0)
-        goto out;
 
     body = json_object();
     r = body == NULL ? -ENOMEM : 0;
@@ -91,9 +101,7 @@ int fp_api_healthz(struct fp_query_server *srv, const char *arg, const char *que
     r = r < 0 ? r : set(body, "version", json_string(FP_VERSION));
     r = r < 0 ? r : fp_jsonout_value(out, body);
     status = r < 0 ? internal_error(r, err, err_size) : FP_HTTP_OK;
-out:
     json_decref(body);
-    fp_query_params_fini(&params);
     return status;
 }
 
@@ -359,17 +367,13 @@ out:
 int fp_api_devices(struct fp_query_server *srv, const char *arg, const char *query,
                    struct evbuffer *out, char *err, size_t err_size)
 {
-    struct fp_query_params params;
     struct fp_store_reader *rd = NULL;
     struct device_list list = {0};
     json_t *body = NULL, *arr = NULL;
     int status, r;
 
-    if (fp_query_params_parse(query, &params, err, err_size) < 0)
+    if (check_no_params(query, err, err_size) < 0)
         return FP_HTTP_BAD_REQUEST;
-    status = FP_HTTP_BAD_REQUEST;
-    if (fp_query_params_check(&params, NULL, err, err_size) < 0)
-        goto out;
 
     r = fp_store_reader_open(srv->store, &rd);
     if (r != 0)
@@ -410,7 +414,6 @@ out:
     json_decref(arr);
     json_decref(body);
     device_list_fini(&list);
-    fp_query_params_fini(&params);
     return status;
 }
 
@@ -422,18 +425,14 @@ static int collect_fleet_device(void *userdata, const struct fp_device_desc *d)
 int fp_api_collector(struct fp_query_server *srv, const char *arg, const char *query,
                      struct evbuffer *out, char *err, size_t err_size)
 {
-    struct fp_query_params params;
     struct fp_store_reader *rd = NULL;
     struct device_list list = {0};
     struct fp_device_desc d;
     json_t *body = NULL;
     int status, r;
 
-    if (fp_query_params_parse(query, &params, err, err_size) < 0)
+    if (check_no_params(query, err, err_size) < 0)
         return FP_HTTP_BAD_REQUEST;
-    status = FP_HTTP_BAD_REQUEST;
-    if (fp_query_params_check(&params, NULL, err, err_size) < 0)
-        goto out;
     r = fp_store_reader_open(srv->store, &rd);
     if (r == 0)
         r = fp_store_device_get(rd, "@collector", &d);
@@ -464,7 +463,6 @@ out:
     fp_store_reader_close(&rd);
     json_decref(body);
     device_list_fini(&list);
-    fp_query_params_fini(&params);
     return status;
 }
 
@@ -813,17 +811,13 @@ static int collect_string(void *userdata, const char *s)
 static int list_strings(struct fp_query_server *srv, const char *name, const char *key,
                         const char *query, struct evbuffer *out, char *err, size_t err_size)
 {
-    struct fp_query_params params;
     struct fp_store_reader *rd = NULL;
     struct string_list list = {.max = srv->max_points};
     json_t *body = NULL;
     int status, r;
 
-    if (fp_query_params_parse(query, &params, err, err_size) < 0)
+    if (check_no_params(query, err, err_size) < 0)
         return FP_HTTP_BAD_REQUEST;
-    status = FP_HTTP_BAD_REQUEST;
-    if (fp_query_params_check(&params, NULL, err, err_size) < 0)
-        goto out;
 
     list.arr = json_array();
     if (list.arr == NULL) {
@@ -853,7 +847,6 @@ static int list_strings(struct fp_query_server *srv, const char *name, const cha
 out:
     json_decref(body);
     json_decref(list.arr);
-    fp_query_params_fini(&params);
     return status;
 }
 
