@@ -14,7 +14,7 @@
 
 #define MAX_LABELS 63   /* + device fits struct fp_series_desc.labels */
 #define KEY_MAX 511     /* LMDB's default maximum key size */
-#define DEVICE_HEADER_BYTES 64
+#define DEVICE_HEADER_BYTES 88
 #define MAX_PARTITIONS 192 /* named databases for raw time partitions (one per UTC day) */
 #define DAY_MS INT64_C(86400000)
 

@@ -277,12 +277,74 @@ static int label_cmp(const void *a, const void *b)
     return strcmp(((const struct fp_label *)a)->name, ((const struct fp_label *)b)->name);
 }
 
-/* Builds the canonical key of a series (labels sorted, device added) into key. Returns 0, or
- * -EINVAL when the series cannot be stored (too many labels, duplicate names, key too long for
- * a posting). */
-static int canonical_key(const char *device, const struct fp_series_in *in, struct buf *key)
+/* The device identity fields (DeviceInfo names) stamped onto every series of the device as
+ * labels, so any metric can be grouped or matched by model, version or site the way Prometheus
+ * adds target labels. Only these: hostnames and kernels would multiply series for nothing. */
+static const struct {
+    const char *info;
+    const char *label;
+} identity_fields[] = {
+    {"cohort", "cohort"},
+    {"hw_class", "hw"},
+    {"model", "model"},
+    {"model_version", "model_version"},
+    {"quant", "quant"},
+    {"runtime", "runtime"},
+    {"site", "site"},
+};
+#define IDENTITY_MAX (sizeof(identity_fields) / sizeof(identity_fields[0]))
+
+bool fp_store_is_identity_label(const struct fp_device_desc *d, const char *name,
+                                const char *value)
 {
-    struct fp_label sorted[MAX_LABELS + 1];
+    for (size_t f = 0; f < IDENTITY_MAX; f++) {
+        if (strcmp(identity_fields[f].label, name) != 0)
+            continue;
+        for (size_t i = 0; i < d->n_info; i++)
+            if (strcmp(d->info[i].name, identity_fields[f].info) == 0)
+                return strcmp(d->info[i].value, value) == 0;
+        return false;
+    }
+    return false;
+}
+
+/* A device's identity labels for one batch; values copied, so they outlive map pages. */
+struct identity {
+    struct fp_label l[IDENTITY_MAX];
+    size_t n;
+    char buf[IDENTITY_MAX * (KEY_MAX + 1)];
+};
+
+static void identity_from_pairs(struct identity *id, const struct fp_label *pairs, size_t n)
+{
+    size_t used = 0;
+
+    id->n = 0;
+    for (size_t f = 0; f < IDENTITY_MAX; f++) {
+        for (size_t i = 0; i < n; i++) {
+            size_t len;
+            if (strcmp(pairs[i].name, identity_fields[f].info) != 0)
+                continue;
+            len = strlen(pairs[i].value);
+            /* An over-long value could never be a label; the series stay storable without it. */
+            if (len == 0 || len > KEY_MAX - 16 || used + len + 1 > sizeof(id->buf))
+                break;
+            memcpy(id->buf + used, pairs[i].value, len + 1);
+            id->l[id->n++] = (struct fp_label){identity_fields[f].label, id->buf + used};
+            used += len + 1;
+            break;
+        }
+    }
+}
+
+/* Builds the canonical key of a series (labels sorted, device and identity labels added) into
+ * key; the series' own label wins over an identity label of the same name. Returns 0, or -EINVAL
+ * when the series cannot be stored (too many labels, duplicate names, key too long for a
+ * posting). */
+static int canonical_key(const char *device, const struct identity *ident,
+                         const struct fp_series_in *in, struct buf *key)
+{
+    struct fp_label sorted[MAX_LABELS + 1 + IDENTITY_MAX];
     size_t n = 0;
     int r;
 
@@ -291,6 +353,13 @@ static int canonical_key(const char *device, const struct fp_series_in *in, stru
     sorted[n++] = (struct fp_label){"device", device};
     for (size_t i = 0; i < in->n_labels; i++)
         sorted[n++] = in->labels[i];
+    for (size_t i = 0; ident != NULL && i < ident->n; i++) {
+        bool own = false;
+        for (size_t k = 0; k < in->n_labels && !own; k++)
+            own = strcmp(in->labels[k].name, ident->l[i].name) == 0;
+        if (!own && n < MAX_LABELS + 1)
+            sorted[n++] = ident->l[i];
+    }
     qsort(sorted, n, sizeof(sorted[0]), label_cmp);
     key->len = 0;
     r = buf_str(key, in->metric);
@@ -480,10 +549,19 @@ static int series_resolve(MDB_txn *txn, struct fp_store *s, const struct buf *ke
 }
 
 /* Device record header: first_seen, last_seen, batches, samples, duplicates, dropped,
- * last_epoch, last_seq; 8 bytes each. The identity pairs follow. */
+ * last_epoch, last_seq, last_sample, interval, ingest_lag; 8 bytes each. The identity pairs
+ * follow. */
 struct device_rec {
     int64_t first_seen, last_seen;
     uint64_t batches, samples, duplicates, dropped, last_epoch, last_seq;
+    int64_t last_sample, interval, ingest_lag;
+};
+
+/* What one batch says about its device's timing: the newest sample, and the smallest positive
+ * gap between consecutive samples of one series (0 when every series has one sample). */
+struct batch_timing {
+    int64_t newest;
+    int64_t min_gap;
 };
 
 static void rec_decode(const uint8_t *p, struct device_rec *r)
@@ -496,6 +574,9 @@ static void rec_decode(const uint8_t *p, struct device_rec *r)
     r->dropped = get_u64(p + 40);
     r->last_epoch = get_u64(p + 48);
     r->last_seq = get_u64(p + 56);
+    r->last_sample = (int64_t)get_u64(p + 64);
+    r->interval = (int64_t)get_u64(p + 72);
+    r->ingest_lag = (int64_t)get_u64(p + 80);
 }
 
 static void rec_encode(uint8_t *p, const struct device_rec *r)
@@ -508,10 +589,36 @@ static void rec_encode(uint8_t *p, const struct device_rec *r)
     put_u64(p + 40, r->dropped);
     put_u64(p + 48, r->last_epoch);
     put_u64(p + 56, r->last_seq);
+    put_u64(p + 64, (uint64_t)r->last_sample);
+    put_u64(p + 72, (uint64_t)r->interval);
+    put_u64(p + 80, (uint64_t)r->ingest_lag);
+}
+
+/* Gaps longer than this are outages or restarts, not the sampling interval. */
+#define INTERVAL_MAX_MS (3600 * 1000)
+
+/* Folds one batch's timing into the device's interval estimate: a gap seen inside the batch
+ * wins (backfill, several samples per series); otherwise the step from the previous batch's
+ * newest sample (live, one sample per series). A moving average with weight 1/4 follows a
+ * changed --interval within a few batches while one late or doubled batch barely moves it. */
+static void rec_time(struct device_rec *rec, const struct batch_timing *t, int64_t received_ms)
+{
+    int64_t gap = t->min_gap;
+
+    if (t->newest == INT64_MIN)
+        return;
+    if (gap == 0 && rec->last_sample > 0 && t->newest > rec->last_sample)
+        gap = t->newest - rec->last_sample;
+    if (gap > 0 && gap <= INTERVAL_MAX_MS)
+        rec->interval = rec->interval == 0 ? gap : rec->interval + (gap - rec->interval) / 4;
+    if (t->newest > rec->last_sample)
+        rec->last_sample = t->newest;
+    rec->ingest_lag = received_ms - t->newest;
 }
 
 static int update_device(MDB_txn *txn, struct fp_store *s, const struct fp_write_batch *b,
-                         bool duplicate, uint64_t samples, struct buf *tmp)
+                         bool duplicate, uint64_t samples, const struct batch_timing *timing,
+                         struct buf *tmp)
 {
     MDB_val k = {strlen(b->device) + 1, (void *)b->device}, v;
     struct device_rec rec = {0};
@@ -539,6 +646,7 @@ static int update_device(MDB_txn *txn, struct fp_store *s, const struct fp_write
         if (b->epoch != rec.last_epoch || b->seq > rec.last_seq)
             rec.last_seq = b->seq;
         rec.last_epoch = b->epoch;
+        rec_time(&rec, timing, b->received_ms);
     }
     tmp->len = 0;
     if (buf_reserve(tmp, DEVICE_HEADER_BYTES) < 0)
@@ -654,10 +762,58 @@ static int write_events(MDB_txn *txn, struct fp_store *s, const struct fp_write_
     return 0;
 }
 
+static void batch_timing_add(struct batch_timing *t, const struct fp_series_in *in)
+{
+    for (size_t i = 0; i < in->n; i++) {
+        if (in->ts_ms[i] > t->newest)
+            t->newest = in->ts_ms[i];
+        if (i > 0 && in->ts_ms[i] > in->ts_ms[i - 1] &&
+            (t->min_gap == 0 || in->ts_ms[i] - in->ts_ms[i - 1] < t->min_gap))
+            t->min_gap = in->ts_ms[i] - in->ts_ms[i - 1];
+    }
+}
+
+/* The identity labels of b's device: from the batch when it carries DeviceInfo, else from the
+ * stored record (a probe sends its identity only when it changes). Returns an LMDB rc. */
+static int device_identity(MDB_txn *txn, struct fp_store *s, const struct fp_write_batch *b,
+                           struct identity *ret)
+{
+    struct fp_label pairs[64];
+    MDB_val k = {strlen(b->device) + 1, (void *)b->device}, v;
+    const char *p, *end;
+    size_t n = 0;
+    int rc;
+
+    if (b->n_info > 0) {
+        identity_from_pairs(ret, b->info, b->n_info);
+        return 0;
+    }
+    ret->n = 0;
+    rc = mdb_get(txn, s->devices, &k, &v);
+    if (rc == MDB_NOTFOUND || (rc == 0 && v.mv_size <= DEVICE_HEADER_BYTES))
+        return 0;
+    if (rc != 0)
+        return rc;
+    p = (const char *)v.mv_data + DEVICE_HEADER_BYTES;
+    end = (const char *)v.mv_data + v.mv_size;
+    if (end[-1] != '\0')
+        return MDB_CORRUPTED;
+    while (p < end && n < sizeof(pairs) / sizeof(pairs[0])) {
+        const char *name = p, *value = p + strlen(p) + 1;
+        if (value >= end)
+            return MDB_CORRUPTED;
+        pairs[n++] = (struct fp_label){name, value};
+        p = value + strlen(value) + 1;
+    }
+    identity_from_pairs(ret, pairs, n);
+    return 0;
+}
+
 /* One attempt at writing everything in one transaction. Returns an LMDB rc (or errno). */
 static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, size_t n,
                      struct fp_write_result *res, struct buf *key, struct buf *tmp)
 {
+    struct identity ident;
     MDB_txn *txn;
     uint64_t next_id;
     int rc;
@@ -669,9 +825,17 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
     for (size_t bi = 0; rc == 0 && bi < n; bi++) {
         const struct fp_write_batch *b = &batches[bi];
         uint64_t written = 0, refused = 0, too_old = 0;
+        struct batch_timing timing = {INT64_MIN, 0};
         bool dup = false;
 
         res[bi] = (struct fp_write_result){0};
+        if (b->device[0] != '@') {
+            rc = device_identity(txn, s, b, &ident);
+            if (rc != 0)
+                break;
+        } else {
+            ident.n = 0;
+        }
         if (b->seq > 0) {
             rc = dedup_check(txn, s, b, tmp, &dup);
             if (rc != 0)
@@ -679,13 +843,13 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
         }
         if (dup) {
             res[bi].status = FP_STORE_E_DUP;
-            rc = update_device(txn, s, b, true, 0, tmp);
+            rc = update_device(txn, s, b, true, 0, NULL, tmp);
             continue;
         }
         for (size_t si = 0; rc == 0 && si < b->n_series; si++) {
             const struct fp_series_in *in = &b->series[si];
             uint64_t id, w = 0, old = 0;
-            int r = canonical_key(b->device, in, key);
+            int r = canonical_key(b->device, &ident, in, key);
             if (r == -ENOMEM) {
                 rc = ENOMEM;
                 break;
@@ -701,11 +865,12 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
             written += w;
             refused += old;
             too_old += old;
+            batch_timing_add(&timing, in);
         }
         if (rc == 0)
             rc = write_events(txn, s, b, key, tmp);
         if (rc == 0)
-            rc = update_device(txn, s, b, false, written, tmp);
+            rc = update_device(txn, s, b, false, written, &timing, tmp);
         res[bi].samples_written = written;
         res[bi].samples_refused = refused;
         res[bi].samples_too_old = too_old;
@@ -1202,6 +1367,9 @@ static int device_decode(const MDB_val *k, const MDB_val *v, struct fp_device_de
     d->dropped_samples_total = rec.dropped;
     d->last_epoch = rec.last_epoch;
     d->last_seq = rec.last_seq;
+    d->last_sample_ms = rec.last_sample;
+    d->interval_ms = rec.interval;
+    d->ingest_lag_ms = rec.ingest_lag;
     d->n_info = 0;
     p = (const char *)v->mv_data + DEVICE_HEADER_BYTES;
     end = (const char *)v->mv_data + v->mv_size;

@@ -24,7 +24,7 @@ struct fp_store_reader;
 
 /* Version of the on-disk layout. A store with another version is refused at open with
  * FP_STORE_E_FORMAT. If you change what is written, bump this. */
-#define FP_STORE_FORMAT 2
+#define FP_STORE_FORMAT 3
 
 /* Outcomes a caller must act on (positive; negative values are -errno). */
 enum {
@@ -201,9 +201,18 @@ struct fp_device_desc {
     uint64_t dropped_samples_total; /**< the probe's own drop count, as last reported */
     uint64_t last_epoch;
     uint64_t last_seq;
+    int64_t last_sample_ms;        /**< newest sample timestamp applied (device clock) */
+    int64_t interval_ms;           /**< the device's sampling interval as its samples show it; 0 unknown */
+    int64_t ingest_lag_ms;         /**< last batch: received_ms minus its newest sample timestamp */
     struct fp_label info[64];      /**< identity pairs (hostname, model, ...) */
     size_t n_info;
 };
+
+/* Whether label name=value on one of d's series is d's identity label, stamped from its
+ * DeviceInfo at write (model, model_version, quant, site, hw (from hw_class), runtime, cohort):
+ * views that show a device's own series can leave those out. */
+bool fp_store_is_identity_label(const struct fp_device_desc *d, const char *name,
+                                const char *value);
 
 /* Called per device in byte order of the device id; return non-zero to stop. */
 typedef int (*fp_device_fn)(void *userdata, const struct fp_device_desc *d);

@@ -82,7 +82,9 @@ def test(st):
     # The fixture thermal zone: 51234 millidegrees -> exactly 51.234, with the probe's timestamp.
     s = one_series(qport, "temperature_celsius", "fixture-dev", t0 - 1, t1 + 1,
                    zone="thermal_zone0")
-    check(s["labels"] == {"device": "fixture-dev", "source": "thermal", "type": "x86_pkg_temp",
+    # hw and site: the device's identity (--hw-class, --site) stamped on by the store
+    check(s["labels"] == {"device": "fixture-dev", "hw": "kiosk", "site": "lab-1",
+                          "source": "thermal", "type": "x86_pkg_temp",
                           "zone": "thermal_zone0"}, "labels: %s" % s["labels"])
     pts = s["points"]
     check(len(pts) == ROUNDS, "%d points, expected %d" % (len(pts), ROUNDS))

@@ -516,11 +516,14 @@ static void test_serve(const char *dir)
         check_int(pts.ts[4], T0 + 4000);
         check_double(pts.v[4], 0.125);
         check_int(desc.type, FP_SERIES_GAUGE);
-        fp_assert(desc.n_labels == 2);
-        check_str(desc.labels[0].name, "device"); /* added by the collector, sorted */
+        /* device, and the identity label model from DeviceInfo, are added; sorted */
+        fp_assert(desc.n_labels == 3);
+        check_str(desc.labels[0].name, "device");
         check_str(desc.labels[0].value, "edge-a");
-        check_str(desc.labels[1].name, "zone");
-        check_str(desc.labels[1].value, "cpu0");
+        check_str(desc.labels[1].name, "model");
+        check_str(desc.labels[1].value, "llama-3-8b");
+        check_str(desc.labels[2].name, "zone");
+        check_str(desc.labels[2].value, "cpu0");
     }
     {
         const struct fp_matcher m[] = {{"__name__", "tokens_total", FP_MATCH_EQ}};

@@ -143,11 +143,14 @@ static void test_roundtrip(void)
     }
     check_int(fp_store_series_get(r, id, &d), 0);
     check_str(d.metric, "temperature_celsius");
-    check_int(d.n_labels, 3);
+    /* The device's identity label "model" is stamped on; "hostname" is not identity. */
+    check_int(d.n_labels, 4);
     check_str(d.labels[0].name, "device"); /* sorted by name */
     check_str(d.labels[0].value, "dev-a");
-    check_str(d.labels[1].name, "type");
-    check_str(d.labels[2].value, "thermal_zone0");
+    check_str(d.labels[1].name, "model");
+    check_str(d.labels[1].value, "qwen2.5-1.5b");
+    check_str(d.labels[2].name, "type");
+    check_str(d.labels[3].value, "thermal_zone0");
 
     /* Out of order on the way in, in order on the way out, bit for bit. */
     check_int(fp_store_read_range(r, id, 0, INT64_MAX, collect, &pts), 0);
@@ -188,7 +191,7 @@ static void test_roundtrip(void)
     {
         struct strs got = {0};
         check_int(fp_store_label_names(r, collect_str, &got), 0);
-        check_str(got.joined, "__name__,device,type,zone,");
+        check_str(got.joined, "__name__,device,model,type,zone,");
         got.joined[0] = '\0';
         check_int(fp_store_label_values(r, "zone", collect_str, &got), 0);
         check_str(got.joined, "thermal_zone0,thermal_zone1,");
@@ -210,6 +213,10 @@ static void test_roundtrip(void)
     check_int(dd.last_epoch, 7);
     check_int(dd.n_info, 2);
     check_str(dd.info[1].value, "qwen2.5-1.5b");
+    /* The 10 s step inside the batch (the later, out-of-order sample does not count). */
+    check_int(dd.interval_ms, 10000);
+    check_int(dd.last_sample_ms, 1732412355123);
+    check_int(dd.ingest_lag_ms, 1732412400000 - 1732412355123);
     check_int(fp_store_device_get(r, "dev-z", &dd), FP_STORE_E_NOTFOUND);
 
     check_int(fp_store_events(r, NULL, 0, INT64_MAX, first_event, &ed), 1);
@@ -295,6 +302,49 @@ static void test_roundtrip(void)
     check_int(select_count(r, NULL, 0), 5);
     fp_store_reader_close(&r);
     check_int(fp_store_write(s, b, 1, res), -EROFS);
+    fp_store_close(&s);
+}
+
+/* Live traffic: one sample per series per batch; the interval comes from the step between
+ * batches, follows a change of cadence, and ignores an outage and a replayed older batch. */
+static void test_device_timing(void)
+{
+    struct fp_store *s = NULL;
+    struct fp_store_reader *r = NULL;
+    struct fp_device_desc dd;
+    struct fp_write_result res;
+    char err[256];
+    int64_t t = 1732412400000, ts[1];
+    double v[1] = {1};
+    const struct fp_series_in in = {"up", FP_SERIES_GAUGE, NULL, 0, ts, v, 1};
+    struct fp_write_batch b = {.device = "live", .epoch = 1, .series = &in, .n_series = 1};
+    /* Steps between batches, in seconds; 0 replays the sample before the newest. */
+    const int steps[] = {10, 10, 10, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 7200, 5, 0};
+    int64_t newest = 0, expect = 0;
+
+    fp_assert(fp_store_open(dir, 0, NULL, &s, err, sizeof(err)) == 0);
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        ts[0] = steps[i] == 0 ? newest - 5000 : t + steps[i] * 1000;
+        if (steps[i] != 0)
+            t = ts[0];
+        b.seq = i + 1;
+        b.received_ms = ts[0] + 250;
+        check_int(fp_store_write(s, &b, 1, &res), 0);
+        if (newest > 0 && ts[0] > newest && ts[0] - newest <= 3600 * 1000)
+            expect = expect == 0 ? ts[0] - newest : expect + (ts[0] - newest - expect) / 4;
+        if (ts[0] > newest)
+            newest = ts[0];
+    }
+    fp_assert(fp_store_reader_open(s, &r) == 0);
+    check_int(fp_store_device_get(r, "live", &dd), 0);
+    /* The first batch has no step; then 10 s, and thirteen 5 s steps pull it to within 3%
+     * of 5 s; the two-hour outage is not a step. */
+    check_int(dd.interval_ms, expect);
+    check(dd.interval_ms >= 5000 && dd.interval_ms < 5150);
+    check_int(dd.last_sample_ms, newest);
+    /* The lag is the last batch's own: the replayed one arrived 250 ms after its sample. */
+    check_int(dd.ingest_lag_ms, 250);
+    fp_store_reader_close(&r);
     fp_store_close(&s);
 }
 
@@ -476,6 +526,7 @@ int main(void)
     (void)snprintf(dir, sizeof(dir), "/tmp/fp-test-store-XXXXXX");
     fp_assert(mkdtemp(dir) != NULL);
     test_roundtrip();
+    test_device_timing();
     test_refusals();
     test_growth();
     test_abort_keeps_ids_consistent();
