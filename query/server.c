@@ -37,6 +37,7 @@
 #include "parse.h"
 #include "query-internal.h"
 #include "store.h"
+#include "web.h"
 
 /* At most one 5xx log line per this interval; a broken store would otherwise log every request. */
 #define FAILURE_LOG_INTERVAL_MS 10000
@@ -239,6 +240,11 @@ static void on_request(struct evhttp_request *req, void *arg)
     /* "GET http://host" carries an empty path. */
     if (path == NULL || *path == '\0')
         path = "/";
+    /* The dashboard's files answer with their own types and ETags (web.c). */
+    if (fp_web_handle(req, path)) {
+        evbuffer_free(body);
+        return;
+    }
 
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && route == NULL; i++)
         if (route_match(&routes[i], path, segment, sizeof(segment)))

@@ -298,7 +298,7 @@ static void test_healthz(uint16_t port)
 
 static void test_not_found(uint16_t port)
 {
-    expect_error(port, "GET", "/", 404, "no such endpoint: /");
+    expect_error(port, "GET", "/api", 404, "no such endpoint: /api"); /* "/" is the dashboard */
     expect_error(port, "GET", "/api/v1/nope", 404, "no such endpoint: /api/v1/nope");
     expect_error(port, "GET", "/api/v1/devices/", 404, "no such endpoint");
     expect_error(port, "GET", "/healthz/x?y=1", 404, "no such endpoint: /healthz/x");
