@@ -49,7 +49,7 @@ def load_fleet(st, endpoint):
     sim = os.path.join(BUILD, "sim", "fleetpulse-sim")
     if os.access(sim, os.X_OK):
         p = start_exe(st, sim, "--collector", endpoint, "--devices", SIM_DEVICES,
-                             "--interval", 10, "--duration", 600, "--backfill", "1h",
+                             "--interval", "10s", "--duration", "600s", "--backfill", "1h",
                              "--summary", os.path.join(st.tmp, "sim-summary.json"))
         return "sim", SIM_DEVICES, p
     procs = []
