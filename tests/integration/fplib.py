@@ -38,7 +38,7 @@ class Stack:
 
     def exe(self, name):
         sub = {"fleetpulse-collector": "collector", "fleetpulse-probe": "probe",
-               "fleetpulse-query": "query"}[name]
+               "fleetpulse-query": "query", "fleetpulse-sim": "sim"}[name]
         return os.path.join(self.build, sub, name)
 
     def start(self, name, *args):
