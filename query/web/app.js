@@ -110,7 +110,8 @@ function unitOf(metric) {
 function num(v, digits) {
   if (v === null || v === undefined || Number.isNaN(v)) return '–';
   const a = Math.abs(v);
-  if (a !== 0 && (a >= 1e6 || a < 1e-3)) return v.toExponential(2);
+  if (a >= 1e6) return v.toLocaleString('en', { notation: 'compact', maximumFractionDigits: 2 });
+  if (a !== 0 && a < 1e-3) return v.toExponential(2);
   return v.toLocaleString('en', { maximumFractionDigits: digits === undefined ? 3 : digits });
 }
 
@@ -148,6 +149,13 @@ function fmt(v, unit) {
 
 function fmtMetric(metric, v) {
   return fmt(v, unitOf(metric));
+}
+
+function fmtDuration(s) {
+  if (s % 86400 === 0) return `${s / 86400} d`;
+  if (s % 3600 === 0) return `${s / 3600} h`;
+  if (s % 60 === 0) return `${s / 60} min`;
+  return `${num(s, 1)} s`;
 }
 
 function ago(ts) {
@@ -324,7 +332,7 @@ async function fleetSummary() {
 // docs/api.md ("Device states") applied here: stale after 3 intervals, silent after 5 minutes.
 function deviceState(d) {
   if (d.state) return d.state;
-  const interval = d.interval_s || 10;
+  const interval = d.interval || 10;
   const age = nowS() - d.last_seen;
   return age >= 300 ? 'silent' : age >= 3 * interval ? 'stale' : 'ok';
 }
@@ -379,7 +387,7 @@ class OverviewPage {
     const table = h('table', { class: 'data', id: 'model-table' },
       h('thead', {}, h('tr', {},
         ['model', 'devices', 'tok/s p50', 'tok/s p95', 'TTFT p50', 'TTFT p95', 'TTFT p99',
-          'errors', 'fallbacks', 'worst mem. pressure', 'hottest'].map((t) => h('th', {}, t)))),
+          'errors', 'fallbacks', 'worst mem. pressure', 'max temp.'].map((t) => h('th', {}, t)))),
       this.modelBody);
     this.charts = {
       tps: new Chart('Tokens/s p95 by model', 'tok/s'),
@@ -424,7 +432,7 @@ class OverviewPage {
     for (const [s, el] of Object.entries(this.tiles)) el.textContent = String(counts[s]);
     this.note.textContent = sum.fallback
       ? 'States computed in the browser: this service has no /api/v1/fleet/summary.'
-      : `Fleet statistics over the last ${sum.window || '15m'}.`;
+      : `Per-model statistics and top devices over the last ${fmtDuration(sum.window || 900)}.`;
 
     const rows = modelRows(sum).map((r) => h('tr', {},
       h('td', {}, h('a', { href: href('devices', { match: `model=${r.value || r.model}` }) },
@@ -452,12 +460,12 @@ class OverviewPage {
 
     const hot = (sum.hottest || []).map((d) => h('tr', {}, h('td', {}, deviceLink(d.device)),
       h('td', {}, d.model || '–'),
-      h('td', { class: 'num' }, fmt(pick(d, 'temperature_celsius', 'temperature', 'value'), '°C'))));
+      h('td', { class: 'num' }, fmt(pick(d, 'temperature_max', 'temperature_celsius'), '°C'))));
     setRows(this.hotBody, hot, 'none', 3);
     const slow = (sum.slowest || []).map((d) => h('tr', {}, h('td', {}, deviceLink(d.device)),
       h('td', {}, d.model || '–'),
       h('td', { class: 'num' }, fmt(pick(d, 'tokens_per_second', 'value'), 'tok/s')),
-      h('td', { class: 'num' }, fmt(pick(d, 'ratio', 'relative', 'cohort_ratio'), 'ratio'))));
+      h('td', { class: 'num' }, fmt(pick(d, 'ratio'), 'ratio'))));
     setRows(this.slowBody, slow, 'none', 4);
   }
 
@@ -633,8 +641,7 @@ class DevicePage {
 
   async device() {
     try {
-      const b = await api(`/api/v1/devices/${encodeURIComponent(this.id)}`);
-      return b.device || b;
+      return await api(`/api/v1/devices/${encodeURIComponent(this.id)}`);
     } catch (e) {
       if (!missingEndpoint(e)) throw e;
     }
@@ -667,14 +674,18 @@ class DevicePage {
         .catch(() => ({ events: [] }))]);
 
     this.stateEl.replaceChildren(stateBadge(deviceState(d)));
-    const info = d.info || d.identity || {};
-    this.identity.replaceChildren(...Object.entries(info).sort()
+    // The service's named identity fields first (model, version, quantisation, digest, runtime,
+    // hardware), then every other pair the device reported (host name, kernel, tags).
+    const ident = Object.entries(d.identity || {}).filter(([, v]) => v !== null && v !== '');
+    const named = new Set(['hw_class', ...ident.map(([k]) => k)]);
+    const rest = Object.entries(d.info || {}).filter(([k]) => !named.has(k)).sort();
+    this.identity.replaceChildren(...ident.concat(rest)
       .flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, String(v))]));
     const facts = [
       ['last seen', `${ago(d.last_seen)} (${timeStr(d.last_seen)})`],
       ['first seen', timeStr(d.first_seen)],
-      ['interval', d.interval_s !== undefined ? fmt(d.interval_s, 's') : null],
-      ['ingest lag', d.ingest_lag_s !== undefined ? fmt(d.ingest_lag_s, 's') : null],
+      ['interval', typeof d.interval === 'number' ? fmt(d.interval, 's') : null],
+      ['ingest lag', typeof d.ingest_lag === 'number' ? fmt(d.ingest_lag, 's') : null],
       ['batches', num(d.batches)], ['samples', num(d.samples)],
       ['duplicates', num(d.duplicates)], ['dropped samples', num(d.dropped_samples)],
       ['epoch / seq', `${d.epoch} / ${d.last_seq}`],
@@ -822,10 +833,12 @@ class ComparePage {
         h('dt', {}, 'devices'), h('dd', { 'data-field': 'devices' }, num(c.devices)),
         h('dt', {}, 'median'), h('dd', { 'data-field': 'median' }, fmt(c.median, unit)),
         h('dt', {}, 'p95'), h('dd', { 'data-field': 'p95' }, fmt(c.p95, unit))));
-    const rel = pick(r, 'relative_change', 'change', 'relative');
-    const pv = pick(r, 'p_value', 'p', 'test.p_value');
+    const rel = pick(r, 'change');
+    const pv = pick(r, 'p');
     let verdict = 'Not enough devices in one of the cohorts for a test.';
-    if (typeof rel === 'number' && typeof pv === 'number') {
+    if (typeof r.summary === 'string') {
+      verdict = r.summary;
+    } else if (typeof rel === 'number' && typeof pv === 'number') {
       const dir = rel >= 0 ? 'higher' : 'lower';
       const sig = pv < 0.01 ? 'p < 0.01' : `p = ${pv.toPrecision(2)}`;
       verdict = `${q.b}'s median is ${num(Math.abs(rel) * 100, 1)} % ${dir} than ${q.a}'s ` +
@@ -919,7 +932,10 @@ function makePage(route) {
   }
 }
 
-const app = { page: null, gen: 0, busy: false, timer: null };
+// gen: bumped by every navigation, so a refresh of a page left behind does not touch the new one.
+// loads: refreshes completed; body[data-loaded] carries it, so a script (the browser test) can
+// tell that the view it asked for has its data.
+const app = { page: null, gen: 0, loads: 0, busy: false, timer: null };
 
 function setStatus(text, isError) {
   const el = document.getElementById('status');
@@ -936,7 +952,7 @@ async function refresh() {
     await page.refresh();
     if (gen === app.gen) {
       setStatus(`updated ${new Date().toLocaleTimeString('en-GB', { hour12: false })}`);
-      document.body.dataset.loaded = String(gen);
+      document.body.dataset.loaded = String(++app.loads);
       delete document.body.dataset.failed;
     }
   } catch (e) {
@@ -971,6 +987,9 @@ function route() {
   app.page.mount(main);
   refresh();
 }
+
+// For scripts driving the page: refresh the current view now (as the 10 s timer would).
+window.fleetpulse = { refresh };
 
 window.addEventListener('hashchange', route);
 document.addEventListener('visibilitychange', () => {
