@@ -749,10 +749,18 @@ function withoutIdentity(key) {
   return kept.length ? `${key.slice(0, i)}{${kept.join(',')}}` : key.slice(0, i);
 }
 
+// pending, firing or resolved: the service's "status" (a string; Alertmanager's own API nests it
+// as status.state), else from endsAt as Alertmanager reads a pushed alert.
+function alertState(a) {
+  if (typeof a.status === 'string') return a.status;
+  if (a.status && a.status.state) return a.status.state;
+  return a.endsAt && Date.parse(a.endsAt) < Date.now() ? 'resolved' : 'firing';
+}
+
 function alertRow(a) {
   const l = a.labels || {};
   const ann = a.annotations || {};
-  const state = (a.status && a.status.state) || a.state || 'firing';
+  const state = alertState(a);
   return h('tr', { 'data-alert': l.alertname || '' },
     h('td', {}, a.generatorURL ? h('a', { href: a.generatorURL }, l.alertname || '?') : (l.alertname || '?')),
     h('td', {}, h('span', { class: `badge sev-${l.severity || 'none'}` }, l.severity || '–')),
@@ -770,6 +778,7 @@ class ComparePage {
   mount(root) {
     const p = this.params;
     const field = (name, placeholder, list) => h('input', { name, value: p.get(name) || '',
+      size: name === 'metric' ? 40 : 16,
       placeholder, list, required: name !== 'window', 'aria-label': name });
     this.metricList = h('datalist', { id: 'metric-names' });
     this.byList = h('datalist', { id: 'label-names' });
@@ -892,14 +901,11 @@ class AlertsPage {
       return;
     }
     const list = Array.isArray(body) ? body : (body.alerts || body.data || []);
-    const stateOf = (a) => (a.status && a.status.state) || a.state ||
-      (a.endsAt && Date.parse(a.endsAt) < Date.now() ? 'resolved' : 'firing');
-    const shown = list.filter((a) => !want || stateOf(a) === want);
+    const shown = list.filter((a) => !want || alertState(a) === want);
     this.info.textContent = `${shown.length} of ${list.length}`;
     setRows(this.body, shown.map((a) => {
       const row = alertRow(a);
       const l = a.labels || {};
-      row.children[2].replaceChildren(h('span', { class: `badge alert-${stateOf(a)}` }, stateOf(a)));
       row.insertBefore(h('td', {}, l.device ? deviceLink(l.device) : '–'), row.children[4]);
       row.append(h('td', { class: 'small mono' },
         labelsText(l, ['alertname', 'severity', 'device'])));

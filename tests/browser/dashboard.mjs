@@ -121,7 +121,19 @@ async function main() {
       }
       console.log(`tiles match the API: ${JSON.stringify(shown)}`);
     });
-    check((await page.locator('#model-table tbody tr').count()) >= 1, 'no rows in the model table');
+    const summary = await getJSON('/api/v1/fleet/summary');
+    if (summary.status === 200) {
+      // The per-model table: one row per model of the summary, with its device count.
+      const modelRows = () => page.$$eval('#model-table tbody tr', (rs) => rs
+        .filter((r) => r.cells.length > 2)
+        .map((r) => [r.cells[0].textContent, Number(r.cells[1].textContent.replace(/,/g, ''))]));
+      await agree(page, 'model table', async () => (await getJSON('/api/v1/fleet/summary'))
+        .body.groups.model.map((g) => [g.value || '(none)', g.devices]), modelRows, (want, shown) => {
+        check(want.length >= 1, 'the summary has no models');
+        check(JSON.stringify(shown) === JSON.stringify(want),
+          `model table ${JSON.stringify(shown)} != API ${JSON.stringify(want)}`);
+      });
+    }
 
     // 2. Charts have data and drew it.
     await page.waitForFunction(() => document.querySelectorAll('.chart').length === 4);
@@ -196,6 +208,51 @@ async function main() {
     check(withData.length >= 3, `device ${id}: ${withData.length} charts with data: ${JSON.stringify(dcharts)}`);
     console.log(`device ${id}: ${dcharts.length} charts, ${withData.length} with data`);
     await page.screenshot({ path: shot.replace(/\.png$/, '-device.png'), fullPage: true });
+
+    // 5. Compare: two cohorts of the model_version label, as the API computes them.
+    const versions = (await getJSON('/api/v1/labels/model_version/values')).body.values || [];
+    const cq = `metric=llamacpp_generation_tokens_per_second&by=model_version&a=${versions[0]}` +
+      `&b=${versions[1]}&window=15m`;
+    if (versions.length >= 2 && (await getJSON(`/api/v1/compare?${cq}`)).status === 200) {
+      await nav(page, () => page.click('nav a[data-nav="compare"]'));
+      await page.fill('input[name="metric"]', 'llamacpp_generation_tokens_per_second');
+      await page.fill('input[name="by"]', 'model_version');
+      await page.fill('input[name="a"]', versions[0]);
+      await page.fill('input[name="b"]', versions[1]);
+      await page.selectOption('select[name="window"]', '15m');
+      await nav(page, () => page.click('form.filters button[type="submit"]'));
+      await agree(page, 'compare', async () => {
+        const r = (await getJSON(`/api/v1/compare?${cq}`)).body;
+        return [r.a.devices, r.b.devices, r.summary];
+      }, () => page.evaluate(() => [
+        Number(document.querySelector('.cohort-a [data-field="devices"]').textContent),
+        Number(document.querySelector('.cohort-b [data-field="devices"]').textContent),
+        document.querySelector('.verdict').textContent]), (want, shown) => {
+        check(JSON.stringify(shown) === JSON.stringify(want),
+          `compare shows ${JSON.stringify(shown)}, API ${JSON.stringify(want)}`);
+      });
+      const cc = await chartInfo(page, '#compare-result .chart');
+      check(cc.length === 1 && cc[0].points > 0 && cc[0].painted > 0,
+        `compare chart has no data: ${JSON.stringify(cc)}`);
+      console.log(`compare ${versions[0]} vs ${versions[1]} matches the API`);
+      await page.screenshot({ path: shot.replace(/\.png$/, '-compare.png'), fullPage: true });
+    } else {
+      console.log('compare not checked: no /api/v1/compare or fewer than 2 model versions');
+    }
+
+    // 6. Alerts: one row per alert the API lists (none without rules).
+    const alerts = await getJSON('/api/v1/alerts');
+    if (alerts.status === 200) {
+      await nav(page, () => page.click('nav a[data-nav="alerts"]'));
+      await agree(page, 'alerts', async () => {
+        const b = (await getJSON('/api/v1/alerts')).body;
+        return (Array.isArray(b) ? b : b.alerts).map((a) => a.labels.alertname);
+      }, () => page.$$eval('#alerts-table tbody tr[data-alert]', (rs) => rs.map((r) => r.dataset.alert)),
+      (want, shown) => check(JSON.stringify(shown) === JSON.stringify(want),
+        `alerts table ${JSON.stringify(shown)} != API ${JSON.stringify(want)}`));
+    } else {
+      console.log(`alerts not checked: /api/v1/alerts answers ${alerts.status}`);
+    }
 
     check(errors.length === 0, `errors in the page:\n${errors.join('\n')}`);
   } finally {
