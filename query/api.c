@@ -20,6 +20,8 @@
  * guessed. */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
+#include <regex.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +38,7 @@
 #include "jsonout.h"
 #include "params.h"
 #include "query-internal.h"
+#include "state.h"
 #include "store.h"
 
 /* A 500 for a store call or allocation that failed with r. */
@@ -150,14 +153,17 @@ static json_t *ms_to_seconds(int64_t ms)
     return json_real((double)ms / 1000.0);
 }
 
-/* fp_store_devices callback for the fleet: fleetpulse's own components ("@collector") are not
- * devices of the fleet and have their own endpoints. */
-static int collect_fleet_device(void *userdata, const struct fp_device_desc *d);
-
-/* Copies one device into the list. */
-static int collect_device(void *userdata, const struct fp_device_desc *d)
+/* A duration in milliseconds as JSON seconds; null for 0 (unknown). */
+static json_t *ms_or_null(int64_t ms)
 {
-    struct device_list *l = userdata;
+    return ms != 0 ? ms_to_seconds(ms) : json_null();
+}
+
+/* Copies one device into the list. srv non-NULL adds what only fleet devices have: "state" at
+ * now_ms and the timing fields. */
+static int collect_device(struct device_list *l, const struct fp_device_desc *d,
+                          struct fp_query_server *srv, int64_t now_ms)
+{
     struct device_row row = {0};
     json_t *info = NULL;
     int r = 0;
@@ -181,8 +187,21 @@ static int collect_device(void *userdata, const struct fp_device_desc *d)
     for (size_t i = 0; i < d->n_info && r == 0; i++)
         r = set_data_key(info, d->info[i].name, fp_jsonout_string_new(d->info[i].value));
     r = r < 0 ? r : set(row.obj, "device", fp_jsonout_string_new(d->device));
+    if (srv != NULL) {
+        enum fp_device_state st =
+            fp_state_of(now_ms, d->last_seen_ms, d->interval_ms, srv->silent_after_ms,
+                        fp_query_device_firing(srv, d->device));
+        r = r < 0 ? r : set(row.obj, "state", json_string(fp_state_name(st)));
+    }
     r = r < 0 ? r : set(row.obj, "first_seen", ms_to_seconds(d->first_seen_ms));
     r = r < 0 ? r : set(row.obj, "last_seen", ms_to_seconds(d->last_seen_ms));
+    if (srv != NULL) {
+        /* The device clock's newest sample, the interval its samples show (null until known)
+         * and how far behind the collector its last batch arrived. */
+        r = r < 0 ? r : set(row.obj, "last_sample", ms_or_null(d->last_sample_ms));
+        r = r < 0 ? r : set(row.obj, "interval", ms_or_null(d->interval_ms));
+        r = r < 0 ? r : set(row.obj, "ingest_lag", ms_to_seconds(d->ingest_lag_ms));
+    }
     if (r < 0)
         goto fail;
     r = set(row.obj, "info", info);
@@ -213,11 +232,6 @@ fail:
     return r;
 }
 
-static int cmp_device_row(const void *a, const void *b)
-{
-    return strcmp(((const struct device_row *)a)->id, ((const struct device_row *)b)->id);
-}
-
 static int cmp_metric_row(const void *a, const void *b)
 {
     const struct metric_row *x = a, *y = b;
@@ -233,10 +247,11 @@ static int cmp_metric_entry(const void *a, const void *b)
     return strcmp(((const struct metric_entry *)a)->key, ((const struct metric_entry *)b)->key);
 }
 
-/* The Prometheus text form of a series without its device label:
+/* The Prometheus text form of a series without its device label and the identity labels the
+ * store stamped from dev's DeviceInfo (they are the same on all its series):
  * temperature_celsius{source="thermal",zone="thermal_zone0"}. Label values escape '\', '"' and
  * newline as the exposition format does. Returns a new string (free()), or NULL. */
-static char *prom_key(const struct fp_series_desc *d)
+static char *prom_key(const struct fp_series_desc *d, const struct fp_device_desc *dev)
 {
     char *buf = NULL;
     size_t len = 0;
@@ -248,7 +263,8 @@ static char *prom_key(const struct fp_series_desc *d)
         return NULL;
     fputs(d->metric, f);
     for (size_t i = 0; i < d->n_labels; i++) {
-        if (strcmp(d->labels[i].name, "device") == 0)
+        if (strcmp(d->labels[i].name, "device") == 0 ||
+            (dev != NULL && fp_store_is_identity_label(dev, d->labels[i].name, d->labels[i].value)))
             continue;
         fputc(first ? '{' : ',', f);
         first = false;
@@ -282,6 +298,7 @@ static char *prom_key(const struct fp_series_desc *d)
 static int add_device_series(struct fp_store_reader *rd, struct device_row *row)
 {
     struct fp_matcher m = {.name = "device", .value = row->id, .op = FP_MATCH_EQ};
+    struct fp_device_desc dev;
     struct fp_series_desc desc;
     struct metric_row *series = NULL;
     struct metric_entry *entries = NULL;
@@ -291,6 +308,9 @@ static int add_device_series(struct fp_store_reader *rd, struct device_row *row)
     int r;
 
     r = fp_store_select(rd, &m, 1, &ids, &n_ids);
+    if (r != 0)
+        goto out;
+    r = fp_store_device_get(rd, row->id, &dev);
     if (r != 0)
         goto out;
 
@@ -336,7 +356,7 @@ static int add_device_series(struct fp_store_reader *rd, struct device_row *row)
                 r = fp_store_series_get(rd, series[j].id, &desc);
                 if (r != 0)
                     goto out;
-                entries[n_entries].key = prom_key(&desc);
+                entries[n_entries].key = prom_key(&desc, &dev);
             }
             if (entries[n_entries].key == NULL) {
                 r = -ENOMEM;
@@ -364,34 +384,401 @@ out:
     return r;
 }
 
+/* How /api/v1/devices orders its answer. */
+struct device_sort {
+    const char *metric; /**< sort by this metric's latest value; NULL: by device id */
+    bool descending;    /**< "-metric" */
+};
+
+/* A device that passed the filters, before its page is chosen. */
+struct device_key {
+    char *id;       /**< our copy */
+    bool has_value; /**< sorting by a metric: whether the device has it */
+    double value;   /**< the largest latest value over its series of the metric */
+};
+
+/* The filters of /api/v1/devices, applied to each device as the store lists it. */
+struct device_filter {
+    const struct fp_query_matchers *matchers;
+    regex_t *re;            /**< compiled regex per matcher (only =~, !~ entries are set) */
+    unsigned states;        /**< bit per enum fp_device_state; 0: every state */
+    struct fp_query_server *srv;
+    int64_t now_ms;
+    struct device_key *keys; /**< the devices that passed */
+    size_t n, cap;
+};
+
+static const char *const devices_params[] = {"match", "state", "sort", "limit", "cursor", NULL};
+
+/* Most devices one /api/v1/devices page carries, and the default page size. */
+#define DEVICES_LIMIT_MAX 1000
+#define DEVICES_LIMIT_DEFAULT 100
+
+/* The value label `name` has on device d, as its series carry it: the device id for "device",
+ * identity pairs by name, "hw" for the hw_class pair; "" when it has none (as PromQL treats a
+ * missing label). */
+static const char *device_label(const struct fp_device_desc *d, const char *name)
+{
+    if (strcmp(name, "device") == 0)
+        return d->device;
+    for (size_t i = 0; i < d->n_info; i++)
+        if (strcmp(d->info[i].name, name) == 0)
+            return d->info[i].value;
+    if (strcmp(name, "hw") == 0)
+        return device_label(d, "hw_class");
+    return "";
+}
+
+static bool device_matches(const struct device_filter *f, const struct fp_device_desc *d)
+{
+    for (size_t i = 0; i < f->matchers->n; i++) {
+        const struct fp_matcher *m = &f->matchers->m[i];
+        const char *v = device_label(d, m->name);
+        bool hit;
+
+        switch (m->op) {
+        case FP_MATCH_EQ:
+        case FP_MATCH_NE:
+            hit = strcmp(v, m->value) == 0;
+            break;
+        default:
+            hit = regexec(&f->re[i], v, 0, NULL, 0) == 0;
+            break;
+        }
+        if (hit != (m->op == FP_MATCH_EQ || m->op == FP_MATCH_RE))
+            return false;
+    }
+    return true;
+}
+
+static int filter_device(void *userdata, const struct fp_device_desc *d)
+{
+    struct device_filter *f = userdata;
+    enum fp_device_state st;
+
+    if (d->device[0] == '@') /* fleetpulse's own components have their own endpoints */
+        return 0;
+    if (f->states != 0) {
+        st = fp_state_of(f->now_ms, d->last_seen_ms, d->interval_ms, f->srv->silent_after_ms,
+                         fp_query_device_firing(f->srv, d->device));
+        if ((f->states & (1u << st)) == 0)
+            return 0;
+    }
+    if (!device_matches(f, d))
+        return 0;
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? 2 * f->cap : 64;
+        struct device_key *k = realloc(f->keys, cap * sizeof(*k));
+        if (k == NULL)
+            return -ENOMEM;
+        f->keys = k;
+        f->cap = cap;
+    }
+    f->keys[f->n] = (struct device_key){.id = strdup(d->device)};
+    if (f->keys[f->n].id == NULL)
+        return -ENOMEM;
+    f->n++;
+    return 0;
+}
+
+/* The sort order: devices with a value first, by value (descending for "-metric"), then by id;
+ * devices without the metric last, by id. Total, so a cursor names one position. */
+static int cmp_device_key(const struct device_key *x, const struct device_key *y, bool descending)
+{
+    if (x->has_value != y->has_value)
+        return x->has_value ? -1 : 1;
+    if (x->has_value && x->value != y->value)
+        return (x->value < y->value) != descending ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+static int cmp_device_key_asc(const void *a, const void *b)
+{
+    return cmp_device_key(a, b, false);
+}
+
+static int cmp_device_key_desc(const void *a, const void *b)
+{
+    return cmp_device_key(a, b, true);
+}
+
+static int cmp_key_id(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct device_key *)elem)->id);
+}
+
+/* Sets has_value/value of every key (sorted by id) from the latest samples of metric. */
+static int fill_sort_values(struct fp_store_reader *rd, const char *metric, struct device_key *keys,
+                            size_t n)
+{
+    struct fp_matcher m = {.name = "__name__", .value = metric, .op = FP_MATCH_EQ};
+    struct fp_series_desc desc;
+    uint64_t *ids = NULL;
+    size_t n_ids = 0;
+    int r;
+
+    r = fp_store_select(rd, &m, 1, &ids, &n_ids);
+    for (size_t i = 0; i < n_ids && r == 0; i++) {
+        const char *device = NULL;
+        struct device_key *k;
+        int64_t ts;
+        double v;
+
+        r = fp_store_series_get(rd, ids[i], &desc);
+        if (r != 0)
+            break;
+        for (size_t j = 0; j < desc.n_labels; j++)
+            if (strcmp(desc.labels[j].name, "device") == 0)
+                device = desc.labels[j].value;
+        k = device != NULL && n > 0 ? bsearch(device, keys, n, sizeof(*keys), cmp_key_id) : NULL;
+        if (k == NULL)
+            continue;
+        r = fp_store_latest(rd, ids[i], &ts, &v);
+        if (r == FP_STORE_E_NOTFOUND) {
+            r = 0;
+            continue;
+        }
+        /* NaN marks staleness: no value. Several series (zones): the largest. */
+        if (r == 0 && !isnan(v) && (!k->has_value || v > k->value)) {
+            k->has_value = true;
+            k->value = v;
+        }
+    }
+    free(ids);
+    return r;
+}
+
+/* Cursors are opaque to clients; inside, the hex of "1\n<sort>\n<has>\n<value bits>\n<id>", the
+ * sort key of the last device of the page. The next page starts strictly after that key, so
+ * devices added or removed meanwhile shift no one into a gap or a repeat (a device whose value
+ * changed between pages may move across the boundary, as in any keyset pagination). */
+static char *cursor_encode(const struct device_sort *sort, const struct device_key *k)
+{
+    char *plain = NULL, *hex;
+    uint64_t bits = 0;
+    int n;
+
+    memcpy(&bits, &k->value, sizeof(bits));
+    n = asprintf(&plain, "1\n%s%s\n%d\n%016" PRIx64 "\n%s", sort->descending ? "-" : "",
+                 sort->metric ? sort->metric : "", k->has_value ? 1 : 0,
+                 k->has_value ? bits : 0, k->id);
+    if (n < 0)
+        return NULL;
+    hex = malloc(2 * (size_t)n + 1);
+    for (int i = 0; hex != NULL && i < n; i++)
+        (void)snprintf(hex + 2 * i, 3, "%02x", (unsigned char)plain[i]);
+    free(plain);
+    return hex;
+}
+
+/* Reads a cursor into *ret (ret->id new, free()). Returns 0, or -EINVAL (not a cursor, or one
+ * from a different sort) with err set, or -ENOMEM. */
+static int cursor_decode(const char *hex, const struct device_sort *sort, struct device_key *ret,
+                         char *err, size_t err_size)
+{
+    size_t len = strlen(hex), n = len / 2;
+    char *plain, *p, *fields[5];
+    char want[FP_QUERY_NAME_MAX + 2];
+    unsigned long long bits;
+    int r = -EINVAL;
+
+    if (len == 0 || len % 2 != 0 || strspn(hex, "0123456789abcdef") != len)
+        goto bad;
+    plain = malloc(n + 1);
+    if (plain == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        (void)sscanf(hex + 2 * i, "%2x", &v);
+        plain[i] = (char)v;
+    }
+    plain[n] = '\0';
+    if (strlen(plain) != n) /* an escaped NUL would cut the id short */
+        goto bad_free;
+    p = plain;
+    for (int i = 0; i < 5; i++) {
+        fields[i] = p;
+        p = i < 4 ? strchr(p, '\n') : NULL;
+        if (i < 4 && p == NULL)
+            goto bad_free;
+        if (p != NULL)
+            *p++ = '\0';
+    }
+    (void)snprintf(want, sizeof(want), "%s%s", sort->descending ? "-" : "",
+                   sort->metric ? sort->metric : "");
+    if (strcmp(fields[0], "1") != 0 || strlen(fields[2]) != 1 ||
+        (fields[2][0] != '0' && fields[2][0] != '1') || strlen(fields[3]) != 16 ||
+        strspn(fields[3], "0123456789abcdef") != 16 || sscanf(fields[3], "%16llx", &bits) != 1 ||
+        fields[4][0] == '\0')
+        goto bad_free;
+    if (strcmp(fields[1], want) != 0) {
+        fp_set_err(err, err_size, "parameter \"cursor\": from a listing with another sort");
+        free(plain);
+        return -EINVAL;
+    }
+    ret->has_value = fields[2][0] == '1';
+    {
+        uint64_t b = bits;
+        memcpy(&ret->value, &b, sizeof(ret->value));
+    }
+    ret->id = strdup(fields[4]);
+    r = ret->id == NULL ? -ENOMEM : 0;
+    free(plain);
+    return r;
+
+bad_free:
+    free(plain);
+bad:
+    fp_set_err(err, err_size, "parameter \"cursor\": not a cursor from /api/v1/devices");
+    return -EINVAL;
+}
+
+/* Reads state=ok,stale into a bit set. Returns 0 or -EINVAL with err set. */
+static int parse_states(const char *s, unsigned *ret, char *err, size_t err_size)
+{
+    char buf[64];
+    size_t len = strlen(s);
+
+    *ret = 0;
+    if (len >= sizeof(buf))
+        goto bad;
+    memcpy(buf, s, len + 1);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        enum fp_device_state st;
+        if (fp_state_parse(tok, &st) < 0)
+            goto bad;
+        *ret |= 1u << st;
+    }
+    /* strtok_r skips empty tokens: "ok,,stale" and "," must not pass as valid. */
+    if (*ret == 0 || s[0] == ',' || s[len - 1] == ',' || strstr(s, ",,") != NULL)
+        goto bad;
+    return 0;
+bad:
+    fp_set_err(err, err_size,
+               "parameter \"state\": \"%.64s\" is not a comma-separated list of ok, degraded, "
+               "stale, silent",
+               s);
+    return -EINVAL;
+}
+
 int fp_api_devices(struct fp_query_server *srv, const char *arg, const char *query,
                    struct evbuffer *out, char *err, size_t err_size)
 {
+    struct fp_query_params params;
+    struct fp_query_matchers *matchers = NULL;
+    struct device_filter f = {0};
+    struct device_sort sort = {0};
+    struct device_key after = {0};
     struct fp_store_reader *rd = NULL;
     struct device_list list = {0};
+    struct fp_device_desc desc;
+    size_t limit = DEVICES_LIMIT_DEFAULT, first = 0, n_regex = 0;
     json_t *body = NULL, *arr = NULL;
-    int status, r;
+    char *next = NULL;
+    const char *v;
+    int status = FP_HTTP_BAD_REQUEST, r;
 
-    if (check_no_params(query, err, err_size) < 0)
+    if (fp_query_params_parse(query, &params, err, err_size) < 0)
         return FP_HTTP_BAD_REQUEST;
+    if (fp_query_params_check(&params, devices_params, err, err_size) < 0)
+        goto out;
+    /* On the heap: the matcher names take ~4 KiB. */
+    matchers = malloc(sizeof(*matchers));
+    f.re = calloc(FP_QUERY_PARAMS_MAX, sizeof(*f.re));
+    if (matchers == NULL || f.re == NULL) {
+        status = internal_error(-ENOMEM, err, err_size);
+        goto out;
+    }
+    if (fp_query_matchers_parse(&params, matchers, err, err_size) < 0)
+        goto out;
+    for (n_regex = 0; n_regex < matchers->n; n_regex++) {
+        const struct fp_matcher *m = &matchers->m[n_regex];
+        char anchored[FP_QUERY_VALUE_MAX + 8];
 
-    r = fp_store_reader_open(srv->store, &rd);
+        if (m->op != FP_MATCH_RE && m->op != FP_MATCH_NRE)
+            continue;
+        (void)snprintf(anchored, sizeof(anchored), "^(%s)$", m->value);
+        /* Checked by fp_query_matchers_parse, so this fails only for memory. */
+        if (regcomp(&f.re[n_regex], anchored, REG_EXTENDED | REG_NOSUB) != 0) {
+            status = internal_error(-ENOMEM, err, err_size);
+            goto out;
+        }
+    }
+    f.matchers = matchers;
+    if ((v = fp_query_params_get(&params, "state")) != NULL &&
+        parse_states(v, &f.states, err, err_size) < 0)
+        goto out;
+    if ((v = fp_query_params_get(&params, "sort")) != NULL) {
+        sort.descending = v[0] == '-';
+        sort.metric = sort.descending ? v + 1 : v;
+        if (!fp_query_metric_name_valid(sort.metric)) {
+            fp_set_err(err, err_size,
+                       "parameter \"sort\": \"%.64s\" is not a metric name (or -metric)", v);
+            goto out;
+        }
+    }
+    if ((v = fp_query_params_get(&params, "limit")) != NULL) {
+        uint64_t n;
+        if (strspn(v, "0123456789") != strlen(v) || fp_parse_u64(v, &n) < 0 || n < 1 ||
+            n > DEVICES_LIMIT_MAX) {
+            fp_set_err(err, err_size, "parameter \"limit\": not a count from 1 to %d",
+                       DEVICES_LIMIT_MAX);
+            goto out;
+        }
+        limit = (size_t)n;
+    }
+    if ((v = fp_query_params_get(&params, "cursor")) != NULL) {
+        r = cursor_decode(v, &sort, &after, err, err_size);
+        if (r == -ENOMEM)
+            status = internal_error(r, err, err_size);
+        if (r < 0)
+            goto out;
+    }
+
+    f.srv = srv;
+    f.now_ms = srv->now_ms();
+    r = fp_query_reader_open(srv, &rd);
     if (r != 0)
         goto fail;
     /* Devices first, then their series: nesting store iterations inside a callback would
      * depend on how store.c walks its cursors. */
-    r = fp_store_devices(rd, collect_fleet_device, &list);
+    r = fp_store_devices(rd, filter_device, &f);
     if (r != 0)
         goto fail;
-    /* Sorted here so the documented order does not depend on the store's key layout. */
-    if (list.n > 1) /* qsort on an empty (possibly NULL) array is undefined */
-        qsort(list.rows, list.n, sizeof(*list.rows), cmp_device_row);
-    for (size_t i = 0; i < list.n; i++) {
-        r = add_device_series(rd, &list.rows[i]);
+    /* The store lists devices in byte order of their ids, which strcmp agrees with; sorted
+     * anyway so the documented order does not depend on the store's key layout. */
+    if (f.n > 1)
+        qsort(f.keys, f.n, sizeof(*f.keys), cmp_device_key_asc);
+    if (sort.metric != NULL) {
+        r = fill_sort_values(rd, sort.metric, f.keys, f.n);
+        if (r != 0)
+            goto fail;
+        if (f.n > 1)
+            qsort(f.keys, f.n, sizeof(*f.keys),
+                  sort.descending ? cmp_device_key_desc : cmp_device_key_asc);
+    }
+    if (after.id != NULL)
+        while (first < f.n && cmp_device_key(&f.keys[first], &after, sort.descending) <= 0)
+            first++;
+
+    for (size_t i = first; i < f.n && i < first + limit; i++) {
+        r = fp_store_device_get(rd, f.keys[i].id, &desc);
+        if (r == 0)
+            r = collect_device(&list, &desc, srv, f.now_ms);
+        if (r == 0)
+            r = add_device_series(rd, &list.rows[list.n - 1]);
         if (r != 0)
             goto fail;
     }
-    fp_store_reader_close(&rd);
+    fp_query_reader_close(srv, &rd);
+    if (first + limit < f.n) {
+        next = cursor_encode(&sort, &f.keys[first + limit - 1]);
+        if (next == NULL) {
+            r = -ENOMEM;
+            goto fail;
+        }
+    }
 
     body = json_object();
     arr = json_array();
@@ -401,6 +788,8 @@ int fp_api_devices(struct fp_query_server *srv, const char *arg, const char *que
         list.rows[i].obj = NULL; /* taken by the array */
     }
     r = r < 0 ? r : set(body, "devices", json_incref(arr));
+    r = r < 0 ? r : set(body, "total", json_integer((json_int_t)f.n));
+    r = r < 0 ? r : set(body, "next_cursor", next != NULL ? json_string(next) : json_null());
     r = r < 0 ? r : fp_jsonout_value(out, body);
     if (r != 0)
         goto fail;
@@ -410,16 +799,22 @@ int fp_api_devices(struct fp_query_server *srv, const char *arg, const char *que
 fail:
     status = internal_error(r, err, err_size);
 out:
-    fp_store_reader_close(&rd);
+    fp_query_reader_close(srv, &rd);
     json_decref(arr);
     json_decref(body);
     device_list_fini(&list);
+    for (size_t i = 0; i < f.n; i++)
+        free(f.keys[i].id);
+    free(f.keys);
+    for (size_t i = 0; f.re != NULL && matchers != NULL && i < n_regex && i < matchers->n; i++)
+        if (matchers->m[i].op == FP_MATCH_RE || matchers->m[i].op == FP_MATCH_NRE)
+            regfree(&f.re[i]);
+    free(f.re);
+    free(matchers);
+    free(after.id);
+    free(next);
+    fp_query_params_fini(&params);
     return status;
-}
-
-static int collect_fleet_device(void *userdata, const struct fp_device_desc *d)
-{
-    return d->device[0] == '@' ? 0 : collect_device(userdata, d);
 }
 
 int fp_api_collector(struct fp_query_server *srv, const char *arg, const char *query,
@@ -433,7 +828,7 @@ int fp_api_collector(struct fp_query_server *srv, const char *arg, const char *q
 
     if (check_no_params(query, err, err_size) < 0)
         return FP_HTTP_BAD_REQUEST;
-    r = fp_store_reader_open(srv->store, &rd);
+    r = fp_query_reader_open(srv, &rd);
     if (r == 0)
         r = fp_store_device_get(rd, "@collector", &d);
     if (r == FP_STORE_E_NOTFOUND) {
@@ -442,10 +837,10 @@ int fp_api_collector(struct fp_query_server *srv, const char *arg, const char *q
         goto out;
     }
     if (r == 0)
-        r = collect_device(&list, &d);
+        r = collect_device(&list, &d, NULL, 0);
     if (r == 0)
         r = add_device_series(rd, &list.rows[0]);
-    fp_store_reader_close(&rd);
+    fp_query_reader_close(srv, &rd);
     if (r != 0) {
         status = internal_error(r, err, err_size);
         goto out;
@@ -460,7 +855,7 @@ int fp_api_collector(struct fp_query_server *srv, const char *arg, const char *q
     r = r < 0 ? r : fp_jsonout_value(out, body);
     status = r < 0 ? internal_error(r, err, err_size) : FP_HTTP_OK;
 out:
-    fp_store_reader_close(&rd);
+    fp_query_reader_close(srv, &rd);
     json_decref(body);
     device_list_fini(&list);
     return status;
@@ -606,7 +1001,7 @@ static int series_raw(struct fp_query_server *srv, const struct fp_series_query 
     uint64_t *ids = NULL;
     int status, r;
 
-    r = fp_store_reader_open(srv->store, &rd);
+    r = fp_query_reader_open(srv, &rd);
     if (r != 0)
         goto fail;
     r = fp_store_select(rd, q->matchers, q->n_matchers, &ids, &n_ids);
@@ -646,7 +1041,7 @@ static int series_raw(struct fp_query_server *srv, const struct fp_series_query 
         if (r != 0)
             goto fail;
     }
-    fp_store_reader_close(&rd);
+    fp_query_reader_close(srv, &rd);
 
     if (n_rows > 1) /* qsort on an empty (possibly NULL) array is undefined */
         qsort(rows, n_rows, sizeof(*rows), cmp_series_row);
@@ -659,7 +1054,7 @@ static int series_raw(struct fp_query_server *srv, const struct fp_series_query 
 fail:
     status = internal_error(r, err, err_size);
 out:
-    fp_store_reader_close(&rd);
+    fp_query_reader_close(srv, &rd);
     for (size_t i = 0; i < n_rows; i++) {
         json_decref(rows[i].metric);
         json_decref(rows[i].labels);
@@ -739,10 +1134,10 @@ static int series_aggregated(struct fp_query_server *srv, const struct fp_series
     struct fp_agg_result *res = NULL;
     int r;
 
-    r = fp_store_reader_open(srv->store, &rd);
+    r = fp_query_reader_open(srv, &rd);
     if (r == 0)
         r = fp_store_aggregate(rd, &aq, &res);
-    fp_store_reader_close(&rd);
+    fp_query_reader_close(srv, &rd);
     if (r == FP_AGG_E_TOO_MANY) {
         fp_set_err(err, err_size,
                 "more than %zu points in the answer; narrow the range (from, to), widen the step "
@@ -777,7 +1172,7 @@ int fp_api_series(struct fp_query_server *srv, const char *arg, const char *quer
         status = internal_error(-ENOMEM, err, err_size);
         goto out;
     }
-    if (fp_series_query_parse(&params, fp_clock_now_ms(), srv->max_range_ms, q, err, err_size) < 0)
+    if (fp_series_query_parse(&params, srv->now_ms(), srv->max_range_ms, q, err, err_size) < 0)
         goto out;
     if (q->step_ms == 0)
         status = series_raw(srv, q, out, err, err_size);
@@ -824,11 +1219,11 @@ static int list_strings(struct fp_query_server *srv, const char *name, const cha
         status = internal_error(-ENOMEM, err, err_size);
         goto out;
     }
-    r = fp_store_reader_open(srv->store, &rd);
+    r = fp_query_reader_open(srv, &rd);
     if (r == 0)
         r = name == NULL ? fp_store_label_names(rd, collect_string, &list)
                          : fp_store_label_values(rd, name, collect_string, &list);
-    fp_store_reader_close(&rd);
+    fp_query_reader_close(srv, &rd);
     if (r == 1) {
         /* Bounded like a series answer: a label with a value per request id would otherwise
          * build an answer of any size. */
@@ -889,26 +1284,12 @@ static const char *severity_name(int severity)
     }
 }
 
-/* Stops with 1 when the list is full, -ENOMEM when out of memory. */
-static int collect_event(void *userdata, const struct fp_event_desc *e)
+/* One event as the API shows it. Returns a new object, or NULL when out of memory. */
+static json_t *event_obj_new(const struct fp_event_desc *e)
 {
-    struct event_list *l = userdata;
-    json_t *obj, *attrs;
-    int r = 0;
+    json_t *obj = json_object(), *attrs = json_object();
+    int r = obj == NULL || attrs == NULL ? -ENOMEM : 0;
 
-    if (l->kind != NULL && strcmp(l->kind, e->kind) != 0)
-        return 0;
-    if (json_array_size(l->arr) == l->max) {
-        l->truncated = true;
-        return 1;
-    }
-    obj = json_object();
-    attrs = json_object();
-    if (obj == NULL || attrs == NULL) {
-        json_decref(obj);
-        json_decref(attrs);
-        return -ENOMEM;
-    }
     for (size_t i = 0; i < e->n_attrs && r == 0; i++)
         r = set_data_key(attrs, e->attrs[i].name, fp_jsonout_string_new(e->attrs[i].value));
     r = r < 0 ? r : set(obj, "ts", ms_to_seconds(e->ts_ms));
@@ -916,17 +1297,30 @@ static int collect_event(void *userdata, const struct fp_event_desc *e)
     r = r < 0 ? r : set(obj, "kind", fp_jsonout_string_new(e->kind));
     r = r < 0 ? r : set(obj, "severity", json_string(severity_name(e->severity)));
     r = r < 0 ? r : set(obj, "message", fp_jsonout_string_new(e->message));
-    if (r < 0) {
-        json_decref(attrs);
-        json_decref(obj);
-        return r;
+    if (r == 0) {
+        r = set(obj, "attributes", attrs);
+        attrs = NULL; /* taken by set */
     }
-    r = set(obj, "attributes", attrs);
-    if (r == 0 && json_array_append_new(l->arr, obj) != 0)
-        r = -ENOMEM;
-    else if (r < 0)
+    json_decref(attrs);
+    if (r < 0) {
         json_decref(obj);
-    return r;
+        return NULL;
+    }
+    return obj;
+}
+
+/* Stops with 1 when the list is full, -ENOMEM when out of memory. */
+static int collect_event(void *userdata, const struct fp_event_desc *e)
+{
+    struct event_list *l = userdata;
+
+    if (l->kind != NULL && strcmp(l->kind, e->kind) != 0)
+        return 0;
+    if (json_array_size(l->arr) == l->max) {
+        l->truncated = true;
+        return 1;
+    }
+    return json_array_append_new(l->arr, event_obj_new(e)) == 0 ? 0 : -ENOMEM;
 }
 
 int fp_api_events(struct fp_query_server *srv, const char *arg, const char *query,
@@ -936,7 +1330,7 @@ int fp_api_events(struct fp_query_server *srv, const char *arg, const char *quer
     struct fp_store_reader *rd = NULL;
     struct event_list list = {.max = 1000};
     const char *device, *v;
-    int64_t to_ms = fp_clock_now_ms(), from_ms;
+    int64_t to_ms = srv->now_ms(), from_ms;
     json_t *body = NULL;
     int status = FP_HTTP_BAD_REQUEST, r;
 
@@ -978,10 +1372,10 @@ int fp_api_events(struct fp_query_server *srv, const char *arg, const char *quer
         status = internal_error(-ENOMEM, err, err_size);
         goto out;
     }
-    r = fp_store_reader_open(srv->store, &rd);
+    r = fp_query_reader_open(srv, &rd);
     if (r == 0)
         r = fp_store_events(rd, device, from_ms, to_ms, collect_event, &list);
-    fp_store_reader_close(&rd);
+    fp_query_reader_close(srv, &rd);
     if (r != 0 && r != 1) {
         status = internal_error(r, err, err_size);
         goto out;
@@ -995,5 +1389,127 @@ out:
     json_decref(body);
     json_decref(list.arr);
     fp_query_params_fini(&params);
+    return status;
+}
+
+/* --- /api/v1/devices/{id} --------------------------------------------------------------------- */
+
+/* How far back devices/{id} lists events, and how many of the newest it keeps. */
+#define DEVICE_EVENTS_WINDOW_MS (24 * 3600 * 1000)
+#define DEVICE_EVENTS_MAX 100
+
+/* Keeps the newest l->max events: the store hands them oldest first. */
+static int collect_recent_event(void *userdata, const struct fp_event_desc *e)
+{
+    struct event_list *l = userdata;
+
+    if (json_array_size(l->arr) == l->max) {
+        l->truncated = true;
+        if (json_array_remove(l->arr, 0) != 0)
+            return -ENOMEM;
+    }
+    return json_array_append_new(l->arr, event_obj_new(e)) == 0 ? 0 : -ENOMEM;
+}
+
+/* The identity a device reported, under fixed names (null for what it did not report), so a
+ * script reads .identity.model without knowing the probe's pair names. */
+static json_t *identity_new(const struct fp_device_desc *d)
+{
+    static const struct {
+        const char *key;  /**< in the answer */
+        const char *pair; /**< the identity pair's name */
+    } fields[] = {
+        {"model", "model"},
+        {"model_version", "model_version"},
+        {"quant", "quant"},
+        {"model_sha256", "model_sha256"},
+        {"runtime", "runtime"},
+        {"runtime_version", "runtime_version"},
+        {"hw", "hw_class"},
+        {"cpu", "cpu"},
+        {"accelerator", "accelerator"},
+        {"os", "os"},
+        {"site", "site"},
+        {"cohort", "cohort"},
+    };
+    json_t *obj = json_object();
+    int r = obj == NULL ? -ENOMEM : 0;
+
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]) && r == 0; i++) {
+        const char *v = NULL;
+        for (size_t j = 0; j < d->n_info && v == NULL; j++)
+            if (strcmp(d->info[j].name, fields[i].pair) == 0)
+                v = d->info[j].value;
+        r = set(obj, fields[i].key, v != NULL ? fp_jsonout_string_new(v) : json_null());
+    }
+    if (r < 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+int fp_api_device(struct fp_query_server *srv, const char *arg, const char *query,
+                  struct evbuffer *out, char *err, size_t err_size)
+{
+    char id[FP_QUERY_NAME_MAX + 1];
+    struct fp_store_reader *rd = NULL;
+    struct device_list list = {0};
+    struct event_list events = {.max = DEVICE_EVENTS_MAX};
+    struct fp_device_desc d;
+    json_t *obj, *alerts = NULL;
+    int64_t now_ms;
+    int status, r;
+
+    if (fp_query_segment_decode(arg, "device id", id, sizeof(id), err, err_size) < 0)
+        return FP_HTTP_BAD_REQUEST;
+    if (check_no_params(query, err, err_size) < 0)
+        return FP_HTTP_BAD_REQUEST;
+
+    now_ms = srv->now_ms();
+    events.arr = json_array();
+    alerts = json_array();
+    if (events.arr == NULL || alerts == NULL) {
+        status = internal_error(-ENOMEM, err, err_size);
+        goto out;
+    }
+    r = fp_query_reader_open(srv, &rd);
+    if (r == 0)
+        r = fp_store_device_get(rd, id, &d);
+    /* "@collector" is a component, not a device of the fleet (see /api/v1/collector). */
+    if (r == FP_STORE_E_NOTFOUND || (r == 0 && id[0] == '@')) {
+        fp_set_err(err, err_size, "no such device: \"%.*s\"", 100, id);
+        status = FP_HTTP_NOT_FOUND;
+        goto out;
+    }
+    if (r == 0)
+        r = collect_device(&list, &d, srv, now_ms);
+    if (r == 0) {
+        obj = list.rows[0].obj;
+        r = set(obj, "identity", identity_new(&d));
+    }
+    if (r == 0)
+        r = add_device_series(rd, &list.rows[0]);
+    if (r == 0)
+        r = fp_store_events(rd, id, now_ms - DEVICE_EVENTS_WINDOW_MS, now_ms,
+                            collect_recent_event, &events);
+    fp_query_reader_close(srv, &rd);
+    if (r == 0 && srv->alert_hook.alerts != NULL)
+        r = srv->alert_hook.alerts(srv->alert_hook.userdata, id, alerts);
+    if (r != 0) {
+        status = internal_error(r, err, err_size);
+        goto out;
+    }
+    obj = list.rows[0].obj;
+    r = set(obj, "events", json_incref(events.arr));
+    r = r < 0 ? r : set(obj, "events_truncated", json_boolean(events.truncated));
+    r = r < 0 ? r : set(obj, "alerts", json_incref(alerts));
+    r = r < 0 ? r : fp_jsonout_value(out, obj);
+    status = r < 0 ? internal_error(r, err, err_size) : FP_HTTP_OK;
+out:
+    fp_query_reader_close(srv, &rd);
+    json_decref(events.arr);
+    json_decref(alerts);
+    device_list_fini(&list);
     return status;
 }

@@ -401,6 +401,65 @@ static int check_regex(const char *re, char *err, size_t err_size)
     return 0;
 }
 
+int fp_query_duration_parse(const char *s, int64_t *ret_ms)
+{
+    /* As fp_parse_duration_ms reads it, but only digits, one fraction and a unit: it alone
+     * would also take " 60", "1e3" and "0x3c". */
+    size_t d = strspn(s, "0123456789"), f = 0;
+    const char *unit;
+    int64_t ms;
+    int r;
+
+    if (s[d] == '.')
+        f = 1 + strspn(s + d + 1, "0123456789");
+    unit = s + d + f;
+    if (d == 0 || f == 1 ||
+        !(*unit == '\0' || strcmp(unit, "ms") == 0 || strcmp(unit, "s") == 0 ||
+          strcmp(unit, "m") == 0 || strcmp(unit, "h") == 0 || strcmp(unit, "d") == 0))
+        return -EINVAL;
+    r = fp_parse_duration_ms(s, &ms);
+    if (r == -ERANGE)
+        return -EINVAL;
+    *ret_ms = r < 0 ? 0 : ms; /* "0", "0.0001s": well-formed, shorter than a millisecond */
+    return 0;
+}
+
+int fp_query_matchers_parse(const struct fp_query_params *p, struct fp_query_matchers *ret,
+                            char *err, size_t err_size)
+{
+    const char *match;
+    size_t pos = 0;
+    int r;
+
+    ret->n = 0;
+    while ((match = fp_query_params_next(p, "match", &pos)) != NULL) {
+        struct fp_matcher *m = &ret->m[ret->n];
+
+        /* At most FP_QUERY_PARAMS_MAX parameters, so m[] and names[] cannot fill up. */
+        r = parse_matcher(match, m, ret->names[ret->n], err, err_size);
+        if (r == 0 && (m->op == FP_MATCH_RE || m->op == FP_MATCH_NRE))
+            r = check_regex(m->value, err, err_size);
+        if (r < 0)
+            return r;
+        ret->n++;
+    }
+    return 0;
+}
+
+int fp_query_segment_decode(const char *segment, const char *what, char *ret, size_t size,
+                            char *err, size_t err_size)
+{
+    size_t len = strlen(segment);
+    char ebuf[ECHO_MAX];
+
+    if (len <= 3 * FP_QUERY_NAME_MAX && len < size && percent_decode(segment, len, ret) == 0 &&
+        ret[0] != '\0' && strlen(ret) <= FP_QUERY_NAME_MAX)
+        return 0;
+    fp_set_err(err, err_size, "invalid %s \"%s\" in the path", what,
+               echo(segment, ebuf, sizeof(ebuf)));
+    return -EINVAL;
+}
+
 /* The "agg" names, with the quantile each pN stands for. */
 static const struct {
     const char *name;
@@ -474,28 +533,11 @@ static int parse_aggregation(const struct fp_query_params *p, struct fp_series_q
         }
     }
 
-    /* A duration as fp_parse_duration_ms reads it, but only digits, one fraction and a unit:
-     * it alone would also take " 60", "1e3" and "0x3c". */
-    {
-        size_t d = strspn(step, "0123456789"), f = 0;
-        const char *unit;
-        int r;
-
-        if (step[d] == '.')
-            f = 1 + strspn(step + d + 1, "0123456789");
-        unit = step + d + f;
-        r = fp_parse_duration_ms(step, &q->step_ms);
-        if (d == 0 || f == 1 ||
-            !(*unit == '\0' || strcmp(unit, "ms") == 0 || strcmp(unit, "s") == 0 ||
-              strcmp(unit, "m") == 0 || strcmp(unit, "h") == 0 || strcmp(unit, "d") == 0) ||
-            r == -ERANGE) {
-            fp_set_err(err, err_size,
-                    "parameter \"step\": \"%s\" is not a duration (e.g. 60, 60s, 1m, 1h)",
-                    echo(step, ebuf, sizeof(ebuf)));
-            return -EINVAL;
-        }
-        if (r < 0)
-            q->step_ms = 0; /* "0", "0.0001s": well-formed, too short */
+    if (fp_query_duration_parse(step, &q->step_ms) < 0) {
+        fp_set_err(err, err_size,
+                   "parameter \"step\": \"%s\" is not a duration (e.g. 60, 60s, 1m, 1h)",
+                   echo(step, ebuf, sizeof(ebuf)));
+        return -EINVAL;
     }
     if (q->step_ms < FP_QUERY_STEP_MIN_MS) {
         fp_set_err(err, err_size, "parameter \"step\": must be at least 1 second");

@@ -91,6 +91,31 @@ int fp_query_label_name_decode(const char *segment, char *ret, size_t size, char
  * Returns 0 and *ret_ms, or -EINVAL / -ERANGE (*ret_ms untouched). */
 int fp_query_time_parse(const char *s, int64_t *ret_ms);
 
+/* Parses a duration: digits, an optional fraction, then an optional unit ms, s (default), m, h
+ * or d ("60", "1.5m", "500ms"). Returns 0 and *ret_ms (0 for a well-formed duration under a
+ * millisecond, e.g. "0"), or -EINVAL. */
+int fp_query_duration_parse(const char *s, int64_t *ret_ms);
+
+/* Label matchers from the repeatable "match" parameter. Strings are borrowed from the
+ * fp_query_params they came from or point into this struct: fill in place, do not copy. */
+struct fp_query_matchers {
+    struct fp_matcher m[FP_QUERY_PARAMS_MAX];
+    size_t n;
+    char names[FP_QUERY_PARAMS_MAX][FP_QUERY_NAME_MAX + 1]; /**< label names of m[] */
+};
+
+/* Reads every "match" of p (name=value, name!=value, name=~regex, name!~regex; regexes checked
+ * as fp_series_query_parse does) into *ret, in request order. Returns 0, or -EINVAL with err
+ * naming the bad matcher. */
+int fp_query_matchers_parse(const struct fp_query_params *p, struct fp_query_matchers *ret,
+                            char *err, size_t err_size);
+
+/* Percent-decodes a path segment naming something (a device id: what = "device id") into ret
+ * (size bytes, at least FP_QUERY_NAME_MAX + 1): 1 to FP_QUERY_NAME_MAX bytes, no NUL. Returns 0,
+ * or -EINVAL with err "invalid <what> "<segment>" in the path". */
+int fp_query_segment_decode(const char *segment, const char *what, char *ret, size_t size,
+                            char *err, size_t err_size);
+
 /* /api/v1/series parameters, validated. Strings are borrowed from the fp_query_params they were
  * parsed from, or point into this struct itself: do not copy it (fill it in place). */
 struct fp_series_query {

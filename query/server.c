@@ -36,6 +36,7 @@
 #include "log.h"
 #include "parse.h"
 #include "query-internal.h"
+#include "state.h"
 #include "store.h"
 #include "web.h"
 
@@ -53,6 +54,10 @@ static const struct route {
 } routes[] = {
     {"/healthz", NULL, fp_api_healthz},
     {"/api/v1/devices", NULL, fp_api_devices},
+    {"/api/v1/devices/", "", fp_api_device},
+    {"/api/v1/fleet/summary", NULL, fp_api_fleet_summary},
+    {"/api/v1/compare", NULL, fp_api_compare},
+    {"/metrics", NULL, fp_api_metrics},
     {"/api/v1/series", NULL, fp_api_series},
     {"/api/v1/collector", NULL, fp_api_collector},
     {"/api/v1/events", NULL, fp_api_events},
@@ -88,7 +93,141 @@ void fp_query_options_default(struct fp_query_options *ret)
         .max_body_bytes = 4096,
         .max_points = FP_QUERY_MAX_POINTS_DEFAULT,
         .max_range_ms = FP_QUERY_MAX_RANGE_MS_DEFAULT,
+        .silent_after_ms = FP_STATE_SILENT_AFTER_MS_DEFAULT,
+        .summary_refresh_ms = FP_QUERY_SUMMARY_REFRESH_MS_DEFAULT,
+        .max_scan_samples = FP_QUERY_MAX_SCAN_SAMPLES_DEFAULT,
+        .now_ms = fp_clock_now_ms,
     };
+}
+
+const double fp_query_latency_bounds[FP_QUERY_LATENCY_BUCKETS] = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+};
+
+void fp_query_histogram_observe(struct fp_query_histogram *h, double seconds)
+{
+    size_t i = 0;
+
+    while (i < FP_QUERY_LATENCY_BUCKETS && seconds > fp_query_latency_bounds[i])
+        i++;
+    h->buckets[i]++;
+    h->count++;
+    h->sum_s += seconds;
+}
+
+/* Handlers hold one reader at a time, so one start time per server is enough. */
+int fp_query_reader_open(struct fp_query_server *srv, struct fp_store_reader **ret)
+{
+    srv->reader_opened_ns = fp_clock_mono_ns();
+    return fp_store_reader_open(srv->store, ret);
+}
+
+void fp_query_reader_close(struct fp_query_server *srv, struct fp_store_reader **rd)
+{
+    if (rd == NULL || *rd == NULL)
+        return;
+    fp_store_reader_close(rd);
+    fp_query_histogram_observe(&srv->store_reads,
+                               (double)(fp_clock_mono_ns() - srv->reader_opened_ns) / 1e9);
+}
+
+bool fp_query_device_firing(struct fp_query_server *srv, const char *device)
+{
+    return srv->alert_hook.firing != NULL &&
+           srv->alert_hook.firing(srv->alert_hook.userdata, device);
+}
+
+void fp_query_server_set_alert_hook(struct fp_query_server *srv,
+                                    const struct fp_query_alert_hook *hook)
+{
+    if (hook != NULL)
+        srv->alert_hook = *hook;
+    else
+        memset(&srv->alert_hook, 0, sizeof(srv->alert_hook));
+    /* A cached summary counted states without (or with the old) engine. */
+    fp_query_cache_clear(srv);
+}
+
+bool fp_query_cache_get(struct fp_query_server *srv, const char *key, struct evbuffer *out)
+{
+    int64_t now = fp_clock_mono_ms();
+
+    for (size_t i = 0; i < FP_QUERY_CACHE_SLOTS; i++) {
+        struct fp_query_cache_entry *e = &srv->cache[i];
+
+        if (e->key == NULL || strcmp(e->key, key) != 0)
+            continue;
+        if (now - e->made_mono_ms >= srv->summary_refresh_ms ||
+            evbuffer_add(out, e->body, e->len) != 0)
+            break;
+        srv->cache_hits++;
+        return true;
+    }
+    srv->cache_misses++;
+    return false;
+}
+
+static void cache_entry_free(struct fp_query_cache_entry *e)
+{
+    free(e->key);
+    free(e->body);
+    memset(e, 0, sizeof(*e));
+}
+
+void fp_query_cache_put(struct fp_query_server *srv, const char *key, const char *body,
+                        size_t len)
+{
+    struct fp_query_cache_entry *slot = NULL;
+
+    if (srv->summary_refresh_ms <= 0)
+        return;
+    /* The same key again, else a free slot, else the oldest. */
+    for (size_t i = 0; i < FP_QUERY_CACHE_SLOTS && slot == NULL; i++)
+        if (srv->cache[i].key != NULL && strcmp(srv->cache[i].key, key) == 0)
+            slot = &srv->cache[i];
+    for (size_t i = 0; i < FP_QUERY_CACHE_SLOTS && slot == NULL; i++)
+        if (srv->cache[i].key == NULL)
+            slot = &srv->cache[i];
+    if (slot == NULL) {
+        slot = &srv->cache[0];
+        for (size_t i = 1; i < FP_QUERY_CACHE_SLOTS; i++)
+            if (srv->cache[i].made_mono_ms < slot->made_mono_ms)
+                slot = &srv->cache[i];
+    }
+    cache_entry_free(slot);
+    slot->key = strdup(key);
+    slot->body = malloc(len ? len : 1);
+    if (slot->key == NULL || slot->body == NULL) {
+        cache_entry_free(slot);
+        return;
+    }
+    memcpy(slot->body, body, len);
+    slot->len = len;
+    slot->made_mono_ms = fp_clock_mono_ms();
+}
+
+void fp_query_cache_clear(struct fp_query_server *srv)
+{
+    for (size_t i = 0; i < FP_QUERY_CACHE_SLOTS; i++)
+        cache_entry_free(&srv->cache[i]);
+}
+
+/* Counts one answer on route slot i. */
+static void count_request(struct fp_query_server *srv, size_t i, int status, double seconds)
+{
+    struct fp_query_route_stats *rs = &srv->routes[i];
+    size_t slot = FP_QUERY_CODES_MAX - 1;
+
+    for (size_t j = 0; j < FP_QUERY_CODES_MAX; j++) {
+        if (rs->codes[j] == status || rs->codes[j] == 0) {
+            slot = j;
+            break;
+        }
+    }
+    if (rs->codes[slot] == 0)
+        rs->codes[slot] = status;
+    rs->counts[slot]++;
+    fp_query_histogram_observe(&rs->latency, seconds);
 }
 
 int fp_query_listen_parse(const char *address, char *ret_host, size_t host_size, uint16_t *ret_port)
@@ -228,8 +367,8 @@ static void on_request(struct evhttp_request *req, void *arg)
     const struct route *route = NULL;
     struct evbuffer *body;
     char err[256] = "", segment[1024];
-    int64_t start_ms = fp_clock_mono_ms();
-    size_t len;
+    int64_t start_ns = fp_clock_mono_ns();
+    size_t len, route_slot;
     int status;
 
     body = evbuffer_new();
@@ -246,9 +385,14 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
 
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && route == NULL; i++)
-        if (route_match(&routes[i], path, segment, sizeof(segment)))
+    route_slot = srv->n_routes - 1; /* "other" */
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && route == NULL; i++) {
+        if (route_match(&routes[i], path, segment, sizeof(segment))) {
             route = &routes[i];
+            route_slot = i;
+        }
+    }
+    srv->reply_content_type = NULL;
 
     if (route == NULL) {
         /* The path goes back through error_body, which repairs bytes that are not UTF-8. */
@@ -265,7 +409,10 @@ static void on_request(struct evhttp_request *req, void *arg)
     if (status != FP_HTTP_OK)
         error_body(body, err);
 
-    (void)evhttp_add_header(headers, "Content-Type", "application/json");
+    (void)evhttp_add_header(headers, "Content-Type",
+                            status == FP_HTTP_OK && srv->reply_content_type != NULL
+                                ? srv->reply_content_type
+                                : "application/json");
     len = evbuffer_get_length(body);
     if (method == EVHTTP_REQ_HEAD) {
         /* libevent 2.1 sends whatever body it is given, even for HEAD, and then omits
@@ -277,8 +424,10 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     /* Logged before sending: path and query live in req, which evhttp_send_reply may free. */
     note_outcome(srv, method_name(method), path, status, err);
-    fp_log_debug("query", "%s \"%s%s%s\": %d, %zu bytes, %" PRId64 " ms", method_name(method), path,
-                 query ? "?" : "", query ? query : "", status, len, fp_clock_mono_ms() - start_ms);
+    fp_log_debug("query", "%s \"%s%s%s\": %d, %zu bytes, %" PRId64 " us", method_name(method), path,
+                 query ? "?" : "", query ? query : "", status, len,
+                 (fp_clock_mono_ns() - start_ns) / 1000);
+    count_request(srv, route_slot, status, (double)(fp_clock_mono_ns() - start_ns) / 1e9);
     evhttp_send_reply(req, status, reason_phrase(status), body);
     evbuffer_free(body);
 }
@@ -360,7 +509,8 @@ int fp_query_server_new(struct event_base *base, const struct fp_query_options *
     int r;
 
     if (opts->data_dir == NULL || opts->listen == NULL || opts->timeout_s <= 0 ||
-        opts->max_points == 0 || opts->max_range_ms <= 0) {
+        opts->max_points == 0 || opts->max_range_ms <= 0 || opts->silent_after_ms <= 0 ||
+        opts->summary_refresh_ms < 0 || opts->max_scan_samples == 0 || opts->now_ms == NULL) {
         fp_set_err(err, err_size, "invalid query server options");
         return -EINVAL;
     }
@@ -373,6 +523,18 @@ int fp_query_server_new(struct event_base *base, const struct fp_query_options *
     srv->base = base;
     srv->max_points = opts->max_points;
     srv->max_range_ms = opts->max_range_ms;
+    srv->silent_after_ms = opts->silent_after_ms;
+    srv->summary_refresh_ms = opts->summary_refresh_ms;
+    srv->max_scan_samples = opts->max_scan_samples;
+    srv->now_ms = opts->now_ms;
+    /* One counting slot per route, named as /metrics shows it, then "other". */
+    _Static_assert(sizeof(routes) / sizeof(routes[0]) < FP_QUERY_ROUTES_MAX, "routes > slots");
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        (void)snprintf(srv->routes[i].name, sizeof(srv->routes[i].name), "%s%s%s",
+                       routes[i].path, routes[i].suffix != NULL ? "{arg}" : "",
+                       routes[i].suffix != NULL ? routes[i].suffix : "");
+    srv->n_routes = sizeof(routes) / sizeof(routes[0]) + 1;
+    (void)snprintf(srv->routes[srv->n_routes - 1].name, sizeof(srv->routes[0].name), "other");
 
     /* The store first: a wrong data directory is the likelier mistake, and its message names it. */
     r = fp_store_open(opts->data_dir, FP_STORE_READONLY, NULL, &srv->store, err, err_size);
@@ -418,6 +580,7 @@ void fp_query_server_destroy(struct fp_query_server **srv)
     if ((*srv)->http != NULL)
         evhttp_free((*srv)->http);
     fp_store_close(&(*srv)->store);
+    fp_query_cache_clear(*srv);
     free(*srv);
     *srv = NULL;
 }

@@ -3,6 +3,7 @@
  * run the base, destroy it. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,6 +16,29 @@ struct fp_query_server;
 /* Longest time range one /api/v1/series request may ask for: 31 days. */
 #define FP_QUERY_MAX_RANGE_MS_DEFAULT (31LL * 24 * 3600 * 1000)
 
+/* How long a computed fleet summary (and /metrics' fleet part) is served again before it is
+ * recomputed: dashboards and scrapers poll, and the fleet changes at the probes' pace. */
+#define FP_QUERY_SUMMARY_REFRESH_MS_DEFAULT 1000
+
+/* Most samples one fleet/summary, compare or /metrics computation may read before it is refused
+ * (422): the bound on a request's work, since a read cannot be interrupted once it runs. About
+ * 10,000 devices' eight summary series over one hour at a 10 s interval. */
+#define FP_QUERY_MAX_SCAN_SAMPLES_DEFAULT 50000000
+
+struct json_t;
+
+/* What the alert engine tells the query service about devices; set with
+ * fp_query_server_set_alert_hook. Both functions run on the server's thread, inside a request. */
+struct fp_query_alert_hook {
+    /* Whether an alert fires for device now (its state is then "degraded"). Called once per
+     * device per request, 10,000 times for a fleet summary: keep it a lookup. */
+    bool (*firing)(void *userdata, const char *device);
+    /* Appends the device's alerts (objects in /api/v1/alerts' shape) to arr (borrowed).
+     * Returns 0 or -ENOMEM. May be NULL: no alerts listed. */
+    int (*alerts)(void *userdata, const char *device, struct json_t *arr);
+    void *userdata; /**< borrowed; must outlive the server or the next set call */
+};
+
 /* Settings for fp_query_server_new; start from fp_query_options_default. Strings are borrowed
  * for the duration of fp_query_server_new only. */
 struct fp_query_options {
@@ -25,10 +49,16 @@ struct fp_query_options {
     size_t max_body_bytes;    /**< request body; no endpoint takes one */
     size_t max_points;        /**< points per /api/v1/series response */
     int64_t max_range_ms;     /**< longest /api/v1/series range */
+    int64_t silent_after_ms;  /**< a device without a batch for this long is "silent" */
+    int64_t summary_refresh_ms; /**< a fleet summary is reused this long; 0: never reused */
+    uint64_t max_scan_samples;  /**< samples one summary/compare/metrics computation may read */
+    int64_t (*now_ms)(void);    /**< the wall clock (fp_clock_now_ms); tests inject their own */
 };
 
 /* Fills *ret with the defaults: listen FP_DEFAULT_QUERY_LISTEN, no data_dir, timeout 10 s,
- * 8 KiB of headers, 4 KiB of body, FP_QUERY_MAX_POINTS_DEFAULT, FP_QUERY_MAX_RANGE_MS_DEFAULT. */
+ * 8 KiB of headers, 4 KiB of body, FP_QUERY_MAX_POINTS_DEFAULT, FP_QUERY_MAX_RANGE_MS_DEFAULT,
+ * FP_STATE_SILENT_AFTER_MS_DEFAULT, FP_QUERY_SUMMARY_REFRESH_MS_DEFAULT,
+ * FP_QUERY_MAX_SCAN_SAMPLES_DEFAULT, fp_clock_now_ms. */
 void fp_query_options_default(struct fp_query_options *ret);
 
 /* Splits a listen address "HOST:PORT" / "[V6]:PORT" into host (brackets removed) and port. Only
@@ -48,6 +78,11 @@ int fp_query_listen_parse(const char *address, char *ret_host, size_t host_size,
  * -EADDRINUSE and friends when the address cannot be bound. */
 int fp_query_server_new(struct event_base *base, const struct fp_query_options *opts,
                         struct fp_query_server **ret, char *err, size_t err_size);
+
+/* Installs (hook non-NULL, copied) or removes (NULL) the alert engine's hook. Without one, no
+ * device is degraded and devices/{id} lists no alerts. Call on the server's thread. */
+void fp_query_server_set_alert_hook(struct fp_query_server *srv,
+                                    const struct fp_query_alert_hook *hook);
 
 /* The TCP port actually bound (useful after asking for port 0). */
 uint16_t fp_query_server_port(const struct fp_query_server *srv);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "store.h"
 
@@ -210,6 +211,170 @@ int fixture_write_fleet(const char *dir, char *err, size_t err_size)
         }
         snprintf(device, sizeof(device), "lat-%02d", d);
         r = write_one(store, device, ++seq, &s, err, err_size);
+    }
+    fp_store_close(&store);
+    return r;
+}
+
+/* One device's batch k of the state fleet (see fixture.h). */
+struct state_dev {
+    const char *id;
+    char kind;  /**< 'a', 'b', 'q', 'n' */
+    int index;  /**< i or j; q-00 is 0, q-01 is 1 */
+};
+
+static int write_state_batch(struct fp_store *store, const struct state_dev *dev, int k,
+                             int64_t ts, uint64_t seq, char *err, size_t err_size)
+{
+    static const struct fp_label info_a[] = {
+        {"model", "llama"}, {"model_version", "v1"}, {"quant", "Q4_K_M"},
+        {"site", "lab"},    {"hw_class", "orin"},    {"cohort", "stable"}};
+    static const struct fp_label info_b[] = {
+        {"model", "llama"}, {"model_version", "v2"}, {"quant", "Q4_K_M"},
+        {"site", "home"},   {"hw_class", "orin"},    {"cohort", "canary"}};
+    static const struct fp_label info_q[] = {{"model", "qwen"},     {"model_version", "v1"},
+                                             {"quant", "Q8_0"},     {"site", "lab"},
+                                             {"hw_class", "pi5"}};
+    static const struct fp_label ok[] = {{"outcome", "ok"}}, error[] = {{"outcome", "error"}},
+                                 fallback[] = {{"outcome", "fallback"}};
+    static const struct fp_label z0[] = {{"source", "thermal"}, {"zone", "thermal_zone0"}};
+    static const struct fp_label z1[] = {{"source", "thermal"}, {"zone", "thermal_zone1"}};
+    static const int64_t b03_ok[] = {0, 10, 20, 5, 15, 25};
+    const int i = dev->index;
+    double tps = 0, ttft = 0, v_ok = 10.0 * k, v_err = 0, v_fb = 0, pressure = 0, temp = 0;
+    struct fp_series_in series[8];
+    size_t n = 0;
+    struct fp_write_batch b = {.device = dev->id,
+                               .epoch = 1,
+                               .seq = seq,
+                               .received_ms = ts + 500};
+    struct fp_write_result res;
+    int r;
+
+    switch (dev->kind) {
+    case 'a':
+        tps = 20 + i;
+        ttft = 0.5;
+        v_err = k;
+        pressure = i + 0.1 * k;
+        temp = 40 + i;
+        b.info = info_a;
+        b.n_info = N(info_a);
+        break;
+    case 'b':
+        tps = 16 + i;
+        ttft = 0.8;
+        v_err = 3.0 * k;
+        v_fb = k;
+        if (i == 3)
+            v_ok = (double)b03_ok[k];
+        pressure = 10 + i + 0.1 * k;
+        temp = 50 + i;
+        b.info = info_b;
+        b.n_info = N(info_b);
+        break;
+    case 'q':
+        tps = i == 0 ? 9 : 7;
+        ttft = 1.5;
+        pressure = 1;
+        temp = i == 0 ? 70 : 30;
+        b.info = info_q;
+        b.n_info = N(info_q);
+        break;
+    default:
+        temp = 35;
+        break;
+    }
+    const double temp1 = temp - 5;
+
+#define SERIES(metric, type, labels, n_labels, value)                                              \
+    series[n++] = (struct fp_series_in){metric, type, labels, n_labels, &ts, value, 1}
+    if (dev->kind != 'n') {
+        SERIES("llamacpp_generation_tokens_per_second", FP_SERIES_GAUGE, NULL, 0, &tps);
+        SERIES("gen_ai_server_time_to_first_token_seconds", FP_SERIES_GAUGE, NULL, 0, &ttft);
+        SERIES("memory_pressure_some_avg10", FP_SERIES_GAUGE, NULL, 0, &pressure);
+        SERIES("temperature_celsius", FP_SERIES_GAUGE, z1, N(z1), &temp1);
+    }
+    if (dev->kind == 'a' || dev->kind == 'b') {
+        SERIES("gen_ai_server_requests_total", FP_SERIES_COUNTER, ok, N(ok), &v_ok);
+        SERIES("gen_ai_server_requests_total", FP_SERIES_COUNTER, error, N(error), &v_err);
+        SERIES("gen_ai_server_requests_total", FP_SERIES_COUNTER, fallback, N(fallback), &v_fb);
+    }
+    SERIES("temperature_celsius", FP_SERIES_GAUGE, z0, N(z0), &temp);
+#undef SERIES
+    b.series = series;
+    b.n_series = n;
+
+    /* Events: a-00 one per batch; n-00 105 in its one batch, 100 ms apart, so a device page's
+     * newest-100 cut shows. */
+    struct fp_event_in events[105];
+    char messages[105][16];
+    if (strcmp(dev->id, "a-00") == 0 || dev->kind == 'n') {
+        size_t ne = dev->kind == 'n' ? 105 : 1;
+        for (size_t e = 0; e < ne; e++) {
+            snprintf(messages[e], sizeof(messages[e]), "e%zu", dev->kind == 'n' ? e : (size_t)k);
+            events[e] = (struct fp_event_in){.ts_ms = dev->kind == 'n' ? ts - 20000 + 100 * (int64_t)e
+                                                                       : ts,
+                                             .kind = "canary",
+                                             .severity = 1,
+                                             .message = messages[e]};
+        }
+        b.events = events;
+        b.n_events = ne;
+    }
+
+    r = fp_store_write(store, &b, 1, &res);
+    if (r != 0) {
+        snprintf(err, err_size, "fp_store_write: %s", fp_store_strerror(r));
+        return r;
+    }
+    if (res.status != 0 || res.samples_written != n) {
+        snprintf(err, err_size, "%s batch %d: status %d, %llu of %zu samples written", dev->id, k,
+                 res.status, (unsigned long long)res.samples_written, n);
+        return -EIO;
+    }
+    return 0;
+}
+
+int fixture_write_states(const char *dir, char *err, size_t err_size)
+{
+    static const struct state_dev devs[] = {
+        {"a-00", 'a', 0}, {"a-01", 'a', 1}, {"a-02", 'a', 2}, {"a-03", 'a', 3}, {"a-04", 'a', 4},
+        {"a-05", 'a', 5}, {"b-00", 'b', 0}, {"b-01", 'b', 1}, {"b-02", 'b', 2}, {"b-03", 'b', 3},
+        {"q-00", 'q', 0}, {"q-01", 'q', 1}, {"n-00", 'n', 0},
+    };
+    const int64_t s0 = FIXTURE_S0_MS;
+    struct fp_store_options opts;
+    struct fp_store *store = NULL;
+    int r;
+
+    fp_store_options_default(&opts);
+    opts.raw_retention_ms = 0;
+    r = fp_store_open(dir, 0, &opts, &store, err, err_size);
+    for (size_t d = 0; r == 0 && d < N(devs); d++) {
+        int batches = devs[d].kind == 'q' ? (devs[d].index == 0 ? 3 : 1) : 6;
+        for (int k = 0; r == 0 && k < batches; k++) {
+            int64_t ts = s0 + 10000 * k;
+            if (devs[d].kind == 'q' && devs[d].index == 1)
+                ts = s0 - 600000;
+            if (devs[d].kind == 'n')
+                ts = s0 + 50000;
+            if (devs[d].kind == 'n' && k > 0)
+                break;
+            r = write_state_batch(store, &devs[d], k, ts, (uint64_t)k + 1, err, err_size);
+        }
+    }
+    if (r == 0) {
+        const int64_t ts = s0 + 50000;
+        const double v = 1;
+        const struct fp_series_in s = {"fleetpulse_collector_batches_applied_total",
+                                       FP_SERIES_COUNTER, NULL, 0, &ts, &v, 1};
+        struct fp_write_batch b = {.device = "@collector", .received_ms = ts, .series = &s,
+                                   .n_series = 1};
+        struct fp_write_result res;
+        r = fp_store_write(store, &b, 1, &res);
+        if (r != 0)
+            snprintf(err, err_size, "fp_store_write: %s", fp_store_strerror(r));
     }
     fp_store_close(&store);
     return r;

@@ -23,7 +23,9 @@
 #include "aggregate.h"
 #include "clock.h"
 #include "fixture.h"
+#include "jsonout.h"
 #include "server.h"
+#include "sketch.h"
 
 /* One more than the default response limit: the boundary is tested at the real value. */
 #define BIG_POINTS (FP_QUERY_MAX_POINTS_DEFAULT + 1)
@@ -50,7 +52,24 @@ static void *server_main(void *arg)
     return NULL;
 }
 
-static void server_start(struct server_thread *st, const char *dir, size_t max_points)
+/* The clock of the servers that run on the state fleet: tests set it to the exact instants the
+ * state rules turn at. Written by the test thread, read by the server thread. */
+static _Atomic int64_t test_now_ms;
+
+static int64_t test_clock(void)
+{
+    return test_now_ms;
+}
+
+/* What the state-fleet servers change from the defaults. */
+struct server_extra {
+    int64_t summary_refresh_ms;
+    uint64_t max_scan_samples;
+    const struct fp_query_alert_hook *hook;
+};
+
+static void server_start_ex(struct server_thread *st, const char *dir, size_t max_points,
+                            const struct server_extra *x)
 {
     struct fp_query_options opts;
     char err[512] = "";
@@ -61,6 +80,11 @@ static void server_start(struct server_thread *st, const char *dir, size_t max_p
     opts.data_dir = dir;
     opts.timeout_s = 1; /* short, so the idle-client test is quick */
     opts.max_points = max_points;
+    if (x != NULL) {
+        opts.now_ms = test_clock;
+        opts.summary_refresh_ms = x->summary_refresh_ms;
+        opts.max_scan_samples = x->max_scan_samples;
+    }
 
     st->base = event_base_new();
     fp_assert(st->base != NULL);
@@ -70,11 +94,18 @@ static void server_start(struct server_thread *st, const char *dir, size_t max_p
     }
     st->port = fp_query_server_port(st->srv);
     fp_assert(st->port != 0);
+    if (x != NULL && x->hook != NULL)
+        fp_query_server_set_alert_hook(st->srv, x->hook);
     fp_assert(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, st->stop_fds) == 0);
     st->stop_ev = event_new(st->base, st->stop_fds[0], EV_READ, on_stop, st->base);
     fp_assert(st->stop_ev != NULL && event_add(st->stop_ev, NULL) == 0);
     /* Created here, run there: the thread owns the base from pthread_create to pthread_join. */
     fp_assert(pthread_create(&st->thread, NULL, server_main, st) == 0);
+}
+
+static void server_start(struct server_thread *st, const char *dir, size_t max_points)
+{
+    server_start_ex(st, dir, max_points, NULL);
 }
 
 static void server_stop(struct server_thread *st)
@@ -300,7 +331,7 @@ static void test_not_found(uint16_t port)
 {
     expect_error(port, "GET", "/api", 404, "no such endpoint: /api"); /* "/" is the dashboard */
     expect_error(port, "GET", "/api/v1/nope", 404, "no such endpoint: /api/v1/nope");
-    expect_error(port, "GET", "/api/v1/devices/", 404, "no such endpoint");
+    expect_error(port, "GET", "/api/v1/devices/", 400, "invalid device id \"\" in the path");
     expect_error(port, "GET", "/healthz/x?y=1", 404, "no such endpoint: /healthz/x");
     /* An unknown path is a 404 whatever the method. */
     expect_error(port, "POST", "/nope", 404, "no such endpoint: /nope");
@@ -316,8 +347,10 @@ static void test_devices(uint16_t port)
     v = get_json(port, "/api/v1/devices", 200, &r);
     devs = json_object_get(v, "devices");
     fp_assert(json_is_array(devs));
-    check_int(json_object_size(v), 1);
+    check_int(json_object_size(v), 3);
     check_int(json_array_size(devs), 3);
+    check_int(json_integer_value(json_object_get(v, "total")), 3);
+    check(json_is_null(json_object_get(v, "next_cursor")));
 
     d = json_array_get(devs, 0);
     check_str(json_string_value(json_object_get(d, "device")), "edge-01");
@@ -362,9 +395,14 @@ static void test_devices(uint16_t port)
     check_double(json_number_value(json_object_get(json_object_get(d, "metrics"), "bench_big")),
                  (double)(BIG_POINTS - 1) / 2);
 
-    /* The text itself: exact decimals, keys in documented order, metric keys sorted. */
-    check(strstr(r.body, "{\"devices\":[{\"device\":\"edge-01\",\"first_seen\":1732412345.623,"
-                         "\"last_seen\":1732412355.623,\"info\":{\"hostname\":\"edge-01.lan\","
+    /* The text itself: exact decimals, keys in documented order, metric keys sorted. The
+     * fixture's batches are from 2024: silent. Its newest sample is probe_up's, a minute before
+     * now, so last_sample and interval vary between runs and are checked apart. */
+    check(strstr(r.body, "{\"devices\":[{\"device\":\"edge-01\",\"state\":\"silent\","
+                         "\"first_seen\":1732412345.623,\"last_seen\":1732412355.623,"
+                         "\"last_sample\":") == r.body);
+    check(strstr(r.body, "\"ingest_lag\":") != NULL);
+    check(strstr(r.body, "\"info\":{\"hostname\":\"edge-01.lan\","
                          "\"model\":\"llama-3.2-1b-q4\"},\"batches\":2,\"samples\":7,"
                          "\"duplicates\":0,\"dropped_samples\":0,\"last_seq\":2,\"epoch\":\"1\","
                          "\"series\":5,\"metrics\":{\"llama_tokens_per_second\":"
@@ -372,7 +410,7 @@ static void test_devices(uint16_t port)
                          "\"probe_up\":7,\"temperature_celsius{source=\\\"thermal\\\","
                          "type=\\\"acpitz\\\",zone=\\\"thermal_zone1\\\"}\":40,"
                          "\"temperature_celsius{source=\\\"thermal\\\",type=\\\"x86_pkg_temp\\\","
-                         "zone=\\\"thermal_zone0\\\"}\":51.234}}") == r.body);
+                         "zone=\\\"thermal_zone0\\\"}\":51.234}}") != NULL);
     json_decref(v);
     reply_fini(&r);
 
@@ -395,7 +433,8 @@ static void test_series(uint16_t port)
     s = json_array_get(series, 0);
     check_int(json_object_size(s), 3);
     check_str(json_string_value(json_object_get(s, "metric")), "temperature_celsius");
-    check_int(json_object_size(json_object_get(s, "labels")), 4);
+    /* device, the identity label model (stamped from DeviceInfo), source, type, zone */
+    check_int(json_object_size(json_object_get(s, "labels")), 5);
     check_str(json_string_value(json_object_get(json_object_get(s, "labels"), "device")),
               "edge-01");
     check_str(json_string_value(json_object_get(json_object_get(s, "labels"), "type")), "acpitz");
@@ -415,7 +454,7 @@ static void test_series(uint16_t port)
     check_double(json_number_value(json_array_get(json_array_get(pts, 1), 1)), 51.234);
 
     /* The exact text: values read back exactly as the probe wrote them. */
-    check(strstr(r.body, "{\"labels\":{\"device\":\"edge-01\",\"source\":\"thermal\","
+    check(strstr(r.body, "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\",\"source\":\"thermal\","
                          "\"type\":\"x86_pkg_temp\",\"zone\":\"thermal_zone0\"},"
                          "\"metric\":\"temperature_celsius\",\"points\":[[1732412344.123,50.5],"
                          "[1732412345.123,51.234]]}]}") != NULL);
@@ -823,46 +862,46 @@ static void test_series_no_metric(uint16_t main_port, uint16_t fleet_port)
         /* Every series of one device, sorted by metric, then label set. */
         {0, "/api/v1/series?device=edge-01&" R,
          "{\"series\":["
-         "{\"labels\":{\"device\":\"edge-01\"},\"metric\":\"llama_tokens_per_second\","
+         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\"},\"metric\":\"llama_tokens_per_second\","
          "\"points\":[[1732412355.123,0.30000000000000004]]},"
-         "{\"labels\":{\"device\":\"edge-01\"},\"metric\":\"memory_available_bytes\","
+         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\"},\"metric\":\"memory_available_bytes\","
          "\"points\":[[1732412345.123,123456789]]},"
-         "{\"labels\":{\"device\":\"edge-01\",\"source\":\"thermal\",\"type\":\"acpitz\","
+         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\",\"source\":\"thermal\",\"type\":\"acpitz\","
          "\"zone\":\"thermal_zone1\"},\"metric\":\"temperature_celsius\","
          "\"points\":[[1732412345.123,40]]},"
-         "{\"labels\":{\"device\":\"edge-01\",\"source\":\"thermal\","
+         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\",\"source\":\"thermal\","
          "\"type\":\"x86_pkg_temp\",\"zone\":\"thermal_zone0\"},"
          "\"metric\":\"temperature_celsius\","
          "\"points\":[[1732412344.123,50.5],[1732412345.123,51.234]]}]}"},
         /* An empty metric is no metric. */
         {0, "/api/v1/series?metric=&device=edge-02&" R,
-         "{\"series\":[{\"labels\":{\"device\":\"edge-02\",\"source\":\"thermal\","
+         "{\"series\":[{\"labels\":{\"device\":\"edge-02\",\"model\":\"qwen2.5-0.5b-q8\",\"source\":\"thermal\","
          "\"type\":\"x86_pkg_temp\",\"zone\":\"thermal_zone0\"},"
          "\"metric\":\"temperature_celsius\",\"points\":[[1732412346.123,60.5]]}]}"},
         /* Matchers alone: on the metric name (regex, anchored), on a label, and a negation on
          * the name beside the device. */
         {0, "/api/v1/series?match=__name__=~temp.*&" R,
          "{\"series\":["
-         "{\"labels\":{\"device\":\"edge-01\",\"source\":\"thermal\",\"type\":\"acpitz\","
+         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\",\"source\":\"thermal\",\"type\":\"acpitz\","
          "\"zone\":\"thermal_zone1\"},\"metric\":\"temperature_celsius\","
          "\"points\":[[1732412345.123,40]]},"
-         "{\"labels\":{\"device\":\"edge-01\",\"source\":\"thermal\","
+         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\",\"source\":\"thermal\","
          "\"type\":\"x86_pkg_temp\",\"zone\":\"thermal_zone0\"},"
          "\"metric\":\"temperature_celsius\","
          "\"points\":[[1732412344.123,50.5],[1732412345.123,51.234]]},"
-         "{\"labels\":{\"device\":\"edge-02\",\"source\":\"thermal\","
+         "{\"labels\":{\"device\":\"edge-02\",\"model\":\"qwen2.5-0.5b-q8\",\"source\":\"thermal\","
          "\"type\":\"x86_pkg_temp\",\"zone\":\"thermal_zone0\"},"
          "\"metric\":\"temperature_celsius\",\"points\":[[1732412346.123,60.5]]}]}"},
         {0, "/api/v1/series?match=__name__=~temp&" R, "{\"series\":[]}"},
         {0, "/api/v1/series?match=zone=thermal_zone1&" R,
-         "{\"series\":[{\"labels\":{\"device\":\"edge-01\",\"source\":\"thermal\","
+         "{\"series\":[{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\",\"source\":\"thermal\","
          "\"type\":\"acpitz\",\"zone\":\"thermal_zone1\"},"
          "\"metric\":\"temperature_celsius\",\"points\":[[1732412345.123,40]]}]}"},
         {0, "/api/v1/series?device=edge-01&match=__name__!~temp.*&" R,
          "{\"series\":["
-         "{\"labels\":{\"device\":\"edge-01\"},\"metric\":\"llama_tokens_per_second\","
+         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\"},\"metric\":\"llama_tokens_per_second\","
          "\"points\":[[1732412355.123,0.30000000000000004]]},"
-         "{\"labels\":{\"device\":\"edge-01\"},\"metric\":\"memory_available_bytes\","
+         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\"},\"metric\":\"memory_available_bytes\","
          "\"points\":[[1732412345.123,123456789]]}]}"},
         {0, "/api/v1/series?device=nope&" R, "{\"series\":[]}"},
         /* Aggregated, by __name__: one group per metric, named by it. edge-a's requests_total
@@ -936,7 +975,7 @@ static void test_series_no_metric(uint16_t main_port, uint16_t fleet_port)
 static void test_labels(uint16_t main_port, uint16_t fleet_port)
 {
     expect_body(main_port, "/api/v1/labels",
-                "{\"labels\":[\"__name__\",\"device\",\"source\",\"type\",\"zone\"]}");
+                "{\"labels\":[\"__name__\",\"device\",\"model\",\"source\",\"type\",\"zone\"]}");
     expect_body(main_port, "/api/v1/labels/zone/values",
                 "{\"values\":[\"thermal_zone0\",\"thermal_zone1\"]}");
     expect_body(main_port, "/api/v1/labels/device/values",
@@ -1023,6 +1062,753 @@ static void test_transport_limits(uint16_t port)
     reply_fini(&r);
 }
 
+/* --- the state fleet: device states, devices listing, device page, summary, compare, metrics -- */
+
+#define S0 FIXTURE_S0_MS
+
+/* The alert engine's side of the hook, as a fixed table: one alert fires, for a-05. */
+static bool hook_firing(void *userdata, const char *device)
+{
+    (void)userdata;
+    return strcmp(device, "a-05") == 0;
+}
+
+static int hook_alerts(void *userdata, const char *device, struct json_t *arr)
+{
+    (void)userdata;
+    if (strcmp(device, "a-05") != 0)
+        return 0;
+    return json_array_append_new(arr, json_pack("{s:{s:s,s:s},s:s}", "labels", "alertname",
+                                                 "DeviceHot", "device", device, "status",
+                                                 "firing")) == 0
+               ? 0
+               : -ENOMEM;
+}
+
+static const struct fp_query_alert_hook test_hook = {hook_firing, hook_alerts, NULL};
+
+/* The ids of a devices answer, comma-separated, into buf. */
+static const char *ids_of(json_t *v, char *buf, size_t size)
+{
+    json_t *devs = json_object_get(v, "devices");
+    size_t n = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < json_array_size(devs); i++)
+        n += (size_t)snprintf(buf + n, size - n, "%s%s", i ? "," : "",
+                              json_string_value(json_object_get(json_array_get(devs, i),
+                                                                "device")));
+    return buf;
+}
+
+static void expect_ids(uint16_t port, const char *target, const char *ids)
+{
+    char buf[512];
+    json_t *v = get_json(port, target, 200, NULL);
+
+    if (strcmp(ids_of(v, buf, sizeof(buf)), ids) != 0)
+        FP_TEST_FAIL("GET %s: devices %s, expected %s", target, buf, ids);
+    json_decref(v);
+}
+
+/* Walks every page of target (which has no cursor yet) and returns the ids seen, in order. */
+static void walk_pages(uint16_t port, const char *target, size_t limit, const char *ids)
+{
+    char all[1024] = "", buf[512], url[2048];
+    const char *cursor = NULL;
+    json_t *v = NULL;
+    int pages = 0;
+
+    for (;;) {
+        snprintf(url, sizeof(url), "%s%slimit=%zu%s%s", target, strchr(target, '?') ? "&" : "?",
+                 limit, cursor ? "&cursor=" : "", cursor ? cursor : "");
+        json_decref(v); /* frees the previous cursor string only now */
+        v = get_json(port, url, 200, NULL);
+        check_int(json_integer_value(json_object_get(v, "total")), 13);
+        check(json_array_size(json_object_get(v, "devices")) <= limit);
+        ids_of(v, buf, sizeof(buf));
+        snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s", all[0] ? "," : "", buf);
+        cursor = json_string_value(json_object_get(v, "next_cursor"));
+        if (cursor == NULL || ++pages > 20)
+            break;
+    }
+    json_decref(v);
+    if (strcmp(all, ids) != 0)
+        FP_TEST_FAIL("pages of %s by %zu: %s, expected %s", target, limit, all, ids);
+}
+
+static void test_state_devices(uint16_t port)
+{
+    struct reply r;
+    json_t *v, *d;
+    char url[1024];
+
+    test_now_ms = S0 + 60000;
+    v = get_json(port, "/api/v1/devices", 200, &r);
+    check_int(json_integer_value(json_object_get(v, "total")), 13);
+    check(json_is_null(json_object_get(v, "next_cursor")));
+    {
+        static const char *const want[][2] = {
+            {"a-00", "ok"},    {"a-01", "ok"},    {"a-02", "ok"},     {"a-03", "ok"},
+            {"a-04", "ok"},    {"a-05", "degraded"}, {"b-00", "ok"},  {"b-01", "ok"},
+            {"b-02", "ok"},    {"b-03", "ok"},    {"n-00", "ok"},     {"q-00", "stale"},
+            {"q-01", "silent"},
+        };
+        json_t *devs = json_object_get(v, "devices");
+        check_int(json_array_size(devs), 13);
+        for (size_t i = 0; i < 13 && i < json_array_size(devs); i++) {
+            d = json_array_get(devs, i);
+            check_str(json_string_value(json_object_get(d, "device")), want[i][0]);
+            check_str(json_string_value(json_object_get(d, "state")), want[i][1]);
+        }
+    }
+    /* a-00: six batches 10 s apart, each received 0.5 s after its samples. */
+    d = json_array_get(json_object_get(v, "devices"), 0);
+    check_double(json_number_value(json_object_get(d, "last_seen")), 1732499250.5);
+    check_double(json_number_value(json_object_get(d, "last_sample")), 1732499250);
+    check_double(json_number_value(json_object_get(d, "interval")), 10);
+    check_double(json_number_value(json_object_get(d, "ingest_lag")), 0.5);
+    /* Identity labels the store stamps on every series stay out of the metric keys. */
+    check_double(json_number_value(json_object_get(json_object_get(d, "metrics"),
+                                                   "gen_ai_server_requests_total{outcome=\"ok\"}")),
+                 50);
+    /* n-00 sent once: no interval yet. */
+    d = json_array_get(json_object_get(v, "devices"), 10);
+    check(json_is_null(json_object_get(d, "interval")));
+    check(strstr(r.body, "@collector") == NULL);
+    json_decref(v);
+    reply_fini(&r);
+
+    /* State filters, one or several. */
+    expect_ids(port, "/api/v1/devices?state=stale", "q-00");
+    expect_ids(port, "/api/v1/devices?state=silent,stale", "q-00,q-01");
+    expect_ids(port, "/api/v1/devices?state=degraded", "a-05");
+    expect_ids(port, "/api/v1/devices?state=ok&match=model=qwen", "");
+
+    /* Label matchers on identity: hw is the hw_class pair, a missing label is "". */
+    expect_ids(port, "/api/v1/devices?match=model_version=v2", "b-00,b-01,b-02,b-03");
+    expect_ids(port, "/api/v1/devices?match=hw=pi5", "q-00,q-01");
+    expect_ids(port, "/api/v1/devices?match=site!=lab", "b-00,b-01,b-02,b-03,n-00");
+    expect_ids(port, "/api/v1/devices?match=model=~ll.*&match=cohort=canary&state=ok",
+               "b-00,b-01,b-02,b-03");
+    expect_ids(port, "/api/v1/devices?match=device=~a-0%5B12%5D", "a-01,a-02");
+    expect_ids(port, "/api/v1/devices?match=model=", "n-00");
+    expect_ids(port, "/api/v1/devices?match=model!~ll", "a-00,a-01,a-02,a-03,a-04,a-05,b-00,"
+                                                        "b-01,b-02,b-03,n-00,q-00,q-01");
+
+    /* Sorted by the latest value of a metric; devices without it last, by id. */
+    expect_ids(port, "/api/v1/devices?sort=-llamacpp_generation_tokens_per_second",
+               "a-05,a-04,a-03,a-02,a-01,a-00,b-03,b-02,b-01,b-00,q-00,q-01,n-00");
+    expect_ids(port, "/api/v1/devices?sort=llamacpp_generation_tokens_per_second&state=ok",
+               "b-00,b-01,b-02,b-03,a-00,a-01,a-02,a-03,a-04,n-00");
+
+    /* Pagination covers every device exactly once, whatever the page size and order. */
+    walk_pages(port, "/api/v1/devices", 5,
+               "a-00,a-01,a-02,a-03,a-04,a-05,b-00,b-01,b-02,b-03,n-00,q-00,q-01");
+    walk_pages(port, "/api/v1/devices", 1,
+               "a-00,a-01,a-02,a-03,a-04,a-05,b-00,b-01,b-02,b-03,n-00,q-00,q-01");
+    walk_pages(port, "/api/v1/devices", 13,
+               "a-00,a-01,a-02,a-03,a-04,a-05,b-00,b-01,b-02,b-03,n-00,q-00,q-01");
+    walk_pages(port, "/api/v1/devices?sort=-llamacpp_generation_tokens_per_second", 5,
+               "a-05,a-04,a-03,a-02,a-01,a-00,b-03,b-02,b-01,b-00,q-00,q-01,n-00");
+    /* The hottest zone counts (zone0 is 5 degrees above zone1). */
+    walk_pages(port, "/api/v1/devices?sort=temperature_celsius", 4,
+               "q-01,n-00,a-00,a-01,a-02,a-03,a-04,a-05,b-00,b-01,b-02,b-03,q-00");
+
+    /* A cursor is a position in the order, not an offset: taken after a-04 from the full list,
+     * it continues a filtered one at the first v2 device. */
+    v = get_json(port, "/api/v1/devices?limit=5", 200, NULL);
+    snprintf(url, sizeof(url), "/api/v1/devices?match=model_version=v2&cursor=%s",
+             json_string_value(json_object_get(v, "next_cursor")));
+    expect_ids(port, url, "b-00,b-01,b-02,b-03");
+    /* ... and it belongs to its sort. */
+    snprintf(url, sizeof(url), "/api/v1/devices?sort=temperature_celsius&cursor=%s",
+             json_string_value(json_object_get(v, "next_cursor")));
+    expect_error(port, "GET", url, 400, "parameter \"cursor\": from a listing with another sort");
+    json_decref(v);
+
+    expect_error(port, "GET", "/api/v1/devices?limit=0", 400, "parameter \"limit\": not a count");
+    expect_error(port, "GET", "/api/v1/devices?limit=1001", 400, "from 1 to 1000");
+    expect_error(port, "GET", "/api/v1/devices?limit=+5", 400, "parameter \"limit\"");
+    expect_error(port, "GET", "/api/v1/devices?state=broken", 400,
+                 "parameter \"state\": \"broken\" is not a comma-separated list");
+    expect_error(port, "GET", "/api/v1/devices?state=ok,,stale", 400, "parameter \"state\"");
+    expect_error(port, "GET", "/api/v1/devices?state=", 400, "parameter \"state\"");
+    expect_error(port, "GET", "/api/v1/devices?sort=temp-c", 400,
+                 "parameter \"sort\": \"temp-c\" is not a metric name");
+    expect_error(port, "GET", "/api/v1/devices?sort=-", 400, "parameter \"sort\"");
+    expect_error(port, "GET", "/api/v1/devices?cursor=zz", 400,
+                 "parameter \"cursor\": not a cursor from /api/v1/devices");
+    expect_error(port, "GET", "/api/v1/devices?cursor=6869", 400, "not a cursor");
+    expect_error(port, "GET", "/api/v1/devices?cursor=", 400, "not a cursor");
+    expect_error(port, "GET", "/api/v1/devices?match=model", 400,
+                 "parameter \"match\": \"model\" is not a label matcher");
+    expect_error(port, "GET", "/api/v1/devices?match=model=~(", 400, "bad regex");
+    expect_error(port, "GET", "/api/v1/devices?metric=x", 400, "unknown parameter \"metric\"");
+}
+
+/* The state of one device at now_ms, from its page. */
+static void expect_state(uint16_t port, const char *device, int64_t now_ms, const char *state)
+{
+    char url[128];
+    json_t *v;
+
+    test_now_ms = now_ms;
+    snprintf(url, sizeof(url), "/api/v1/devices/%s", device);
+    v = get_json(port, url, 200, NULL);
+    if (strcmp(json_string_value(json_object_get(v, "state")), state) != 0)
+        FP_TEST_FAIL("%s at S0 + %lld ms: %s, expected %s", device, (long long)(now_ms - S0),
+                     json_string_value(json_object_get(v, "state")), state);
+    json_decref(v);
+}
+
+static void test_device_page(uint16_t port)
+{
+    struct reply r;
+    json_t *v, *id, *ev;
+
+    /* a-00 was last seen at S0 + 50.5 s with a 10 s interval: stale from 3 intervals later,
+     * silent from 5 minutes later, to the millisecond. */
+    expect_state(port, "a-00", S0 + 80499, "ok");
+    expect_state(port, "a-00", S0 + 80500, "stale");
+    expect_state(port, "a-00", S0 + 350499, "stale");
+    expect_state(port, "a-00", S0 + 350500, "silent");
+    /* n-00 sent once: the 10 s fallback interval. */
+    expect_state(port, "n-00", S0 + 80499, "ok");
+    expect_state(port, "n-00", S0 + 80500, "stale");
+    /* The alert makes a reporting device degraded, not a stale one. */
+    expect_state(port, "a-05", S0 + 80499, "degraded");
+    expect_state(port, "a-05", S0 + 80500, "stale");
+    test_now_ms = S0 + 60000;
+
+    v = get_json(port, "/api/v1/devices/b-03", 200, &r);
+    check(strstr(r.body, "{\"device\":\"b-03\",\"state\":\"ok\",\"first_seen\":1732499200.5,"
+                         "\"last_seen\":1732499250.5,\"last_sample\":1732499250,\"interval\":10,"
+                         "\"ingest_lag\":0.5,\"info\":{") == r.body);
+    id = json_object_get(v, "identity");
+    check_int(json_object_size(id), 12);
+    check_str(json_string_value(json_object_get(id, "model")), "llama");
+    check_str(json_string_value(json_object_get(id, "model_version")), "v2");
+    check_str(json_string_value(json_object_get(id, "quant")), "Q4_K_M");
+    check_str(json_string_value(json_object_get(id, "hw")), "orin");
+    check_str(json_string_value(json_object_get(id, "site")), "home");
+    check_str(json_string_value(json_object_get(id, "cohort")), "canary");
+    check(json_is_null(json_object_get(id, "model_sha256")));
+    check(json_is_null(json_object_get(id, "runtime")));
+    check_str(json_string_value(json_object_get(json_object_get(v, "info"), "hw_class")), "orin");
+    check_int(json_integer_value(json_object_get(v, "batches")), 6);
+    check_int(json_integer_value(json_object_get(v, "series")), 8);
+    check_str(json_string_value(json_object_get(v, "epoch")), "1");
+    check_int(json_integer_value(json_object_get(v, "last_seq")), 6);
+    check_double(json_number_value(json_object_get(json_object_get(v, "metrics"),
+                                                   "llamacpp_generation_tokens_per_second")),
+                 19);
+    check_double(json_number_value(json_object_get(json_object_get(v, "metrics"),
+                                                   "gen_ai_server_requests_total{outcome=\"ok\"}")),
+                 25);
+    check_int(json_array_size(json_object_get(v, "events")), 0);
+    check(json_is_false(json_object_get(v, "events_truncated")));
+    check_int(json_array_size(json_object_get(v, "alerts")), 0);
+    json_decref(v);
+    reply_fini(&r);
+
+    /* Events of the last 24 h, oldest first. */
+    v = get_json(port, "/api/v1/devices/a-00", 200, NULL);
+    ev = json_object_get(v, "events");
+    check_int(json_array_size(ev), 6);
+    check_str(json_string_value(json_object_get(json_array_get(ev, 0), "message")), "e0");
+    check_double(json_number_value(json_object_get(json_array_get(ev, 5), "ts")), 1732499250);
+    json_decref(v);
+    /* ... at most the newest 100. */
+    v = get_json(port, "/api/v1/devices/n-00", 200, NULL);
+    ev = json_object_get(v, "events");
+    check_int(json_array_size(ev), 100);
+    check_str(json_string_value(json_object_get(json_array_get(ev, 0), "message")), "e5");
+    check_str(json_string_value(json_object_get(json_array_get(ev, 99), "message")), "e104");
+    check(json_is_true(json_object_get(v, "events_truncated")));
+    check(json_is_null(json_object_get(json_object_get(v, "identity"), "model")));
+    json_decref(v);
+    /* Older than 24 h: gone from the page. */
+    test_now_ms = S0 + 50000 + 24 * 3600 * 1000 + 1;
+    v = get_json(port, "/api/v1/devices/a-00", 200, NULL);
+    check_int(json_array_size(json_object_get(v, "events")), 0);
+    json_decref(v);
+    test_now_ms = S0 + 60000;
+
+    /* Alerts from the engine's hook. */
+    v = get_json(port, "/api/v1/devices/a-05", 200, NULL);
+    check_str(json_string_value(json_object_get(v, "state")), "degraded");
+    check_int(json_array_size(json_object_get(v, "alerts")), 1);
+    check_str(json_string_value(json_object_get(
+                  json_object_get(json_array_get(json_object_get(v, "alerts"), 0), "labels"),
+                  "alertname")),
+              "DeviceHot");
+    json_decref(v);
+
+    expect_error(port, "GET", "/api/v1/devices/nope", 404, "no such device: \"nope\"");
+    expect_error(port, "GET", "/api/v1/devices/@collector", 404, "no such device");
+    /* The id is percent-decoded. */
+    v = get_json(port, "/api/v1/devices/a-0%30", 200, NULL);
+    check_str(json_string_value(json_object_get(v, "device")), "a-00");
+    json_decref(v);
+    expect_error(port, "GET", "/api/v1/devices/a%2F00", 404, "no such device: \"a/00\"");
+    expect_error(port, "GET", "/api/v1/devices/a-00/x", 404, "no such endpoint");
+    expect_error(port, "GET", "/api/v1/devices/a%00", 400, "invalid device id");
+    expect_error(port, "GET", "/api/v1/devices/a-00?verbose=1", 400, "unknown parameter");
+    expect_error(port, "POST", "/api/v1/devices/a-00", 405, "not allowed");
+}
+
+/* The quantile the summary reports for pooled values: the sketch's, kept inside [min, max]. */
+static double pooled(const double *values, const uint64_t *counts, size_t n, double q)
+{
+    fp_sketch *sk = NULL;
+    double v = NAN, min = values[0], max = values[0];
+
+    fp_assert(fp_sketch_new(&sk) == 0);
+    for (size_t i = 0; i < n; i++) {
+        fp_assert(fp_sketch_add_n(sk, values[i], counts[i]) == 0);
+        min = values[i] < min ? values[i] : min;
+        max = values[i] > max ? values[i] : max;
+    }
+    fp_assert(fp_sketch_quantile(sk, q, &v) == 0);
+    fp_sketch_destroy(&sk);
+    return v < min ? min : v > max ? max : v;
+}
+
+static json_t *group_of(json_t *summary, const char *grouping, const char *value)
+{
+    json_t *arr = json_object_get(json_object_get(summary, "groups"), grouping);
+
+    for (size_t i = 0; i < json_array_size(arr); i++)
+        if (strcmp(json_string_value(json_object_get(json_array_get(arr, i), "value")), value) ==
+            0)
+            return json_array_get(arr, i);
+    FP_TEST_FAIL("no group %s=\"%s\"", grouping, value);
+    return json_object();
+}
+
+#define NUM(obj, key) json_number_value(json_object_get(obj, key))
+#define SUB(obj, a, b) json_number_value(json_object_get(json_object_get(obj, a), b))
+
+static void test_fleet_summary(uint16_t port)
+{
+    /* tokens/s of llama: a-00..a-05 at 20..25 and b-00..b-03 at 16..19, six samples each. */
+    static const double llama_tps[] = {16, 17, 18, 19, 20, 21, 22, 23, 24, 25};
+    static const uint64_t six[] = {6, 6, 6, 6, 6, 6, 6, 6, 6, 6};
+    static const double llama_ttft[] = {0.5, 0.8};
+    static const uint64_t llama_ttft_n[] = {36, 24};
+    static const double qwen_tps[] = {9, 7};
+    static const uint64_t qwen_tps_n[] = {3, 1};
+    static const double all_tps[] = {7, 9, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25};
+    static const uint64_t all_tps_n[] = {1, 3, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6};
+    static const double all_ttft[] = {0.5, 0.8, 1.5};
+    static const uint64_t all_ttft_n[] = {36, 24, 4};
+    struct reply r;
+    json_t *v, *g, *list;
+    char grouping_values[256];
+
+    test_now_ms = S0 + 60000;
+    v = get_json(port, "/api/v1/fleet/summary", 200, &r);
+    check(strstr(r.body, "{\"window\":900,\"time\":1732499260,\"devices\":13,\"states\":"
+                         "{\"ok\":10,\"degraded\":1,\"stale\":1,\"silent\":1},\"fleet\":{") ==
+          r.body);
+
+    g = json_object_get(v, "fleet");
+    check_int(json_integer_value(json_object_get(g, "devices")), 13);
+    check_double(SUB(g, "tokens_per_second", "p50"), pooled(all_tps, all_tps_n, 12, 0.5));
+    check_double(SUB(g, "tokens_per_second", "p95"), pooled(all_tps, all_tps_n, 12, 0.95));
+    check_double(SUB(g, "ttft_seconds", "p99"), pooled(all_ttft, all_ttft_n, 3, 0.99));
+    /* Requests: a devices 50 ok + 5 errors each; b 50 ok (b-03: 45, across its reset) + 15
+     * errors + 5 fallbacks each. */
+    check_double(NUM(g, "requests"), 605);
+    check_double(NUM(g, "error_rate"), 90.0 / 605);
+    check_double(NUM(g, "fallback_rate"), 20.0 / 605);
+    check_double(NUM(g, "memory_pressure_max"), 13.5);
+    check_double(NUM(g, "temperature_max"), 70);
+
+    /* Each grouping lists its values sorted, "" for devices that did not report one. */
+    {
+        static const char *const want[][2] = {
+            {"model", ",llama,qwen"},  {"model_version", ",v1,v2"}, {"quant", ",Q4_K_M,Q8_0"},
+            {"site", ",home,lab"},     {"hw", ",orin,pi5"},
+        };
+        json_t *groups = json_object_get(v, "groups");
+        check_int(json_object_size(groups), 5);
+        for (size_t i = 0; i < 5; i++) {
+            json_t *arr = json_object_get(groups, want[i][0]);
+            size_t n = 0;
+            grouping_values[0] = '\0';
+            for (size_t j = 0; j < json_array_size(arr); j++)
+                n += (size_t)snprintf(grouping_values + n, sizeof(grouping_values) - n, "%s%s",
+                                      j ? "," : "",
+                                      json_string_value(json_object_get(json_array_get(arr, j),
+                                                                        "value")));
+            check_str(grouping_values, want[i][1]);
+        }
+    }
+
+    g = group_of(v, "model", "llama");
+    check_int(json_integer_value(json_object_get(g, "devices")), 10);
+    check_int(json_integer_value(json_object_get(json_object_get(g, "states"), "ok")), 9);
+    check_int(json_integer_value(json_object_get(json_object_get(g, "states"), "degraded")), 1);
+    check_double(SUB(g, "tokens_per_second", "p50"), pooled(llama_tps, six, 10, 0.5));
+    check_double(SUB(g, "tokens_per_second", "p95"), pooled(llama_tps, six, 10, 0.95));
+    check_double(SUB(g, "ttft_seconds", "p50"), pooled(llama_ttft, llama_ttft_n, 2, 0.5));
+    check_double(SUB(g, "ttft_seconds", "p95"), pooled(llama_ttft, llama_ttft_n, 2, 0.95));
+    check_double(SUB(g, "ttft_seconds", "p99"), pooled(llama_ttft, llama_ttft_n, 2, 0.99));
+    check_double(NUM(g, "requests"), 605);
+    check_double(NUM(g, "error_rate"), 90.0 / 605);
+    check_double(NUM(g, "memory_pressure_max"), 13.5);
+    check_double(NUM(g, "temperature_max"), 53);
+
+    g = group_of(v, "model", "qwen");
+    check_int(json_integer_value(json_object_get(g, "devices")), 2);
+    check_int(json_integer_value(json_object_get(json_object_get(g, "states"), "stale")), 1);
+    check_int(json_integer_value(json_object_get(json_object_get(g, "states"), "silent")), 1);
+    check_double(SUB(g, "tokens_per_second", "p50"), pooled(qwen_tps, qwen_tps_n, 2, 0.5));
+    /* One value of time to first token: exact. No request counters: no rates. */
+    check_double(SUB(g, "ttft_seconds", "p99"), 1.5);
+    check(json_is_null(json_object_get(g, "requests")));
+    check(json_is_null(json_object_get(g, "error_rate")));
+    check(json_is_null(json_object_get(g, "fallback_rate")));
+    check_double(NUM(g, "memory_pressure_max"), 1);
+    check_double(NUM(g, "temperature_max"), 70);
+
+    g = group_of(v, "model", "");
+    check_int(json_integer_value(json_object_get(g, "devices")), 1);
+    check(json_is_null(json_object_get(json_object_get(g, "tokens_per_second"), "p50")));
+    check(json_is_null(json_object_get(g, "memory_pressure_max")));
+    check_double(NUM(g, "temperature_max"), 35);
+
+    g = group_of(v, "model_version", "v2");
+    check_int(json_integer_value(json_object_get(g, "devices")), 4);
+    check_double(SUB(g, "ttft_seconds", "p50"), 0.8);
+    check_double(NUM(g, "requests"), 275);
+    check_double(NUM(g, "error_rate"), 60.0 / 275);
+    check_double(NUM(g, "fallback_rate"), 20.0 / 275);
+    g = group_of(v, "site", "lab");
+    check_int(json_integer_value(json_object_get(g, "devices")), 8);
+    check_double(NUM(g, "memory_pressure_max"), 5.5);
+    g = group_of(v, "hw", "pi5");
+    check_int(json_integer_value(json_object_get(g, "devices")), 2);
+    g = group_of(v, "quant", "Q4_K_M");
+    check_int(json_integer_value(json_object_get(g, "devices")), 10);
+
+    /* Hottest first; slowest relative to their cohort (model, version, quant, hw). */
+    list = json_object_get(v, "hottest");
+    check_int(json_array_size(list), 10);
+    check(strstr(r.body, "\"hottest\":[{\"device\":\"q-00\",\"state\":\"stale\",\"model\":\"qwen\","
+                         "\"model_version\":\"v1\",\"quant\":\"Q8_0\",\"site\":\"lab\","
+                         "\"hw\":\"pi5\",\"temperature_max\":70},{\"device\":\"b-03\"") != NULL);
+    list = json_object_get(v, "slowest");
+    check_int(json_array_size(list), 6);
+    {
+        static const struct {
+            const char *device;
+            double tps, median;
+            int cohort;
+        } want[] = {
+            {"q-01", 7, 8, 2},     {"a-00", 20, 22.5, 6}, {"b-00", 16, 17.5, 4},
+            {"a-01", 21, 22.5, 6}, {"b-01", 17, 17.5, 4}, {"a-02", 22, 22.5, 6},
+        };
+        for (size_t i = 0; i < 6; i++) {
+            json_t *e = json_array_get(list, i);
+            check_str(json_string_value(json_object_get(e, "device")), want[i].device);
+            check_double(NUM(e, "tokens_per_second"), want[i].tps);
+            check_double(NUM(e, "cohort_median"), want[i].median);
+            check_double(NUM(e, "ratio"), want[i].tps / want[i].median);
+            check_int(json_integer_value(json_object_get(e, "cohort_devices")), want[i].cohort);
+        }
+    }
+    json_decref(v);
+    reply_fini(&r);
+
+    /* top cuts both lists. */
+    v = get_json(port, "/api/v1/fleet/summary?top=2", 200, NULL);
+    check_int(json_array_size(json_object_get(v, "hottest")), 2);
+    check_int(json_array_size(json_object_get(v, "slowest")), 2);
+    check_str(json_string_value(json_object_get(json_array_get(json_object_get(v, "slowest"), 1),
+                                                "device")),
+              "a-00");
+    json_decref(v);
+
+    /* One minute: q-01's old batch falls out; q-00 alone gives qwen an exact p50. */
+    v = get_json(port, "/api/v1/fleet/summary?window=1m", 200, NULL);
+    check_double(NUM(v, "window"), 60);
+    check_double(SUB(group_of(v, "model", "qwen"), "tokens_per_second", "p50"), 9);
+    check_double(NUM(group_of(v, "model", "qwen"), "temperature_max"), 70);
+    json_decref(v);
+    /* Ten seconds: one sample per counter, so no increase and no rates. */
+    v = get_json(port, "/api/v1/fleet/summary?window=10s", 200, NULL);
+    check(json_is_null(json_object_get(json_object_get(v, "fleet"), "requests")));
+    check(json_is_null(json_object_get(json_object_get(v, "fleet"), "error_rate")));
+    {
+        static const uint64_t one[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+        check_double(SUB(group_of(v, "model", "llama"), "tokens_per_second", "p95"),
+                     pooled(llama_tps, one, 10, 0.95));
+    }
+    json_decref(v);
+    /* The states move with the clock; nothing is cached on this server. */
+    test_now_ms = S0 + 80500;
+    v = get_json(port, "/api/v1/fleet/summary", 200, NULL);
+    check_int(json_integer_value(json_object_get(json_object_get(v, "states"), "stale")), 12);
+    check_int(json_integer_value(json_object_get(json_object_get(v, "states"), "silent")), 1);
+    json_decref(v);
+    test_now_ms = S0 + 60000;
+
+    expect_error(port, "GET", "/api/v1/fleet/summary?window=0", 400,
+                 "parameter \"window\": must be from 1 second to 24 hours");
+    expect_error(port, "GET", "/api/v1/fleet/summary?window=25h", 400, "from 1 second to 24 hours");
+    expect_error(port, "GET", "/api/v1/fleet/summary?window=soon", 400,
+                 "parameter \"window\": \"soon\" is not a duration");
+    expect_error(port, "GET", "/api/v1/fleet/summary?top=0", 400,
+                 "parameter \"top\": not a count from 1 to 100");
+    expect_error(port, "GET", "/api/v1/fleet/summary?top=101", 400, "parameter \"top\"");
+    expect_error(port, "GET", "/api/v1/fleet/summary?model=llama", 400,
+                 "unknown parameter \"model\"");
+}
+
+static void test_compare(uint16_t port)
+{
+    const double sd8x4 = sqrt(32.0 / 12 * 13), sd6x4 = sqrt(24.0 / 12 * 11);
+    struct reply r;
+    json_t *v, *a, *b;
+
+    test_now_ms = S0 + 60000;
+    /* v1: a-00..a-05 (means 20..25), q-00 (9), q-01 (7); v2: b-00..b-03 (16..19).
+     * Medians 21.5 and 17.5; p95 24 + 0.65 and 18 + 0.85. Ranks of v2: 3, 4, 5, 6, U = 18 - 10 =
+     * 8, mu = 16, sigma^2 = 32 / 12 * 13; z = -(8 - 0.5) / sigma. */
+    v = get_json(port,
+                 "/api/v1/compare?metric=llamacpp_generation_tokens_per_second&by=model_version"
+                 "&a=v1&b=v2",
+                 200, &r);
+    check(strstr(r.body, "{\"metric\":\"llamacpp_generation_tokens_per_second\","
+                         "\"by\":\"model_version\",\"window\":900,\"time\":1732499260,"
+                         "\"a\":{\"value\":\"v1\",\"devices\":8,\"mean\":18.875,\"median\":21.5,") ==
+          r.body);
+    a = json_object_get(v, "a");
+    b = json_object_get(v, "b");
+    check_near(NUM(a, "p95"), 24.65, 1e-12);
+    check_str(json_string_value(json_object_get(b, "value")), "v2");
+    check_int(json_integer_value(json_object_get(b, "devices")), 4);
+    check_double(NUM(b, "median"), 17.5);
+    check_double(NUM(b, "mean"), 17.5);
+    check_near(NUM(b, "p95"), 18.85, 1e-12);
+    check_double(NUM(v, "change"), (17.5 - 21.5) / 21.5);
+    check_double(NUM(v, "u"), 8);
+    check_near(NUM(v, "z"), -7.5 / sd8x4, 1e-12);
+    check_near(NUM(v, "p"), erfc(7.5 / sd8x4 / sqrt(2.0)), 1e-12);
+    check_str(json_string_value(json_object_get(v, "summary")),
+              "v2 is 18.6% lower than v1 (median), p = 0.2, 4 vs 8 devices");
+    json_decref(v);
+    reply_fini(&r);
+
+    /* Canary against stable: every canary below every stable device. U = 0, mu = 12,
+     * sigma^2 = 24 / 12 * 11, p = 0.0142. */
+    v = get_json(port,
+                 "/api/v1/compare?metric=llamacpp_generation_tokens_per_second&by=cohort"
+                 "&a=stable&b=canary&window=1m",
+                 200, NULL);
+    check_int(json_integer_value(json_object_get(json_object_get(v, "a"), "devices")), 6);
+    check_double(NUM(v, "u"), 0);
+    check_near(NUM(v, "p"), erfc(11.5 / sd6x4 / sqrt(2.0)), 1e-12);
+    check(NUM(v, "p") < 0.05);
+    check_str(json_string_value(json_object_get(v, "summary")),
+              "canary is 22.2% lower than stable (median), p = 0.014, 4 vs 6 devices");
+    json_decref(v);
+
+    /* Extra matchers narrow both cohorts; an empty cohort gives nulls, not an error. */
+    v = get_json(port,
+                 "/api/v1/compare?metric=llamacpp_generation_tokens_per_second&by=model_version"
+                 "&a=v1&b=v2&match=site=lab",
+                 200, NULL);
+    check_int(json_integer_value(json_object_get(json_object_get(v, "a"), "devices")), 8);
+    check_int(json_integer_value(json_object_get(json_object_get(v, "b"), "devices")), 0);
+    check(json_is_null(json_object_get(json_object_get(v, "b"), "median")));
+    check(json_is_null(json_object_get(v, "change")));
+    check(json_is_null(json_object_get(v, "p")));
+    check_str(json_string_value(json_object_get(v, "summary")),
+              "v2 vs v1: no comparable medians, no test, 0 vs 8 devices");
+    json_decref(v);
+    /* A device with two series of the metric counts once, with the mean of both. */
+    v = get_json(port, "/api/v1/compare?metric=temperature_celsius&by=site&a=lab&b=home", 200,
+                 NULL);
+    check_int(json_integer_value(json_object_get(json_object_get(v, "b"), "devices")), 4);
+    check_double(NUM(json_object_get(v, "b"), "median"), 49);
+    json_decref(v);
+
+    expect_error(port, "GET", "/api/v1/compare?by=model_version&a=v1&b=v2", 400,
+                 "missing parameter \"metric\"");
+    expect_error(port, "GET", "/api/v1/compare?metric=m&a=v1&b=v2", 400,
+                 "missing parameter \"by\"");
+    expect_error(port, "GET", "/api/v1/compare?metric=m&by=x&b=v2", 400, "missing parameter \"a\"");
+    expect_error(port, "GET", "/api/v1/compare?metric=m&by=x&a=v1", 400, "missing parameter \"b\"");
+    expect_error(port, "GET", "/api/v1/compare?metric=m-1&by=x&a=1&b=2", 400,
+                 "parameter \"metric\": \"m-1\" is not a valid metric name");
+    expect_error(port, "GET", "/api/v1/compare?metric=m&by=x-y&a=1&b=2", 400,
+                 "parameter \"by\": \"x-y\" is not a label name");
+    expect_error(port, "GET", "/api/v1/compare?metric=m&by=__name__&a=1&b=2", 400,
+                 "parameter \"by\"");
+    expect_error(port, "GET", "/api/v1/compare?metric=m&by=x&a=1&b=1", 400,
+                 "parameters \"a\" and \"b\" name the same cohort");
+    expect_error(port, "GET", "/api/v1/compare?metric=m&by=x&a=&b=1", 400,
+                 "parameters \"a\" and \"b\": must be 1 to 1024 bytes");
+    expect_error(port, "GET", "/api/v1/compare?metric=m&by=x&a=1&b=2&window=2d", 400,
+                 "parameter \"window\"");
+    expect_error(port, "GET", "/api/v1/compare?metric=m&by=x&a=1&b=2&match=x", 400,
+                 "parameter \"match\"");
+    expect_error(port, "GET", "/api/v1/compare?metric=m&by=x&a=1&b=2&step=60", 400,
+                 "unknown parameter \"step\"");
+}
+
+/* Checks every sample line of a text exposition: a valid name without colons, then labels and a
+ * number; every family announced by HELP and TYPE before its samples. */
+static void check_exposition(const char *text)
+{
+    char family[128] = "";
+    const char *line = text;
+    int lines = 0;
+
+    while (*line != '\0') {
+        const char *end = strchr(line, '\n');
+        size_t n = strspn(line, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789");
+
+        fp_assert(end != NULL); /* the text ends with a newline */
+        if (strncmp(line, "# TYPE ", 7) == 0) {
+            n = strcspn(line + 7, " ");
+            snprintf(family, sizeof(family), "%.*s", (int)n, line + 7);
+        } else if (line[0] != '#') {
+            if (n == 0 || (line[n] != '{' && line[n] != ' ') || (line[0] >= '0' && line[0] <= '9'))
+                FP_TEST_FAIL("bad sample line: %.*s", (int)(end - line), line);
+            if (strncmp(line, family, strlen(family)) != 0 || family[0] == '\0')
+                FP_TEST_FAIL("sample outside its family %s: %.*s", family, (int)(end - line),
+                             line);
+            lines++;
+        }
+        check(memchr(line, ':', (size_t)(end - line)) == NULL || line[0] == '#');
+        line = end + 1;
+    }
+    check(lines > 0);
+}
+
+static void test_metrics(uint16_t port)
+{
+    struct reply r;
+    char ct[128], want[256], num[FP_JSONOUT_DOUBLE_MAX];
+
+    /* Counted requests first, on a server nothing else asked yet. */
+    test_now_ms = S0 + 60000;
+    http(port, "GET", "/healthz", &r);
+    reply_fini(&r);
+    http(port, "GET", "/healthz", &r);
+    reply_fini(&r);
+    http(port, "GET", "/api/v1/nope", &r);
+    reply_fini(&r);
+
+    http(port, "GET", "/metrics", &r);
+    check_int(r.status, 200);
+    check(header(&r, "Content-Type", ct, sizeof(ct)) != NULL);
+    check_str(ct, "text/plain; version=0.0.4; charset=utf-8");
+    check_exposition(r.body);
+    /* States per model, version and site (the last 5 minutes: q-01's samples are older, but a
+     * device's state does not depend on the window). */
+    check(strstr(r.body, "# HELP fleetpulse_fleet_devices Devices by state.\n"
+                         "# TYPE fleetpulse_fleet_devices gauge\n"
+                         "fleetpulse_fleet_devices{model=\"\",model_version=\"\",site=\"\","
+                         "state=\"ok\"} 1\n") != NULL);
+    check(strstr(r.body, "fleetpulse_fleet_devices{model=\"llama\",model_version=\"v1\","
+                         "site=\"lab\",state=\"ok\"} 5\n"
+                         "fleetpulse_fleet_devices{model=\"llama\",model_version=\"v1\","
+                         "site=\"lab\",state=\"degraded\"} 1\n") != NULL);
+    check(strstr(r.body, "fleetpulse_fleet_devices{model=\"qwen\",model_version=\"v1\","
+                         "site=\"lab\",state=\"silent\"} 1\n") != NULL);
+    check(strstr(r.body, "fleetpulse_fleet_tokens_per_second{model=\"qwen\",model_version=\"v1\","
+                         "site=\"lab\",quantile=\"0.5\"} 9\n") != NULL);
+    check(strstr(r.body, "fleetpulse_fleet_time_to_first_token_seconds{model=\"llama\","
+                         "model_version=\"v2\",site=\"home\",quantile=\"0.99\"} 0.8\n") != NULL);
+    fp_jsonout_format_double(num, sizeof(num), 60.0 / 275);
+    snprintf(want, sizeof(want),
+             "fleetpulse_fleet_request_error_ratio{model=\"llama\",model_version=\"v2\","
+             "site=\"home\"} %s\n",
+             num);
+    check(strstr(r.body, want) != NULL);
+    check(strstr(r.body, "fleetpulse_fleet_request_fallback_ratio{model=\"llama\","
+                         "model_version=\"v1\",site=\"lab\"} 0\n") != NULL);
+    check(strstr(r.body, "fleetpulse_fleet_memory_pressure_some_avg10_max{model=\"llama\","
+                         "model_version=\"v2\",site=\"home\"} 13.5\n") != NULL);
+    check(strstr(r.body, "fleetpulse_fleet_temperature_celsius_max{model=\"\",model_version=\"\","
+                         "site=\"\"} 35\n") != NULL);
+    /* No tokens/s for n-00: no line rather than a NaN. */
+    check(strstr(r.body, "fleetpulse_fleet_tokens_per_second{model=\"\"") == NULL);
+    /* The service's own health. */
+    check(strstr(r.body, "fleetpulse_query_requests_total{route=\"/healthz\",code=\"200\"} 2\n") !=
+          NULL);
+    check(strstr(r.body, "fleetpulse_query_requests_total{route=\"other\",code=\"404\"} 1\n") !=
+          NULL);
+    check(strstr(r.body, "fleetpulse_query_request_duration_seconds_bucket{route=\"/healthz\","
+                         "le=\"+Inf\"} 2\n") != NULL);
+    check(strstr(r.body, "fleetpulse_query_request_duration_seconds_count{route=\"/healthz\"} 2\n") !=
+          NULL);
+    check(strstr(r.body, "fleetpulse_query_store_read_duration_seconds_count 1\n") != NULL);
+    check(strstr(r.body, "fleetpulse_query_cache_requests_total{result=\"miss\"} 1\n") != NULL);
+    check(strstr(r.body, "fleetpulse_query_build_info{version=\"0.1.0\"} 1\n") != NULL);
+    reply_fini(&r);
+
+    http(port, "GET", "/metrics", &r);
+    check(strstr(r.body, "fleetpulse_query_requests_total{route=\"/metrics\",code=\"200\"} 1\n") !=
+          NULL);
+    check(strstr(r.body, "fleetpulse_query_store_read_duration_seconds_count 2\n") != NULL);
+    reply_fini(&r);
+
+    expect_error(port, "GET", "/metrics?x=1", 400, "unknown parameter \"x\"");
+}
+
+/* A server with a one-hour cache and a budget of 100 samples. */
+static void test_cache_and_budget(uint16_t port)
+{
+    struct reply r1, r2;
+    json_t *v1, *v2;
+
+    /* Ten seconds read 81 samples (the newest of each series): under the budget. The same
+     * question a second later is answered from the cache, with the first answer's time. */
+    test_now_ms = S0 + 60000;
+    v1 = get_json(port, "/api/v1/fleet/summary?window=10s", 200, &r1);
+    test_now_ms = S0 + 61000;
+    v2 = get_json(port, "/api/v1/fleet/summary?window=10s", 200, &r2);
+    check_str(r2.body, r1.body);
+    check_double(NUM(v2, "time"), 1732499260);
+    json_decref(v1);
+    json_decref(v2);
+    reply_fini(&r1);
+    reply_fini(&r2);
+    /* Another question is another entry. */
+    v1 = get_json(port, "/api/v1/fleet/summary?window=10s&top=1", 200, NULL);
+    check_double(NUM(v1, "time"), 1732499261);
+    json_decref(v1);
+    test_now_ms = S0 + 60000;
+
+    expect_error(port, "GET", "/api/v1/fleet/summary", 422,
+                 "the window holds more than 100 samples; shorten it (window)");
+    expect_error(port, "GET", "/metrics", 422, "more than 100 samples");
+    expect_error(port, "GET",
+                 "/api/v1/compare?metric=temperature_celsius&by=site&a=lab&b=home&window=1h", 422,
+                 "more than 100 samples");
+    /* Compare answers are cached too. */
+    v1 = get_json(port,
+                  "/api/v1/compare?metric=llamacpp_generation_tokens_per_second&by=cohort"
+                  "&a=stable&b=canary&window=10s",
+                  200, NULL);
+    test_now_ms = S0 + 62000;
+    v2 = get_json(port,
+                  "/api/v1/compare?metric=llamacpp_generation_tokens_per_second&by=cohort"
+                  "&a=stable&b=canary&window=10s",
+                  200, NULL);
+    check_double(NUM(v2, "time"), NUM(v1, "time"));
+    json_decref(v1);
+    json_decref(v2);
+    test_now_ms = S0 + 60000;
+}
+
 /* Runs after the server stopped: LMDB must not have one environment open twice in a process
  * (closing the second drops the first one's locks), and a failed start opens the store before
  * it binds. */
@@ -1094,7 +1880,15 @@ int main(void)
 {
     char dir[] = "/tmp/fp-query-test-XXXXXX";
     char fleet_dir[] = "/tmp/fp-query-fleet-XXXXXX";
-    struct server_thread st, fleet;
+    char state_dir[] = "/tmp/fp-query-state-XXXXXX";
+    char cache_dir[] = "/tmp/fp-query-cache-XXXXXX";
+    struct server_thread st, fleet, states, cache;
+    const struct server_extra state_extra = {.summary_refresh_ms = 0,
+                                             .max_scan_samples = FP_QUERY_MAX_SCAN_SAMPLES_DEFAULT,
+                                             .hook = &test_hook};
+    const struct server_extra cache_extra = {.summary_refresh_ms = 3600 * 1000,
+                                             .max_scan_samples = 100,
+                                             .hook = &test_hook};
     char err[512];
 
     /* The client writes to sockets the server may already have closed. */
@@ -1103,6 +1897,13 @@ int main(void)
     if (fixture_write(dir, fp_clock_now_ms(), BIG_POINTS, err, sizeof(err)) != 0) {
         FP_TEST_FAIL("fixture: %s", err);
         remove_store(dir);
+        return 1;
+    }
+
+    fp_assert(mkdtemp(state_dir) != NULL && mkdtemp(cache_dir) != NULL);
+    if (fixture_write_states(state_dir, err, sizeof(err)) != 0 ||
+        fixture_write_states(cache_dir, err, sizeof(err)) != 0) {
+        FP_TEST_FAIL("state fixture: %s", err);
         return 1;
     }
 
@@ -1128,11 +1929,25 @@ int main(void)
     test_series_no_metric(st.port, fleet.port);
     test_labels(st.port, fleet.port);
     test_transport_limits(st.port);
+
+    test_now_ms = S0 + 60000;
+    server_start_ex(&states, state_dir, FP_QUERY_MAX_POINTS_DEFAULT, &state_extra);
+    server_start_ex(&cache, cache_dir, FP_QUERY_MAX_POINTS_DEFAULT, &cache_extra);
+    test_metrics(states.port); /* first: it counts this server's requests */
+    test_state_devices(states.port);
+    test_device_page(states.port);
+    test_fleet_summary(states.port);
+    test_compare(states.port);
+    test_cache_and_budget(cache.port);
+    server_stop(&cache);
+    server_stop(&states);
     server_stop(&fleet);
     server_stop(&st);
     test_start_errors(dir);
 
     remove_store(fleet_dir);
+    remove_store(state_dir);
+    remove_store(cache_dir);
     remove_store(dir);
     fp_test_end();
 }

@@ -1,0 +1,1336 @@
+/* Fleet-wide computations over a recent window: /api/v1/fleet/summary, /api/v1/compare and the
+ * fleet part of /metrics.
+ *
+ * How: one read transaction; list the devices (identity, state), then read each metric the
+ * answer needs once, series by series (select by metric name, find the series' device by its
+ * "device" label, scan the window), folding samples into per-device accumulators: a DDSketch for
+ * tokens/s and time to first token, reset-corrected increases of the request counters by
+ * outcome, maxima of memory pressure and temperature. Groups then merge their devices'
+ * accumulators, so a group's p95 is the p95 of all its devices' samples pooled, never a p95 of
+ * per-device p95s. Each device's identity comes from the pairs it reported (its current model,
+ * site, ...), not from the labels on old samples.
+ *
+ * Cost: every sample in the window is read once. A sample budget (max_scan_samples) bounds a
+ * request's work, and answers are reused for summary_refresh_ms (keyed by their normalised
+ * parameters): at 10,000 devices a summary takes far longer than one request may, and the
+ * dashboards and scrapers that ask for it poll.
+ *
+ * Rejected: aggregating through storage/aggregate once per grouping (five passes over the same
+ * samples, and no per-device values for the cohort ratios); per-device p95s averaged (not a
+ * fleet percentile). */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <jansson.h>
+
+#include "error.h"
+#include "jsonout.h"
+#include "params.h"
+#include "parse.h"
+#include "query-internal.h"
+#include "sketch.h"
+#include "state.h"
+#include "stats.h"
+#include "store.h"
+
+/* The metrics the summary reads (docs/metrics.md); the probe and fleetpulse-sim emit them. */
+#define METRIC_TPS "llamacpp_generation_tokens_per_second"
+#define METRIC_TTFT "gen_ai_server_time_to_first_token_seconds"
+#define METRIC_REQUESTS "gen_ai_server_requests_total"
+#define METRIC_PRESSURE "memory_pressure_some_avg10"
+#define METRIC_TEMP "temperature_celsius"
+
+/* Window defaults and bounds. A day of raw samples is the most a request reads: longer views
+ * belong to the series endpoint with a step. */
+#define WINDOW_DEFAULT_MS (15 * 60 * 1000)
+#define WINDOW_MIN_MS 1000
+#define WINDOW_MAX_MS (24 * 3600 * 1000)
+
+/* /metrics' fleet aggregates describe the last five minutes: what a scrape every 15 s or 1 min
+ * wants to see move. */
+#define METRICS_WINDOW_MS (5 * 60 * 1000)
+
+/* Hottest / slowest lists: default and largest length. */
+#define TOP_DEFAULT 10
+#define TOP_MAX 100
+
+/* The identity labels devices are grouped by. The summary groups by each on its own; /metrics by
+ * model, model_version and site together; cohorts are model, model_version, quant and hw. */
+enum {
+    L_MODEL,
+    L_MODEL_VERSION,
+    L_QUANT,
+    L_SITE,
+    L_HW,
+    N_LABELS,
+};
+static const char *const label_names[N_LABELS] = {"model", "model_version", "quant", "site", "hw"};
+
+/* One device's accumulators over the window. */
+struct fleet_dev {
+    char *id;
+    char *labels[N_LABELS]; /**< identity values, "" when not reported */
+    enum fp_device_state state;
+    fp_sketch *tps;         /**< tokens/s samples; NULL: none */
+    double tps_sum, tps_min, tps_max;
+    uint64_t tps_n;
+    fp_sketch *ttft; /**< time to first token samples; NULL: none */
+    double ttft_min, ttft_max;
+    double req_total, req_error, req_fallback; /**< counter increases in the window */
+    bool has_requests;                         /**< some request counter had two samples */
+    double pressure_max;
+    bool has_pressure;
+    double temp_max;
+    bool has_temp;
+};
+
+struct fleet {
+    struct fp_query_server *srv;
+    struct fleet_dev *devs; /**< sorted by id */
+    size_t n, cap;
+    int64_t now_ms;
+    int64_t from_ms, to_ms; /**< the window, inclusive */
+    uint64_t scanned;       /**< samples read so far */
+    bool over_budget;       /**< stopped at max_scan_samples */
+};
+
+static void fleet_fini(struct fleet *f)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        free(f->devs[i].id);
+        for (int l = 0; l < N_LABELS; l++)
+            free(f->devs[i].labels[l]);
+        fp_sketch_destroy(&f->devs[i].tps);
+        fp_sketch_destroy(&f->devs[i].ttft);
+    }
+    free(f->devs);
+    memset(f, 0, sizeof(*f));
+}
+
+/* An identity pair of d, by the label name series carry ("hw" is the hw_class pair). */
+static const char *info_value(const struct fp_device_desc *d, const char *label)
+{
+    const char *pair = strcmp(label, "hw") == 0 ? "hw_class" : label;
+
+    for (size_t i = 0; i < d->n_info; i++)
+        if (strcmp(d->info[i].name, pair) == 0)
+            return d->info[i].value;
+    return "";
+}
+
+static int add_device(void *userdata, const struct fp_device_desc *d)
+{
+    struct fleet *f = userdata;
+    struct fleet_dev *dev;
+
+    if (d->device[0] == '@') /* fleetpulse's own components are not fleet devices */
+        return 0;
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? 2 * f->cap : 64;
+        struct fleet_dev *devs = realloc(f->devs, cap * sizeof(*devs));
+        if (devs == NULL)
+            return -ENOMEM;
+        f->devs = devs;
+        f->cap = cap;
+    }
+    dev = &f->devs[f->n];
+    memset(dev, 0, sizeof(*dev));
+    f->n++; /* counted now, so fleet_fini frees a half-filled entry */
+    dev->id = strdup(d->device);
+    if (dev->id == NULL)
+        return -ENOMEM;
+    for (int l = 0; l < N_LABELS; l++) {
+        dev->labels[l] = strdup(info_value(d, label_names[l]));
+        if (dev->labels[l] == NULL)
+            return -ENOMEM;
+    }
+    dev->state = fp_state_of(f->now_ms, d->last_seen_ms, d->interval_ms, f->srv->silent_after_ms,
+                             fp_query_device_firing(f->srv, d->device));
+    return 0;
+}
+
+static int cmp_dev_id(const void *a, const void *b)
+{
+    return strcmp(((const struct fleet_dev *)a)->id, ((const struct fleet_dev *)b)->id);
+}
+
+static int cmp_key_dev(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct fleet_dev *)elem)->id);
+}
+
+/* Lists the devices. Returns 0 or a store code / -errno. */
+static int fleet_load_devices(struct fleet *f, struct fp_store_reader *rd)
+{
+    int r = fp_store_devices(rd, add_device, f);
+
+    if (r == 0 && f->n > 1)
+        qsort(f->devs, f->n, sizeof(*f->devs), cmp_dev_id);
+    return r;
+}
+
+enum fleet_metric { M_TPS, M_TTFT, M_REQUESTS, M_PRESSURE, M_TEMP };
+
+/* State of one series' scan. */
+struct scan {
+    struct fleet *f;
+    struct fleet_dev *dev;
+    enum fleet_metric metric;
+    int outcome; /**< M_REQUESTS: 0 ok or other, 1 error, 2 fallback */
+    bool has_prev;
+    double prev;
+    int err; /**< -ENOMEM from a sketch */
+};
+
+static int add_sample(fp_sketch **sk, double v)
+{
+    int r;
+
+    if (*sk == NULL) {
+        r = fp_sketch_new(sk);
+        if (r < 0)
+            return r;
+    }
+    r = fp_sketch_add(*sk, v);
+    return r < 0 ? r : 0;
+}
+
+static int scan_point(void *userdata, int64_t ts_ms, double v)
+{
+    struct scan *s = userdata;
+    struct fleet_dev *d = s->dev;
+
+    (void)ts_ms;
+    if (++s->f->scanned > s->f->srv->max_scan_samples) {
+        s->f->over_budget = true;
+        return 1;
+    }
+    if (!isfinite(v)) /* NaN marks staleness; nothing here is meaningful as infinity */
+        return 0;
+    switch (s->metric) {
+    case M_TPS:
+        d->tps_min = d->tps_n == 0 || v < d->tps_min ? v : d->tps_min;
+        d->tps_max = d->tps_n == 0 || v > d->tps_max ? v : d->tps_max;
+        d->tps_sum += v;
+        d->tps_n++;
+        s->err = add_sample(&d->tps, v);
+        break;
+    case M_TTFT: {
+        bool first = d->ttft == NULL;
+        d->ttft_min = first || v < d->ttft_min ? v : d->ttft_min;
+        d->ttft_max = first || v > d->ttft_max ? v : d->ttft_max;
+        s->err = add_sample(&d->ttft, v);
+        break;
+    }
+    case M_REQUESTS:
+        /* As storage/aggregate's increase: consecutive samples inside the window, a drop is a
+         * counter reset (the counter restarted from 0 and reached v). */
+        if (s->has_prev) {
+            double inc = v >= s->prev ? v - s->prev : v;
+            d->req_total += inc;
+            if (s->outcome == 1)
+                d->req_error += inc;
+            else if (s->outcome == 2)
+                d->req_fallback += inc;
+            d->has_requests = true;
+        }
+        s->prev = v;
+        s->has_prev = true;
+        break;
+    case M_PRESSURE:
+        d->pressure_max = !d->has_pressure || v > d->pressure_max ? v : d->pressure_max;
+        d->has_pressure = true;
+        break;
+    case M_TEMP:
+        d->temp_max = !d->has_temp || v > d->temp_max ? v : d->temp_max;
+        d->has_temp = true;
+        break;
+    }
+    return s->err < 0 ? 1 : 0;
+}
+
+static const char *desc_label(const struct fp_series_desc *desc, const char *name)
+{
+    for (size_t i = 0; i < desc->n_labels; i++)
+        if (strcmp(desc->labels[i].name, name) == 0)
+            return desc->labels[i].value;
+    return NULL;
+}
+
+/* Folds every sample of the metric in the window into its device. Returns 0, 1 when the budget
+ * ran out, or a store code / -errno. */
+static int fleet_read(struct fleet *f, struct fp_store_reader *rd, enum fleet_metric metric)
+{
+    static const char *const names[] = {
+        [M_TPS] = METRIC_TPS,           [M_TTFT] = METRIC_TTFT, [M_REQUESTS] = METRIC_REQUESTS,
+        [M_PRESSURE] = METRIC_PRESSURE, [M_TEMP] = METRIC_TEMP,
+    };
+    struct fp_matcher m = {.name = "__name__", .value = names[metric], .op = FP_MATCH_EQ};
+    struct fp_series_desc desc;
+    uint64_t *ids = NULL;
+    size_t n_ids = 0;
+    int r;
+
+    r = fp_store_select(rd, &m, 1, &ids, &n_ids);
+    for (size_t i = 0; i < n_ids && r == 0; i++) {
+        struct scan s = {.f = f, .metric = metric};
+        const char *device, *outcome;
+
+        r = fp_store_series_get(rd, ids[i], &desc);
+        if (r != 0)
+            break;
+        device = desc_label(&desc, "device");
+        s.dev = device != NULL && f->n > 0
+                    ? bsearch(device, f->devs, f->n, sizeof(*f->devs), cmp_key_dev)
+                    : NULL;
+        if (s.dev == NULL)
+            continue;
+        outcome = desc_label(&desc, "outcome");
+        s.outcome = outcome == NULL ? 0 : strcmp(outcome, "error") == 0 ? 1
+                                      : strcmp(outcome, "fallback") == 0 ? 2
+                                                                          : 0;
+        r = fp_store_read_range(rd, ids[i], f->from_ms, f->to_ms, scan_point, &s);
+        if (s.err < 0)
+            r = s.err;
+        else if (f->over_budget)
+            r = 1;
+    }
+    free(ids);
+    return r;
+}
+
+/* Reads the listed metrics (n of them) for every device over [now - window, now]. Returns an
+ * HTTP status with err set. */
+static int fleet_compute(struct fp_query_server *srv, struct fleet *f, int64_t window_ms,
+                         const enum fleet_metric *metrics, size_t n, char *err, size_t err_size)
+{
+    struct fp_store_reader *rd = NULL;
+    int r;
+
+    f->srv = srv;
+    f->now_ms = srv->now_ms();
+    f->to_ms = f->now_ms;
+    f->from_ms = f->now_ms - window_ms;
+    r = fp_query_reader_open(srv, &rd);
+    if (r == 0)
+        r = fleet_load_devices(f, rd);
+    for (size_t i = 0; i < n && r == 0; i++)
+        r = fleet_read(f, rd, metrics[i]);
+    fp_query_reader_close(srv, &rd);
+    if (r == 1) {
+        fp_set_err(err, err_size,
+                   "the window holds more than %" PRIu64 " samples; shorten it (window)",
+                   srv->max_scan_samples);
+        return FP_HTTP_UNPROCESSABLE;
+    }
+    if (r != 0) {
+        if (r == -ENOMEM)
+            fp_set_err(err, err_size, "out of memory");
+        else
+            fp_set_err(err, err_size, "store: %s", fp_store_strerror(r));
+        return FP_HTTP_INTERNAL_ERROR;
+    }
+    return FP_HTTP_OK;
+}
+
+/* --- groups ----------------------------------------------------------------------------------- */
+
+/* What a group of devices (or the whole fleet) sums up to. */
+struct group_stats {
+    size_t devices;
+    size_t states[FP_STATE_COUNT];
+    bool has_tps, has_ttft;
+    double tps_p50, tps_p95;
+    double ttft_p50, ttft_p95, ttft_p99;
+    bool has_requests;
+    double requests, errors, fallbacks;
+    bool has_pressure, has_temp;
+    double pressure_max, temp_max;
+};
+
+/* A pooled quantile, kept inside [min, max] as storage/aggregate keeps its quantiles: the sketch
+ * answers within 1%, which could otherwise step outside the values seen. */
+static double pooled_quantile(const fp_sketch *sk, double q, double min, double max)
+{
+    double v = NAN;
+
+    (void)fp_sketch_quantile(sk, q, &v);
+    return v < min ? min : v > max ? max : v;
+}
+
+/* Sums up the devices devs[idx[0..n)]. Returns 0 or -ENOMEM. */
+static int group_compute(const struct fleet *f, const size_t *idx, size_t n,
+                         struct group_stats *g)
+{
+    fp_sketch *tps = NULL, *ttft = NULL;
+    double tps_min = 0, tps_max = 0, ttft_min = 0, ttft_max = 0;
+    int r;
+
+    memset(g, 0, sizeof(*g));
+    r = fp_sketch_new(&tps);
+    if (r == 0)
+        r = fp_sketch_new(&ttft);
+    for (size_t i = 0; i < n && r == 0; i++) {
+        const struct fleet_dev *d = &f->devs[idx[i]];
+
+        g->devices++;
+        g->states[d->state]++;
+        if (d->tps != NULL) {
+            tps_min = !g->has_tps || d->tps_min < tps_min ? d->tps_min : tps_min;
+            tps_max = !g->has_tps || d->tps_max > tps_max ? d->tps_max : tps_max;
+            g->has_tps = true;
+            r = fp_sketch_merge(tps, d->tps);
+        }
+        if (r == 0 && d->ttft != NULL) {
+            ttft_min = !g->has_ttft || d->ttft_min < ttft_min ? d->ttft_min : ttft_min;
+            ttft_max = !g->has_ttft || d->ttft_max > ttft_max ? d->ttft_max : ttft_max;
+            g->has_ttft = true;
+            r = fp_sketch_merge(ttft, d->ttft);
+        }
+        if (d->has_requests) {
+            g->has_requests = true;
+            g->requests += d->req_total;
+            g->errors += d->req_error;
+            g->fallbacks += d->req_fallback;
+        }
+        if (d->has_pressure) {
+            g->pressure_max = !g->has_pressure || d->pressure_max > g->pressure_max
+                                  ? d->pressure_max
+                                  : g->pressure_max;
+            g->has_pressure = true;
+        }
+        if (d->has_temp) {
+            g->temp_max = !g->has_temp || d->temp_max > g->temp_max ? d->temp_max : g->temp_max;
+            g->has_temp = true;
+        }
+    }
+    if (r == 0 && g->has_tps) {
+        g->tps_p50 = pooled_quantile(tps, 0.5, tps_min, tps_max);
+        g->tps_p95 = pooled_quantile(tps, 0.95, tps_min, tps_max);
+    }
+    if (r == 0 && g->has_ttft) {
+        g->ttft_p50 = pooled_quantile(ttft, 0.5, ttft_min, ttft_max);
+        g->ttft_p95 = pooled_quantile(ttft, 0.95, ttft_min, ttft_max);
+        g->ttft_p99 = pooled_quantile(ttft, 0.99, ttft_min, ttft_max);
+    }
+    fp_sketch_destroy(&tps);
+    fp_sketch_destroy(&ttft);
+    return r < 0 ? -ENOMEM : 0;
+}
+
+/* Device indices ordered by a tuple of labels, for cutting into groups. */
+struct group_order {
+    const struct fleet *f;
+    const int *labels;
+    size_t n_labels;
+};
+
+/* qsort has no context argument; ordering runs one at a time on the server's thread. */
+static const struct group_order *current_order;
+
+static int cmp_by_labels(const void *a, const void *b)
+{
+    const struct fleet_dev *x = &current_order->f->devs[*(const size_t *)a];
+    const struct fleet_dev *y = &current_order->f->devs[*(const size_t *)b];
+
+    for (size_t i = 0; i < current_order->n_labels; i++) {
+        int c = strcmp(x->labels[current_order->labels[i]], y->labels[current_order->labels[i]]);
+        if (c != 0)
+            return c;
+    }
+    return strcmp(x->id, y->id);
+}
+
+static bool same_group(const struct fleet *f, const int *labels, size_t n_labels, size_t a,
+                       size_t b)
+{
+    for (size_t i = 0; i < n_labels; i++)
+        if (strcmp(f->devs[a].labels[labels[i]], f->devs[b].labels[labels[i]]) != 0)
+            return false;
+    return true;
+}
+
+/* Every device index, ordered by labels. Returns a new array (free()) or NULL. */
+static size_t *order_by(const struct fleet *f, const int *labels, size_t n_labels)
+{
+    struct group_order o = {f, labels, n_labels};
+    size_t *idx = malloc((f->n ? f->n : 1) * sizeof(*idx));
+
+    if (idx == NULL)
+        return NULL;
+    for (size_t i = 0; i < f->n; i++)
+        idx[i] = i;
+    current_order = &o;
+    if (f->n > 1)
+        qsort(idx, f->n, sizeof(*idx), cmp_by_labels);
+    current_order = NULL;
+    return idx;
+}
+
+/* --- /api/v1/fleet/summary ------------------------------------------------------------------- */
+
+static const char *const summary_params[] = {"window", "top", NULL};
+
+static int set(json_t *obj, const char *key, json_t *v)
+{
+    return json_object_set_new(obj, key, v) == 0 ? 0 : -ENOMEM;
+}
+
+static json_t *real_or_null(bool has, double v)
+{
+    return has ? fp_jsonout_real_new(v) : json_null();
+}
+
+static json_t *states_new(const size_t *states)
+{
+    json_t *obj = json_object();
+    int r = obj == NULL ? -ENOMEM : 0;
+
+    for (int s = 0; s < FP_STATE_COUNT && r == 0; s++)
+        r = set(obj, fp_state_name((enum fp_device_state)s), json_integer((json_int_t)states[s]));
+    if (r < 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+/* The fields of one group's object (after its "value"), added to obj. */
+static int group_fill(json_t *obj, const struct group_stats *g)
+{
+    json_t *tps = json_object(), *ttft = json_object();
+    bool rates = g->has_requests && g->requests > 0;
+    int r = tps == NULL || ttft == NULL ? -ENOMEM : 0;
+
+    r = r < 0 ? r : set(tps, "p50", real_or_null(g->has_tps, g->tps_p50));
+    r = r < 0 ? r : set(tps, "p95", real_or_null(g->has_tps, g->tps_p95));
+    r = r < 0 ? r : set(ttft, "p50", real_or_null(g->has_ttft, g->ttft_p50));
+    r = r < 0 ? r : set(ttft, "p95", real_or_null(g->has_ttft, g->ttft_p95));
+    r = r < 0 ? r : set(ttft, "p99", real_or_null(g->has_ttft, g->ttft_p99));
+    r = r < 0 ? r : set(obj, "devices", json_integer((json_int_t)g->devices));
+    r = r < 0 ? r : set(obj, "states", states_new(g->states));
+    if (r == 0) {
+        r = set(obj, "tokens_per_second", tps);
+        tps = NULL;
+    }
+    if (r == 0) {
+        r = set(obj, "ttft_seconds", ttft);
+        ttft = NULL;
+    }
+    r = r < 0 ? r : set(obj, "requests", real_or_null(g->has_requests, g->requests));
+    r = r < 0 ? r : set(obj, "error_rate", real_or_null(rates, g->errors / g->requests));
+    r = r < 0 ? r : set(obj, "fallback_rate", real_or_null(rates, g->fallbacks / g->requests));
+    r = r < 0 ? r : set(obj, "memory_pressure_max", real_or_null(g->has_pressure, g->pressure_max));
+    r = r < 0 ? r : set(obj, "temperature_max", real_or_null(g->has_temp, g->temp_max));
+    json_decref(tps);
+    json_decref(ttft);
+    return r;
+}
+
+/* One grouping's array: a group per value of label l, sorted by value. */
+static json_t *grouping_new(const struct fleet *f, int l)
+{
+    json_t *arr = json_array();
+    size_t *idx = order_by(f, &l, 1);
+    int r = arr == NULL || idx == NULL ? -ENOMEM : 0;
+
+    for (size_t i = 0, run; i < f->n && r == 0; i += run) {
+        struct group_stats g;
+        json_t *obj;
+
+        for (run = 1; i + run < f->n && same_group(f, &l, 1, idx[i], idx[i + run]); run++)
+            ;
+        r = group_compute(f, idx + i, run, &g);
+        obj = json_object();
+        r = r < 0 ? r : obj == NULL ? -ENOMEM : 0;
+        r = r < 0 ? r : set(obj, "value", fp_jsonout_string_new(f->devs[idx[i]].labels[l]));
+        r = r < 0 ? r : group_fill(obj, &g);
+        if (r == 0 && json_array_append_new(arr, obj) != 0)
+            r = -ENOMEM;
+        else if (r < 0)
+            json_decref(obj);
+    }
+    free(idx);
+    if (r < 0) {
+        json_decref(arr);
+        return NULL;
+    }
+    return arr;
+}
+
+/* A device entry of the hottest / slowest lists: its id, state and identity. */
+static json_t *device_ref_new(const struct fleet_dev *d)
+{
+    json_t *obj = json_object();
+    int r = obj == NULL ? -ENOMEM : 0;
+
+    r = r < 0 ? r : set(obj, "device", fp_jsonout_string_new(d->id));
+    r = r < 0 ? r : set(obj, "state", json_string(fp_state_name(d->state)));
+    for (int l = 0; l < N_LABELS && r == 0; l++)
+        r = set(obj, label_names[l], fp_jsonout_string_new(d->labels[l]));
+    if (r < 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+static const struct fleet *hot_fleet;
+
+static int cmp_hot(const void *a, const void *b)
+{
+    const struct fleet_dev *x = &hot_fleet->devs[*(const size_t *)a];
+    const struct fleet_dev *y = &hot_fleet->devs[*(const size_t *)b];
+
+    if (x->temp_max != y->temp_max)
+        return x->temp_max > y->temp_max ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+/* The top devices by highest temperature in the window. */
+static json_t *hottest_new(const struct fleet *f, size_t top)
+{
+    json_t *arr = json_array();
+    size_t *idx = malloc((f->n ? f->n : 1) * sizeof(*idx)), n = 0;
+    int r = arr == NULL || idx == NULL ? -ENOMEM : 0;
+
+    for (size_t i = 0; i < f->n && r == 0; i++)
+        if (f->devs[i].has_temp)
+            idx[n++] = i;
+    hot_fleet = f;
+    if (r == 0 && n > 1)
+        qsort(idx, n, sizeof(*idx), cmp_hot);
+    for (size_t i = 0; i < n && i < top && r == 0; i++) {
+        json_t *obj = device_ref_new(&f->devs[idx[i]]);
+        r = obj == NULL ? -ENOMEM : set(obj, "temperature_max",
+                                        fp_jsonout_real_new(f->devs[idx[i]].temp_max));
+        if (r == 0 && json_array_append_new(arr, obj) != 0)
+            r = -ENOMEM;
+        else if (r < 0)
+            json_decref(obj);
+    }
+    free(idx);
+    if (r < 0) {
+        json_decref(arr);
+        return NULL;
+    }
+    return arr;
+}
+
+/* A device slower than its cohort. */
+struct slow {
+    size_t dev;
+    double mean;   /**< its mean tokens/s */
+    double median; /**< its cohort's median of per-device means */
+    double ratio;  /**< mean / median */
+    size_t cohort; /**< devices in the cohort with a value */
+};
+
+static int cmp_slow(const void *a, const void *b)
+{
+    const struct slow *x = a, *y = b;
+
+    if (x->ratio != y->ratio)
+        return x->ratio < y->ratio ? -1 : 1;
+    return strcmp(hot_fleet->devs[x->dev].id, hot_fleet->devs[y->dev].id);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* The top devices by lowest ratio of their mean tokens/s to their cohort's median (cohort: the
+ * same model, model_version, quant and hw); only those below their cohort's median. */
+static json_t *slowest_new(const struct fleet *f, size_t top)
+{
+    static const int cohort[] = {L_MODEL, L_MODEL_VERSION, L_QUANT, L_HW};
+    json_t *arr = json_array();
+    size_t *idx = order_by(f, cohort, 4), n_slow = 0;
+    struct slow *slow = malloc((f->n ? f->n : 1) * sizeof(*slow));
+    double *means = malloc((f->n ? f->n : 1) * sizeof(*means));
+    int r = arr == NULL || idx == NULL || slow == NULL || means == NULL ? -ENOMEM : 0;
+
+    for (size_t i = 0, run; i < f->n && r == 0; i += run) {
+        size_t n = 0;
+        double median;
+
+        for (run = 1; i + run < f->n && same_group(f, cohort, 4, idx[i], idx[i + run]); run++)
+            ;
+        for (size_t j = i; j < i + run; j++)
+            if (f->devs[idx[j]].tps_n > 0)
+                means[n++] = f->devs[idx[j]].tps_sum / (double)f->devs[idx[j]].tps_n;
+        if (n < 2) /* alone in its cohort: no one to be slow against */
+            continue;
+        qsort(means, n, sizeof(*means), cmp_double);
+        median = fp_stats_quantile_sorted(means, n, 0.5);
+        if (!(median > 0))
+            continue;
+        for (size_t j = i; j < i + run; j++) {
+            const struct fleet_dev *d = &f->devs[idx[j]];
+            double mean;
+
+            if (d->tps_n == 0)
+                continue;
+            mean = d->tps_sum / (double)d->tps_n;
+            if (mean < median)
+                slow[n_slow++] = (struct slow){idx[j], mean, median, mean / median, n};
+        }
+    }
+    hot_fleet = f;
+    if (r == 0 && n_slow > 1)
+        qsort(slow, n_slow, sizeof(*slow), cmp_slow);
+    for (size_t i = 0; i < n_slow && i < top && r == 0; i++) {
+        json_t *obj = device_ref_new(&f->devs[slow[i].dev]);
+        r = obj == NULL ? -ENOMEM : 0;
+        r = r < 0 ? r : set(obj, "tokens_per_second", fp_jsonout_real_new(slow[i].mean));
+        r = r < 0 ? r : set(obj, "cohort_median", fp_jsonout_real_new(slow[i].median));
+        r = r < 0 ? r : set(obj, "ratio", fp_jsonout_real_new(slow[i].ratio));
+        r = r < 0 ? r : set(obj, "cohort_devices", json_integer((json_int_t)slow[i].cohort));
+        if (r == 0 && json_array_append_new(arr, obj) != 0)
+            r = -ENOMEM;
+        else if (r < 0)
+            json_decref(obj);
+    }
+    free(idx);
+    free(slow);
+    free(means);
+    if (r < 0) {
+        json_decref(arr);
+        return NULL;
+    }
+    return arr;
+}
+
+/* Reads "window" (default def_ms) into *ret_ms. Returns 0 or -EINVAL with err set. */
+static int parse_window(const struct fp_query_params *p, int64_t def_ms, int64_t *ret_ms,
+                        char *err, size_t err_size)
+{
+    const char *v = fp_query_params_get(p, "window");
+
+    *ret_ms = def_ms;
+    if (v == NULL)
+        return 0;
+    if (fp_query_duration_parse(v, ret_ms) < 0) {
+        fp_set_err(err, err_size,
+                   "parameter \"window\": \"%.64s\" is not a duration (e.g. 900, 15m, 1h)", v);
+        return -EINVAL;
+    }
+    if (*ret_ms < WINDOW_MIN_MS || *ret_ms > WINDOW_MAX_MS) {
+        fp_set_err(err, err_size, "parameter \"window\": must be from 1 second to 24 hours");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Serialises body into out and, keyed by key, into the cache. Returns 0 or -ENOMEM. */
+static int reply_cached(struct fp_query_server *srv, const char *key, const json_t *body,
+                        struct evbuffer *out)
+{
+    struct evbuffer *tmp = evbuffer_new();
+    unsigned char *bytes;
+    size_t len;
+    int r;
+
+    if (tmp == NULL)
+        return -ENOMEM;
+    r = fp_jsonout_value(tmp, body);
+    len = evbuffer_get_length(tmp);
+    bytes = r == 0 ? evbuffer_pullup(tmp, -1) : NULL;
+    if (r == 0 && bytes == NULL && len > 0)
+        r = -ENOMEM;
+    if (r == 0) {
+        fp_query_cache_put(srv, key, (const char *)bytes, len);
+        r = evbuffer_add_buffer(out, tmp) == 0 ? 0 : -ENOMEM;
+    }
+    evbuffer_free(tmp);
+    return r;
+}
+
+int fp_api_fleet_summary(struct fp_query_server *srv, const char *arg, const char *query,
+                         struct evbuffer *out, char *err, size_t err_size)
+{
+    static const enum fleet_metric metrics[] = {M_TPS, M_TTFT, M_REQUESTS, M_PRESSURE, M_TEMP};
+    struct fp_query_params params;
+    struct fleet f = {0};
+    struct group_stats all;
+    json_t *body = NULL, *groups = NULL, *fleet_obj = NULL;
+    int64_t window_ms;
+    uint64_t top = TOP_DEFAULT;
+    size_t *idx = NULL;
+    char key[96];
+    const char *v;
+    int status = FP_HTTP_BAD_REQUEST, r;
+
+    (void)arg;
+    if (fp_query_params_parse(query, &params, err, err_size) < 0)
+        return FP_HTTP_BAD_REQUEST;
+    if (fp_query_params_check(&params, summary_params, err, err_size) < 0 ||
+        parse_window(&params, WINDOW_DEFAULT_MS, &window_ms, err, err_size) < 0)
+        goto out;
+    if ((v = fp_query_params_get(&params, "top")) != NULL &&
+        (strspn(v, "0123456789") != strlen(v) || fp_parse_u64(v, &top) < 0 || top < 1 ||
+         top > TOP_MAX)) {
+        fp_set_err(err, err_size, "parameter \"top\": not a count from 1 to %d", TOP_MAX);
+        goto out;
+    }
+    (void)snprintf(key, sizeof(key), "summary window=%" PRId64 " top=%" PRIu64, window_ms, top);
+    if (fp_query_cache_get(srv, key, out)) {
+        status = FP_HTTP_OK;
+        goto out;
+    }
+
+    status = fleet_compute(srv, &f, window_ms, metrics, sizeof(metrics) / sizeof(metrics[0]),
+                           err, err_size);
+    if (status != FP_HTTP_OK)
+        goto out;
+
+    idx = malloc((f.n ? f.n : 1) * sizeof(*idx));
+    r = idx == NULL ? -ENOMEM : 0;
+    for (size_t i = 0; i < f.n && r == 0; i++)
+        idx[i] = i;
+    r = r < 0 ? r : group_compute(&f, idx, f.n, &all);
+    body = json_object();
+    groups = json_object();
+    fleet_obj = json_object();
+    r = r < 0 ? r : body == NULL || groups == NULL || fleet_obj == NULL ? -ENOMEM : 0;
+    r = r < 0 ? r : set(body, "window", fp_jsonout_real_new((double)window_ms / 1000));
+    r = r < 0 ? r : set(body, "time", fp_jsonout_real_new((double)f.now_ms / 1000));
+    r = r < 0 ? r : set(body, "devices", json_integer((json_int_t)f.n));
+    r = r < 0 ? r : set(body, "states", states_new(all.states));
+    r = r < 0 ? r : group_fill(fleet_obj, &all);
+    if (r == 0) {
+        r = set(body, "fleet", fleet_obj);
+        fleet_obj = NULL;
+    }
+    for (int l = 0; l < N_LABELS && r == 0; l++) {
+        json_t *g = grouping_new(&f, l);
+        r = g == NULL ? -ENOMEM : set(groups, label_names[l], g);
+    }
+    if (r == 0) {
+        r = set(body, "groups", groups);
+        groups = NULL;
+    }
+    if (r == 0) {
+        json_t *hot = hottest_new(&f, (size_t)top);
+        r = hot == NULL ? -ENOMEM : set(body, "hottest", hot);
+    }
+    if (r == 0) {
+        json_t *slow = slowest_new(&f, (size_t)top);
+        r = slow == NULL ? -ENOMEM : set(body, "slowest", slow);
+    }
+    r = r < 0 ? r : reply_cached(srv, key, body, out);
+    if (r < 0) {
+        fp_set_err(err, err_size, "out of memory");
+        status = FP_HTTP_INTERNAL_ERROR;
+    }
+out:
+    free(idx);
+    json_decref(body);
+    json_decref(groups);
+    json_decref(fleet_obj);
+    fleet_fini(&f);
+    fp_query_params_fini(&params);
+    return status;
+}
+
+/* --- /api/v1/compare ------------------------------------------------------------------------- */
+
+static const char *const compare_params[] = {"metric", "by", "a", "b", "window", "match", NULL};
+
+/* Per-device means of one cohort's series. */
+struct cohort {
+    const char *value; /**< the "by" label's value; borrowed from the request */
+    double *values;    /**< one mean per device, sorted */
+    size_t n;
+};
+
+/* One device's running sum while a cohort is read. */
+struct dev_mean {
+    char *id;
+    double sum;
+    uint64_t n;
+};
+
+struct mean_scan {
+    struct dev_mean *d;
+    uint64_t *scanned;
+    uint64_t budget;
+    bool over_budget;
+};
+
+static int mean_point(void *userdata, int64_t ts_ms, double v)
+{
+    struct mean_scan *s = userdata;
+
+    (void)ts_ms;
+    if (++*s->scanned > s->budget) {
+        s->over_budget = true;
+        return 1;
+    }
+    if (isfinite(v)) {
+        s->d->sum += v;
+        s->d->n++;
+    }
+    return 0;
+}
+
+static int cmp_dev_mean(const void *a, const void *b)
+{
+    return strcmp(((const struct dev_mean *)a)->id, ((const struct dev_mean *)b)->id);
+}
+
+/* Reads cohort c: the series of metric with by=c->value (and the extra matchers), a mean per
+ * device over [from, to]. Returns 0, 1 over budget, or a store code / -errno. */
+static int cohort_read(struct fp_store_reader *rd, const struct fp_matcher *base, size_t n_base,
+                       int64_t from_ms, int64_t to_ms, uint64_t *scanned, uint64_t budget,
+                       struct cohort *c)
+{
+    struct fp_series_desc desc;
+    struct dev_mean *devs = NULL;
+    uint64_t *ids = NULL;
+    size_t n_ids = 0, n_devs = 0;
+    int r;
+
+    r = fp_store_select(rd, base, n_base, &ids, &n_ids);
+    if (r == 0 && n_ids > 0) {
+        devs = calloc(n_ids, sizeof(*devs));
+        if (devs == NULL)
+            r = -ENOMEM;
+    }
+    /* Series of a device are not adjacent in id order in general: collect, then merge. */
+    for (size_t i = 0; i < n_ids && r == 0; i++) {
+        struct mean_scan s = {.scanned = scanned, .budget = budget};
+        const char *device;
+
+        r = fp_store_series_get(rd, ids[i], &desc);
+        if (r != 0)
+            break;
+        device = desc_label(&desc, "device");
+        if (device == NULL || device[0] == '@')
+            continue;
+        devs[n_devs].id = strdup(device);
+        if (devs[n_devs].id == NULL) {
+            r = -ENOMEM;
+            break;
+        }
+        s.d = &devs[n_devs++];
+        r = fp_store_read_range(rd, ids[i], from_ms, to_ms, mean_point, &s);
+        if (s.over_budget)
+            r = 1;
+    }
+    if (r == 0 && n_devs > 1)
+        qsort(devs, n_devs, sizeof(*devs), cmp_dev_mean);
+    if (r == 0) {
+        c->values = malloc((n_devs ? n_devs : 1) * sizeof(*c->values));
+        if (c->values == NULL)
+            r = -ENOMEM;
+    }
+    /* A device with several series of the metric (zones) gets the mean of all its samples. */
+    for (size_t i = 0, run; i < n_devs && r == 0; i += run) {
+        double sum = devs[i].sum;
+        uint64_t n = devs[i].n;
+
+        for (run = 1; i + run < n_devs && strcmp(devs[i].id, devs[i + run].id) == 0; run++) {
+            sum += devs[i + run].sum;
+            n += devs[i + run].n;
+        }
+        if (n > 0)
+            c->values[c->n++] = sum / (double)n;
+    }
+    if (r == 0 && c->n > 1)
+        qsort(c->values, c->n, sizeof(*c->values), cmp_double);
+    for (size_t i = 0; i < n_devs; i++)
+        free(devs[i].id);
+    free(devs);
+    free(ids);
+    return r;
+}
+
+static json_t *cohort_new(const struct cohort *c)
+{
+    json_t *obj = json_object();
+    double sum = 0;
+    int r = obj == NULL ? -ENOMEM : 0;
+
+    for (size_t i = 0; i < c->n; i++)
+        sum += c->values[i];
+    r = r < 0 ? r : set(obj, "value", fp_jsonout_string_new(c->value));
+    r = r < 0 ? r : set(obj, "devices", json_integer((json_int_t)c->n));
+    r = r < 0 ? r : set(obj, "mean", real_or_null(c->n > 0, sum / (double)c->n));
+    r = r < 0 ? r
+              : set(obj, "median",
+                    real_or_null(c->n > 0, fp_stats_quantile_sorted(c->values, c->n, 0.5)));
+    r = r < 0 ? r
+              : set(obj, "p95",
+                    real_or_null(c->n > 0, fp_stats_quantile_sorted(c->values, c->n, 0.95)));
+    if (r < 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+/* "v2 is 14.0% lower than v1 (median), p = 0.0021, 120 vs 880 devices". */
+static json_t *verdict_new(const struct cohort *a, const struct cohort *b, double change,
+                           bool has_p, double p)
+{
+    char text[512], pbuf[32];
+
+    if (!has_p)
+        (void)snprintf(pbuf, sizeof(pbuf), "no test");
+    else if (p < 0.0001)
+        (void)snprintf(pbuf, sizeof(pbuf), "p < 0.0001");
+    else
+        (void)snprintf(pbuf, sizeof(pbuf), "p = %.2g", p);
+    if (isnan(change))
+        (void)snprintf(text, sizeof(text), "%.100s vs %.100s: no comparable medians, %s, %zu vs "
+                       "%zu devices", b->value, a->value, pbuf, b->n, a->n);
+    else
+        (void)snprintf(text, sizeof(text), "%.100s is %.1f%% %s than %.100s (median), %s, %zu vs "
+                       "%zu devices", b->value, fabs(change) * 100, change < 0 ? "lower" : "higher",
+                       a->value, pbuf, b->n, a->n);
+    return fp_jsonout_string_new(text);
+}
+
+int fp_api_compare(struct fp_query_server *srv, const char *arg, const char *query,
+                   struct evbuffer *out, char *err, size_t err_size)
+{
+    struct fp_query_params params;
+    struct fp_query_matchers *extra = NULL;
+    struct fp_matcher base[FP_QUERY_PARAMS_MAX + 2];
+    struct cohort ca = {0}, cb = {0};
+    struct fp_store_reader *rd = NULL;
+    struct fp_mwu mwu = {0};
+    const char *metric, *by;
+    char *key = NULL;
+    size_t key_len = 0;
+    FILE *kf = NULL;
+    json_t *body = NULL;
+    int64_t window_ms, now_ms;
+    uint64_t scanned = 0;
+    bool has_p = false;
+    double change = NAN, med_a, med_b;
+    int status = FP_HTTP_BAD_REQUEST, r;
+
+    (void)arg;
+    if (fp_query_params_parse(query, &params, err, err_size) < 0)
+        return FP_HTTP_BAD_REQUEST;
+    if (fp_query_params_check(&params, compare_params, err, err_size) < 0)
+        goto out;
+    metric = fp_query_params_get(&params, "metric");
+    by = fp_query_params_get(&params, "by");
+    ca.value = fp_query_params_get(&params, "a");
+    cb.value = fp_query_params_get(&params, "b");
+    if (metric == NULL || by == NULL || ca.value == NULL || cb.value == NULL) {
+        fp_set_err(err, err_size, "missing parameter \"%s\" (compare needs metric, by, a and b)",
+                   metric == NULL ? "metric" : by == NULL ? "by" : ca.value == NULL ? "a" : "b");
+        goto out;
+    }
+    if (!fp_query_metric_name_valid(metric)) {
+        fp_set_err(err, err_size, "parameter \"metric\": \"%.64s\" is not a valid metric name",
+                   metric);
+        goto out;
+    }
+    if (!fp_query_label_name_valid(by) || strcmp(by, "__name__") == 0) {
+        fp_set_err(err, err_size, "parameter \"by\": \"%.64s\" is not a label name", by);
+        goto out;
+    }
+    if (ca.value[0] == '\0' || cb.value[0] == '\0' || strlen(ca.value) > FP_QUERY_VALUE_MAX ||
+        strlen(cb.value) > FP_QUERY_VALUE_MAX) {
+        fp_set_err(err, err_size, "parameters \"a\" and \"b\": must be 1 to %d bytes",
+                   FP_QUERY_VALUE_MAX);
+        goto out;
+    }
+    if (strcmp(ca.value, cb.value) == 0) {
+        fp_set_err(err, err_size, "parameters \"a\" and \"b\" name the same cohort");
+        goto out;
+    }
+    if (parse_window(&params, WINDOW_DEFAULT_MS, &window_ms, err, err_size) < 0)
+        goto out;
+    extra = malloc(sizeof(*extra));
+    if (extra == NULL) {
+        status = FP_HTTP_INTERNAL_ERROR;
+        fp_set_err(err, err_size, "out of memory");
+        goto out;
+    }
+    if (fp_query_matchers_parse(&params, extra, err, err_size) < 0)
+        goto out;
+
+    /* The cache key: every parameter, length-prefixed so no value can forge another's. */
+    kf = open_memstream(&key, &key_len);
+    if (kf != NULL) {
+        fprintf(kf, "compare %zu:%s %zu:%s %zu:%s %zu:%s %" PRId64, strlen(metric), metric,
+                strlen(by), by, strlen(ca.value), ca.value, strlen(cb.value), cb.value,
+                window_ms);
+        for (size_t i = 0; i < extra->n; i++)
+            fprintf(kf, " %d %zu:%s %zu:%s", (int)extra->m[i].op, strlen(extra->m[i].name),
+                    extra->m[i].name, strlen(extra->m[i].value), extra->m[i].value);
+    }
+    if (kf == NULL || ferror(kf) || fclose(kf) != 0) {
+        kf = NULL;
+        status = FP_HTTP_INTERNAL_ERROR;
+        fp_set_err(err, err_size, "out of memory");
+        goto out;
+    }
+    kf = NULL;
+    if (fp_query_cache_get(srv, key, out)) {
+        status = FP_HTTP_OK;
+        goto out;
+    }
+
+    now_ms = srv->now_ms();
+    base[0] = (struct fp_matcher){.name = "__name__", .value = metric, .op = FP_MATCH_EQ};
+    for (size_t i = 0; i < extra->n; i++)
+        base[2 + i] = extra->m[i];
+    r = fp_query_reader_open(srv, &rd);
+    if (r == 0) {
+        base[1] = (struct fp_matcher){.name = by, .value = ca.value, .op = FP_MATCH_EQ};
+        r = cohort_read(rd, base, 2 + extra->n, now_ms - window_ms, now_ms, &scanned,
+                        srv->max_scan_samples, &ca);
+    }
+    if (r == 0) {
+        base[1] = (struct fp_matcher){.name = by, .value = cb.value, .op = FP_MATCH_EQ};
+        r = cohort_read(rd, base, 2 + extra->n, now_ms - window_ms, now_ms, &scanned,
+                        srv->max_scan_samples, &cb);
+    }
+    fp_query_reader_close(srv, &rd);
+    if (r == 1) {
+        fp_set_err(err, err_size,
+                   "the window holds more than %" PRIu64 " samples; shorten it (window)",
+                   srv->max_scan_samples);
+        status = FP_HTTP_UNPROCESSABLE;
+        goto out;
+    }
+    if (r == 0 && ca.n > 0 && cb.n > 0) {
+        r = fp_stats_mann_whitney(ca.values, ca.n, cb.values, cb.n, &mwu);
+        has_p = r == 0;
+        if (r == -EINVAL) /* a mean overflowed to infinity: no test, still an answer */
+            r = 0;
+    }
+    if (r != 0) {
+        status = FP_HTTP_INTERNAL_ERROR;
+        if (r == -ENOMEM)
+            fp_set_err(err, err_size, "out of memory");
+        else
+            fp_set_err(err, err_size, "store: %s", fp_store_strerror(r));
+        goto out;
+    }
+    med_a = fp_stats_quantile_sorted(ca.values, ca.n, 0.5);
+    med_b = fp_stats_quantile_sorted(cb.values, cb.n, 0.5);
+    if (ca.n > 0 && cb.n > 0 && med_a != 0)
+        change = (med_b - med_a) / fabs(med_a);
+
+    body = json_object();
+    r = body == NULL ? -ENOMEM : 0;
+    r = r < 0 ? r : set(body, "metric", json_string(metric));
+    r = r < 0 ? r : set(body, "by", json_string(by));
+    r = r < 0 ? r : set(body, "window", fp_jsonout_real_new((double)window_ms / 1000));
+    r = r < 0 ? r : set(body, "time", fp_jsonout_real_new((double)now_ms / 1000));
+    r = r < 0 ? r : set(body, "a", cohort_new(&ca));
+    r = r < 0 ? r : set(body, "b", cohort_new(&cb));
+    r = r < 0 ? r : set(body, "change", real_or_null(!isnan(change), change));
+    r = r < 0 ? r : set(body, "u", real_or_null(has_p, mwu.u_b));
+    r = r < 0 ? r : set(body, "z", real_or_null(has_p, mwu.z));
+    r = r < 0 ? r : set(body, "p", real_or_null(has_p, mwu.p));
+    r = r < 0 ? r : set(body, "summary", verdict_new(&ca, &cb, change, has_p, mwu.p));
+    r = r < 0 ? r : reply_cached(srv, key, body, out);
+    if (r < 0) {
+        fp_set_err(err, err_size, "out of memory");
+        status = FP_HTTP_INTERNAL_ERROR;
+        goto out;
+    }
+    status = FP_HTTP_OK;
+out:
+    fp_query_reader_close(srv, &rd);
+    json_decref(body);
+    free(ca.values);
+    free(cb.values);
+    free(extra);
+    free(key);
+    fp_query_params_fini(&params);
+    return status;
+}
+
+/* --- /metrics: fleet part --------------------------------------------------------------------- */
+
+/* Appends a label value escaped as the text format wants it (\\, \", \n). */
+static void prom_escape(FILE *f, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s == '\\' || *s == '"')
+            fputc('\\', f);
+        if (*s == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*s, f);
+    }
+}
+
+/* One sample line: name{model=..,model_version=..,site=..[,extra]} value. */
+static void prom_line(FILE *f, const char *name, const struct fleet_dev *d, const char *extra,
+                      double v)
+{
+    char num[FP_JSONOUT_DOUBLE_MAX];
+
+    fprintf(f, "%s{model=\"", name);
+    prom_escape(f, d->labels[L_MODEL]);
+    fputs("\",model_version=\"", f);
+    prom_escape(f, d->labels[L_MODEL_VERSION]);
+    fputs("\",site=\"", f);
+    prom_escape(f, d->labels[L_SITE]);
+    fprintf(f, "\"%s%s} ", extra != NULL ? "," : "", extra != NULL ? extra : "");
+    (void)fp_jsonout_format_double(num, sizeof(num), v);
+    fprintf(f, "%s\n", strcmp(num, "null") == 0 ? "NaN" : num);
+}
+
+/* The families, in output order; each lists every group before the next family starts, as the
+ * text format requires. */
+enum family {
+    F_DEVICES,
+    F_TPS,
+    F_TTFT,
+    F_ERRORS,
+    F_FALLBACKS,
+    F_PRESSURE,
+    F_TEMP,
+    N_FAMILIES,
+};
+
+static const struct {
+    const char *name;
+    const char *help;
+} families[N_FAMILIES] = {
+    [F_DEVICES] = {"fleetpulse_fleet_devices", "Devices by state."},
+    [F_TPS] = {"fleetpulse_fleet_tokens_per_second",
+               "Generation tokens per second over the last 5 minutes, pooled quantiles."},
+    [F_TTFT] = {"fleetpulse_fleet_time_to_first_token_seconds",
+                "Time to first token over the last 5 minutes, pooled quantiles."},
+    [F_ERRORS] = {"fleetpulse_fleet_request_error_ratio",
+                  "Failed requests over all requests in the last 5 minutes."},
+    [F_FALLBACKS] = {"fleetpulse_fleet_request_fallback_ratio",
+                     "Requests that fell back to a cloud API over all requests in the last 5 "
+                     "minutes."},
+    [F_PRESSURE] = {"fleetpulse_fleet_memory_pressure_some_avg10_max",
+                    "Worst memory pressure (PSI some avg10, percent) in the last 5 minutes."},
+    [F_TEMP] = {"fleetpulse_fleet_temperature_celsius_max",
+                "Highest temperature in the last 5 minutes."},
+};
+
+static void family_lines(FILE *fp, enum family fam, const struct fleet_dev *d,
+                         const struct group_stats *g)
+{
+    const char *name = families[fam].name;
+    bool rates = g->has_requests && g->requests > 0;
+
+    switch (fam) {
+    case F_DEVICES:
+        for (int s = 0; s < FP_STATE_COUNT; s++) {
+            char extra[32];
+            (void)snprintf(extra, sizeof(extra), "state=\"%s\"",
+                           fp_state_name((enum fp_device_state)s));
+            prom_line(fp, name, d, extra, (double)g->states[s]);
+        }
+        break;
+    case F_TPS:
+        if (g->has_tps) {
+            prom_line(fp, name, d, "quantile=\"0.5\"", g->tps_p50);
+            prom_line(fp, name, d, "quantile=\"0.95\"", g->tps_p95);
+        }
+        break;
+    case F_TTFT:
+        if (g->has_ttft) {
+            prom_line(fp, name, d, "quantile=\"0.5\"", g->ttft_p50);
+            prom_line(fp, name, d, "quantile=\"0.95\"", g->ttft_p95);
+            prom_line(fp, name, d, "quantile=\"0.99\"", g->ttft_p99);
+        }
+        break;
+    case F_ERRORS:
+        if (rates)
+            prom_line(fp, name, d, NULL, g->errors / g->requests);
+        break;
+    case F_FALLBACKS:
+        if (rates)
+            prom_line(fp, name, d, NULL, g->fallbacks / g->requests);
+        break;
+    case F_PRESSURE:
+        if (g->has_pressure)
+            prom_line(fp, name, d, NULL, g->pressure_max);
+        break;
+    case F_TEMP:
+        if (g->has_temp)
+            prom_line(fp, name, d, NULL, g->temp_max);
+        break;
+    case N_FAMILIES:
+        break;
+    }
+}
+
+int fp_fleet_metrics(struct fp_query_server *srv, struct evbuffer *out, char *err,
+                     size_t err_size)
+{
+    static const enum fleet_metric metrics[] = {M_TPS, M_TTFT, M_REQUESTS, M_PRESSURE, M_TEMP};
+    static const int by[] = {L_MODEL, L_MODEL_VERSION, L_SITE};
+    static const char key[] = "metrics fleet";
+    struct fleet f = {0};
+    struct group_stats *groups = NULL;
+    size_t *idx = NULL, *first = NULL, n_groups = 0;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *fp = NULL;
+    int status, r = 0;
+
+    if (fp_query_cache_get(srv, key, out))
+        return FP_HTTP_OK;
+    status = fleet_compute(srv, &f, METRICS_WINDOW_MS, metrics,
+                           sizeof(metrics) / sizeof(metrics[0]), err, err_size);
+    if (status != FP_HTTP_OK)
+        goto out;
+
+    idx = order_by(&f, by, 3);
+    groups = malloc((f.n ? f.n : 1) * sizeof(*groups));
+    first = malloc((f.n ? f.n : 1) * sizeof(*first));
+    if (idx == NULL || groups == NULL || first == NULL)
+        r = -ENOMEM;
+    for (size_t i = 0, run; i < f.n && r == 0; i += run) {
+        for (run = 1; i + run < f.n && same_group(&f, by, 3, idx[i], idx[i + run]); run++)
+            ;
+        first[n_groups] = idx[i];
+        r = group_compute(&f, idx + i, run, &groups[n_groups++]);
+    }
+    fp = r == 0 ? open_memstream(&text, &len) : NULL;
+    if (fp == NULL)
+        r = -ENOMEM;
+    for (int fam = 0; fam < N_FAMILIES && r == 0; fam++) {
+        fprintf(fp, "# HELP %s %s\n# TYPE %s gauge\n", families[fam].name, families[fam].help,
+                families[fam].name);
+        for (size_t g = 0; g < n_groups; g++)
+            family_lines(fp, (enum family)fam, &f.devs[first[g]], &groups[g]);
+    }
+    if (fp != NULL && (ferror(fp) | fclose(fp)) != 0)
+        r = -ENOMEM;
+    if (r == 0) {
+        fp_query_cache_put(srv, key, text, len);
+        if (evbuffer_add(out, text, len) != 0)
+            r = -ENOMEM;
+    }
+    if (r < 0) {
+        fp_set_err(err, err_size, "out of memory");
+        status = FP_HTTP_INTERNAL_ERROR;
+    }
+out:
+    free(text);
+    free(idx);
+    free(groups);
+    free(first);
+    fleet_fini(&f);
+    return status;
+}
