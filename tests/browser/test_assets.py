@@ -87,6 +87,8 @@ def test(st):
     check(status == 200 and json.loads(body)["status"] == "ok", "/healthz: %d" % status)
     status, hdr, body = request(qport, "GET", "/index.html")
     check(status == 404 and "no such endpoint" in json.loads(body)["error"], "/index.html: %d" % status)
+    # A clean exit: under the sanitizers a leak or error in serving would show here.
+    check(st.stop(query) == 0, "query exit %s" % query.returncode)
 
 
 fplib.main(test)

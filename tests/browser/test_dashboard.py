@@ -96,6 +96,8 @@ def test(st):
                         "http://127.0.0.1:%d" % qport, shot, source, CHROMIUM, NODE_MODULES],
                        env=env, timeout=240)
     check(p.returncode == 0, "dashboard.mjs failed (exit %d)" % p.returncode)
+    # A clean exit: under the sanitizers a leak or error in serving would show here.
+    check(st.stop(query) == 0, "query exit %s" % query.returncode)
     print("screenshot: %s" % shot)
 
 
