@@ -419,14 +419,18 @@ static void retire_orphans(struct fp_alert_engine *e, int64_t now_ms)
     }
 }
 
-void fp_alert_engine_set_rules(struct fp_alert_engine *e, struct fp_ruleset *rules, int64_t now_ms)
+int fp_alert_engine_set_rules(struct fp_alert_engine *e, struct fp_ruleset *rules, int64_t now_ms)
 {
     fp_ruleset_destroy(&e->rules);
     e->rules = rules;
+    e->changed = 0;
     retire_orphans(e, now_ms);
     /* On -ENOMEM the previous (larger) index and set stay; the next round rebuilds both. */
     (void)index_rebuild(e);
     (void)firing_rebuild(e);
+    if (e->changed > 0 && e->state_path != NULL)
+        return fp_alert_engine_save(e, NULL, 0);
+    return 0;
 }
 
 bool fp_alert_engine_device_firing(const struct fp_alert_engine *e, const char *device)

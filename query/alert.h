@@ -73,9 +73,11 @@ int fp_alert_engine_load_state(struct fp_alert_engine *e, int64_t now_ms, char *
                                size_t err_size);
 
 /* Replaces the rule set (takes rules). Alerts of rules that are gone resolve at now_ms (firing)
- * or are dropped (pending); the others keep their state and are evaluated by the new rule of
- * the same name from the next round. */
-void fp_alert_engine_set_rules(struct fp_alert_engine *e, struct fp_ruleset *rules, int64_t now_ms);
+ * or are dropped (pending), and the state file is written when that changed anything; the
+ * others keep their state and are evaluated by the new rule of the same name from the next
+ * round. Returns 0, or -errno when the state file could not be written (the rules are replaced
+ * all the same). */
+int fp_alert_engine_set_rules(struct fp_alert_engine *e, struct fp_ruleset *rules, int64_t now_ms);
 
 /* The current rule set, borrowed until the next set_rules or destroy. */
 const struct fp_ruleset *fp_alert_engine_rules(const struct fp_alert_engine *e);

@@ -9,21 +9,33 @@
 
 #include <event2/event.h>
 
+#include "alert-service.h"
 #include "config.h"
 #include "error.h"
 #include "log.h"
+#include "parse.h"
 #include "server.h"
 
 #define PROG "fleetpulse-query"
 
 enum {
     OPT_LOG_LEVEL = 256, /* long-only options take values past any char */
+    OPT_RULES,
+    OPT_ALERT_STATE,
+    OPT_EVAL_INTERVAL,
+    OPT_ALERTMANAGER,
+    OPT_EXTERNAL_URL,
 };
 
 static const struct option long_options[] = {
     {"listen", required_argument, NULL, 'l'},
     {"data", required_argument, NULL, 'd'},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"rules", required_argument, NULL, OPT_RULES},
+    {"alert-state", required_argument, NULL, OPT_ALERT_STATE},
+    {"eval-interval", required_argument, NULL, OPT_EVAL_INTERVAL},
+    {"alertmanager", required_argument, NULL, OPT_ALERTMANAGER},
+    {"external-url", required_argument, NULL, OPT_EXTERNAL_URL},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -39,10 +51,26 @@ static void usage(FILE *f)
             "  -l, --listen HOST:PORT  address to listen on (default " FP_DEFAULT_QUERY_LISTEN
             "; [::1]:PORT for IPv6)\n"
             "      --log-level LEVEL   error, warn, info (default) or debug\n"
+            "      --rules FILE        alert rules (docs/alerts.md); reloaded on SIGHUP\n"
+            "      --alert-state FILE  alert state kept across restarts (default FILE.state)\n"
+            "      --eval-interval DUR evaluate the rules every DUR (default 15s)\n"
+            "      --alertmanager URL  push alerts to Alertmanager at URL (http://HOST:PORT)\n"
+            "      --external-url URL  base of the alerts' generatorURL (default http://ADDRESS)\n"
             "  -h, --help              show this help and exit\n"
             "  -V, --version           show the version and exit\n"
             "\n"
             "Endpoints: /healthz, /api/v1/devices, /api/v1/series (see docs/api.md).\n");
+}
+
+static void on_sighup(evutil_socket_t sig, short events, void *arg)
+{
+    struct fp_alert_service *alerts = *(struct fp_alert_service **)arg;
+
+    if (alerts == NULL) {
+        fp_log_info("query", "SIGHUP: no --rules, nothing to reload");
+        return;
+    }
+    (void)fp_alert_service_reload(alerts);
 }
 
 static void on_signal(evutil_socket_t sig, short events, void *arg)
@@ -57,8 +85,12 @@ int main(int argc, char **argv)
 {
     struct fp_query_options opts;
     struct event_base *base = NULL;
-    struct event *sigterm = NULL, *sigint = NULL;
+    struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
     struct fp_query_server *srv = NULL;
+    struct fp_alert_service *alerts = NULL;
+    struct fp_alert_service_options alert_opts = {
+        .eval_interval_ms = FP_ALERT_EVAL_INTERVAL_MS_DEFAULT,
+    };
     char err[512], host[256];
     uint16_t port;
     int c, status = 1;
@@ -77,6 +109,25 @@ int main(int argc, char **argv)
             if (fp_log_parse_level(optarg, &fp_log_threshold) < 0)
                 return fp_usage_error(PROG, "invalid --log-level \"%s\" (error, warn, info, debug)",
                                       optarg);
+            break;
+        case OPT_RULES:
+            alert_opts.rules_path = optarg;
+            break;
+        case OPT_ALERT_STATE:
+            alert_opts.state_path = optarg;
+            break;
+        case OPT_EVAL_INTERVAL:
+            if (fp_parse_duration_ms(optarg, &alert_opts.eval_interval_ms) < 0 ||
+                alert_opts.eval_interval_ms < 100)
+                return fp_usage_error(PROG, "invalid --eval-interval \"%s\" (e.g. 15s, 1m; at "
+                                            "least 100ms)",
+                                      optarg);
+            break;
+        case OPT_ALERTMANAGER:
+            alert_opts.alertmanager_url = optarg;
+            break;
+        case OPT_EXTERNAL_URL:
+            alert_opts.external_url = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -100,6 +151,9 @@ int main(int argc, char **argv)
         return fp_usage_error(PROG, "missing --data DIR");
     if (fp_query_listen_parse(opts.listen, host, sizeof(host), &port) < 0)
         return fp_usage_error(PROG, "invalid --listen \"%s\" (expected HOST:PORT)", opts.listen);
+    if (alert_opts.rules_path == NULL &&
+        (alert_opts.state_path != NULL || alert_opts.alertmanager_url != NULL))
+        return fp_usage_error(PROG, "--alert-state and --alertmanager need --rules FILE");
 
     /* A client that hangs up mid-response must cost a failed write, not the process. */
     (void)signal(SIGPIPE, SIG_IGN);
@@ -111,6 +165,20 @@ int main(int argc, char **argv)
     }
     if (fp_query_server_new(base, &opts, &srv, err, sizeof(err)) != 0) {
         fprintf(stderr, PROG ": %s\n", err);
+        goto out;
+    }
+    if (alert_opts.rules_path != NULL) {
+        int r = fp_alert_service_new(base, srv, &alert_opts, &alerts, err, sizeof(err));
+        if (r != 0) {
+            /* A rules file that does not load is a usage error, like a bad flag. */
+            fprintf(stderr, PROG ": %s\n", err);
+            status = r == -ENOMEM ? 1 : 2;
+            goto out;
+        }
+    }
+    sighup = evsignal_new(base, SIGHUP, on_sighup, &alerts);
+    if (sighup == NULL || evsignal_add(sighup, NULL) < 0) {
+        fprintf(stderr, PROG ": cannot install signal handlers\n");
         goto out;
     }
     sigterm = evsignal_new(base, SIGTERM, on_signal, base);
@@ -136,6 +204,10 @@ out:
         event_free(sigint);
     if (sigterm != NULL)
         event_free(sigterm);
+    if (sighup != NULL)
+        event_free(sighup);
+    /* Before the server: the service's hook and timer point into it. */
+    fp_alert_service_destroy(&alerts);
     fp_query_server_destroy(&srv);
     if (base != NULL)
         event_base_free(base);

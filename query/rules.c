@@ -908,10 +908,13 @@ static void sb_add(struct sbuf *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
+/* Six significant digits read well for ratios and p values; large values (seconds since a
+ * device was last seen, byte counts) print whole instead of in exponent form. */
 static void sb_number(struct sbuf *b, double v)
 {
     char num[40];
-    int n = snprintf(num, sizeof(num), "%.6g", v);
+    int n = fabs(v) >= 1e6 && fabs(v) < 1e15 ? snprintf(num, sizeof(num), "%.0f", v)
+                                             : snprintf(num, sizeof(num), "%.6g", v);
     sb_add(b, num, (size_t)n);
 }
 

@@ -117,7 +117,7 @@ void fp_ruleset_destroy(struct fp_ruleset **rs);
 const char *fp_rule_kind_name(enum fp_rule_kind kind);
 
 /* Renders template tmpl into a new string (free()): "{{ $value }}" becomes value (printed with
- * up to 6 significant digits), "{{ $labels.NAME }}" the value of NAME in labels ("" when
+ * up to 6 significant digits, whole from 1e6 on), "{{ $labels.NAME }}" the value of NAME in labels ("" when
  * absent), "{{ $values.NAME }}" the value of NAME in values (kind-specific numbers, see
  * docs/alerts.md; "" when absent). Whitespace inside the braces is optional. labels and values:
  * borrowed, n_labels / n_values entries; values' names index values_v. Returns NULL when out of

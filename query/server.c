@@ -30,6 +30,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "alert-service.h"
 #include "clock.h"
 #include "config.h"
 #include "jsonout.h"
@@ -61,6 +62,7 @@ static const struct route {
     {"/api/v1/series", NULL, fp_api_series},
     {"/api/v1/collector", NULL, fp_api_collector},
     {"/api/v1/events", NULL, fp_api_events},
+    {"/api/v1/alerts", NULL, fp_api_alerts},
     {"/api/v1/labels", NULL, fp_api_labels},
     {"/api/v1/labels/", "/values", fp_api_label_values},
 };

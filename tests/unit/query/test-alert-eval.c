@@ -369,7 +369,7 @@ static void test_reload(void)
     res = eval(e, t2);
     check_int(res.firing, 1);  /* Hot, for 0 */
     check_int(res.pending, 1); /* Warm, for 1h */
-    fp_alert_engine_set_rules(e, rules(warm_only), t2 + SEC);
+    check_int(fp_alert_engine_set_rules(e, rules(warm_only), t2 + SEC), 0);
     check_str(fp_alert_engine_rules(e)->rules[0].name, "Warm");
     arr = list(e, &(struct fp_alert_filter){.alertname = "Hot"});
     check_int(json_array_size(arr), 1);
@@ -381,7 +381,7 @@ static void test_reload(void)
     check_str(jstr(json_array_get(arr, 0), "startsAt", NULL), "2024-11-24T03:39:05.123Z");
     json_decref(arr);
 
-    fp_alert_engine_set_rules(e, rules("{\"rules\":[]}"), t2 + 2 * SEC);
+    check_int(fp_alert_engine_set_rules(e, rules("{\"rules\":[]}"), t2 + 2 * SEC), 0);
     arr = list(e, &(struct fp_alert_filter){.state = FP_ALERT_PENDING});
     check_int(json_array_size(arr), 0);
     json_decref(arr);

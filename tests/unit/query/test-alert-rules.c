@@ -388,6 +388,10 @@ static void test_render(void)
                        labels, 2, 0.123456789, names, values, 2);
     check_str(s, "edge-07 at 0.123457 (|0.0032|41.5|)");
     free(s);
+    /* Large values print whole, not as 6.3082e+07. */
+    s = fp_rule_render("{{ $value }} s", NULL, 0, 63082009.778, NULL, NULL, 0);
+    check_str(s, "63082010 s");
+    free(s);
     s = fp_rule_render("no placeholders {", labels, 2, 1, NULL, NULL, 0);
     check_str(s, "no placeholders {");
     free(s);
