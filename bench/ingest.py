@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""bench/ingest's driver: fleetpulse-sim through ZeroMQ into a durable fleetpulse-collector.
+
+Shapes (each run on a fresh store, medians over the runs):
+  backfill  1000 devices replay 6 h of the standard workload (10 series, 10 s) as fast as acks
+            allow, an hour per batch (360 samples per series);
+  live      10,000 devices, one sample per series per batch (the shape of edge traffic), as fast
+            as acks allow, two batches in flight per device;
+  baseline  the backfill and live shapes against bench/ingest-sink, which decodes and acks
+            without storing: the ceiling of ZeroMQ + protobuf + the simulator on this machine;
+  freshness 1000 devices at 1 s (10,000 samples/s) in real time while 10 devices are polled
+            through the query API: the time from a sample's timestamp to its visibility.
+Collector CPU is utime + stime from /proc; peak RSS is VmHWM (file pages of the LMDB map
+included) and the peak of RssAnon (the collector's own memory) sampled every 50 ms.
+The last line printed is one JSON object."""
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def status_kib(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class Sampler(threading.Thread):
+    """Peak RssAnon of a process, sampled until stopped."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak_anon, self.done = pid, 0, threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            try:
+                self.peak_anon = max(self.peak_anon, status_kib(self.pid, "RssAnon"))
+            except OSError:
+                return
+            time.sleep(0.05)
+
+
+def wait_listening(port, proc, timeout=10):
+    import socket
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            sys.exit("bench/ingest: %s exited early" % proc.args[0])
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    sys.exit("bench/ingest: %s did not listen on %d" % (proc.args[0], port))
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_sim(a, endpoint, tmp, sim_args):
+    summary = os.path.join(tmp, "summary.json")
+    p = subprocess.run([a.sim, "--collector", endpoint, "--summary", summary,
+                        "--log-level", "warn"] + [str(x) for x in sim_args],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        sys.exit("bench/ingest: fleetpulse-sim exit %d: %s" % (p.returncode, p.stderr[-2000:]))
+    with open(summary) as f:
+        tot = json.load(f)["total"]
+    if tot["acknowledged"] != tot["generated"]:
+        sys.exit("bench/ingest: %d samples generated, %d acknowledged"
+                 % (tot["generated"], tot["acknowledged"]))
+    return tot
+
+
+def one_shape(a, tmp, sim_args, sink=False):
+    """One run: a fresh collector (or the sink), the simulator, the collector's CPU and RSS."""
+    port = free_port()
+    endpoint = "tcp://127.0.0.1:%d" % port
+    data = os.path.join(tmp, "data")
+    shutil.rmtree(data, ignore_errors=True)
+    if sink:
+        srv = subprocess.Popen([a.sink, endpoint])
+    else:
+        srv = subprocess.Popen([a.collector, "--listen", endpoint, "--data", data,
+                                "--log-level", "warn"])
+    wait_listening(port, srv)
+    sampler = Sampler(srv.pid)
+    sampler.start()
+    c0 = cpu_s(srv.pid)
+    tot = run_sim(a, endpoint, tmp, sim_args)
+    c1 = cpu_s(srv.pid)
+    hwm = status_kib(srv.pid, "VmHWM")
+    sampler.done.set()
+    sampler.join()
+    stop(srv)
+    return {
+        "samples_per_s": tot["samples_per_s"],
+        "batches_per_s": tot["batches_per_s"],
+        "ack_latency_ms_p50": tot["ack_latency_ms_p50"],
+        "ack_latency_ms_p99": tot["ack_latency_ms_p99"],
+        "collector_cpu_s_per_million_samples": (c1 - c0) / (tot["acknowledged"] / 1e6),
+        "collector_peak_rss_mib": hwm / 1024,
+        "collector_peak_anon_mib": sampler.peak_anon / 1024,
+        "samples": tot["acknowledged"],
+    }
+
+
+def freshness(a, tmp, seconds):
+    """p50/p99 of (first seen through the query API) - (sample timestamp), in ms."""
+    cport, qport = free_port(), free_port()
+    endpoint = "tcp://127.0.0.1:%d" % cport
+    data = os.path.join(tmp, "data")
+    shutil.rmtree(data, ignore_errors=True)
+    coll = subprocess.Popen([a.collector, "--listen", endpoint, "--data", data,
+                             "--log-level", "warn"])
+    wait_listening(cport, coll)
+    sim = subprocess.Popen([a.sim, "--collector", endpoint, "--devices", "1000", "--interval",
+                            "1s", "--duration", "%ds" % (seconds + 8), "--window", "2",
+                            "--log-level", "warn"], stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    query = subprocess.Popen([a.query, "--listen", "127.0.0.1:%d" % qport, "--data", data,
+                              "--log-level", "warn"])
+    wait_listening(qport, query)
+    devices = ["edge-%04d" % (i * 97) for i in range(10)]
+    newest = {d: 0.0 for d in devices}
+    lags = []
+    # Steady state: the first seconds create the fleet's series and grow the map.
+    time.sleep(5)
+    end = time.time() + seconds
+    slow_polls = 0
+    while time.time() < end:
+        for d in devices:
+            url = ("http://127.0.0.1:%d/api/v1/series?device=%s&metric=cpu_utilization_ratio"
+                   "&from=%.3f" % (qport, d, time.time() - 5))
+            asked = time.time()
+            with urllib.request.urlopen(url, timeout=5) as r:
+                body = json.loads(r.read())
+            seen = time.time()
+            top = max((p[0] for s in body["series"] for p in s["points"]), default=0)
+            # Only the newest point, and only when it follows the previous one: a point that
+            # was skipped became visible while this poller was not looking, at an unknown time.
+            if newest[d] > 0 and 0 < top - newest[d] <= 1.001:
+                lags.append((seen - top) * 1000)
+            if seen - asked > 0.1:
+                slow_polls += 1
+            newest[d] = max(newest[d], top)
+    stop(sim)
+    stop(query)
+    stop(coll)
+    if len(lags) < 20:
+        sys.exit("bench/ingest: only %d freshness observations" % len(lags))
+    lags.sort()
+    if os.environ.get('FP_BENCH_DEBUG'):
+        print('lags', [round(x) for x in lags[-15:]], 'slow polls', slow_polls, file=sys.stderr)
+    return lags[len(lags) // 2], lags[int((len(lags) - 1) * 0.99)], len(lags)
+
+
+def median_of(runs):
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--runs", type=int)
+    ap.add_argument("--bin", required=True, help="build directory")
+    a = ap.parse_args()
+    a.collector = os.path.join(a.bin, "collector", "fleetpulse-collector")
+    a.query = os.path.join(a.bin, "query", "fleetpulse-query")
+    a.sim = os.path.join(a.bin, "sim", "fleetpulse-sim")
+    a.sink = os.path.join(a.bin, "bench", "ingest-sink")
+    runs = a.runs or (1 if a.quick else 3)
+    if a.quick:
+        backfill = ["--devices", 100, "--backfill", "6h"]
+        live = ["--devices", 1000, "--fast", "--duration", "100s", "--window", 2]
+        fresh_s = 5
+    else:
+        backfill = ["--devices", 1000, "--backfill", "6h"]
+        live = ["--devices", 10000, "--fast", "--duration", "200s", "--window", 2]
+        fresh_s = 30
+    tmp = tempfile.mkdtemp(prefix="fp-bench-ingest-")
+    out = {"runs": runs}
+    try:
+        for name, args in (("backfill", backfill), ("live", live)):
+            res = []
+            for i in range(runs):
+                r = one_shape(a, tmp, args)
+                print("%s run %d: %s" % (name, i + 1, json.dumps(r)), file=sys.stderr)
+                res.append(r)
+            m = median_of(res)
+            base = one_shape(a, tmp, args, sink=True)
+            print("%s transport baseline: %s" % (name, json.dumps(base)), file=sys.stderr)
+            m["transport_limit_samples_per_s"] = base["samples_per_s"]
+            m["transport_limit_batches_per_s"] = base["batches_per_s"]
+            out[name] = {k: round(v, 3) for k, v in m.items()}
+        p50s, p99s = [], []
+        for i in range(runs):
+            p50, p99, n = freshness(a, tmp, fresh_s)
+            print("freshness run %d: p50 %.1f ms, p99 %.1f ms over %d samples" % (i + 1, p50, p99, n),
+                  file=sys.stderr)
+            p50s.append(p50)
+            p99s.append(p99)
+        out["freshness_ms_p50"] = round(statistics.median(p50s), 1)
+        out["freshness_ms_p99"] = round(statistics.median(p99s), 1)
+        out["peer_victoriametrics_remote_write"] = {"samples_per_s": 4.99e6,
+                                                    "cpu_s_per_million_samples": 0.37,
+                                                    "peak_rss_mib": 180, "durable_on_ack": False}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
