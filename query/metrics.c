@@ -11,6 +11,7 @@
 
 #include <event2/buffer.h>
 
+#include "alert-service.h"
 #include "config.h"
 #include "error.h"
 #include "jsonout.h"
@@ -112,7 +113,7 @@ int fp_api_metrics(struct fp_query_server *srv, const char *arg, const char *que
     status = fp_fleet_metrics(srv, out, err, err_size);
     if (status != FP_HTTP_OK)
         return status;
-    if (service_metrics(srv, out) < 0) {
+    if (service_metrics(srv, out) < 0 || fp_alert_metrics(srv, out) < 0) {
         fp_set_err(err, err_size, "out of memory");
         return FP_HTTP_INTERNAL_ERROR;
     }
