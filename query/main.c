@@ -13,6 +13,7 @@
 #include "config.h"
 #include "error.h"
 #include "log.h"
+#include "params.h"
 #include "parse.h"
 #include "server.h"
 
@@ -20,6 +21,8 @@
 
 enum {
     OPT_LOG_LEVEL = 256, /* long-only options take values past any char */
+    OPT_SILENT_AFTER,
+    OPT_SUMMARY_REFRESH,
     OPT_RULES,
     OPT_ALERT_STATE,
     OPT_EVAL_INTERVAL,
@@ -31,6 +34,8 @@ static const struct option long_options[] = {
     {"listen", required_argument, NULL, 'l'},
     {"data", required_argument, NULL, 'd'},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"silent-after", required_argument, NULL, OPT_SILENT_AFTER},
+    {"summary-refresh", required_argument, NULL, OPT_SUMMARY_REFRESH},
     {"rules", required_argument, NULL, OPT_RULES},
     {"alert-state", required_argument, NULL, OPT_ALERT_STATE},
     {"eval-interval", required_argument, NULL, OPT_EVAL_INTERVAL},
@@ -51,6 +56,9 @@ static void usage(FILE *f)
             "  -l, --listen HOST:PORT  address to listen on (default " FP_DEFAULT_QUERY_LISTEN
             "; [::1]:PORT for IPv6)\n"
             "      --log-level LEVEL   error, warn, info (default) or debug\n"
+            "      --silent-after DUR  a device without a batch for DUR is silent (default 5m)\n"
+            "      --summary-refresh DUR  reuse a fleet summary, compare or /metrics answer for\n"
+            "                          DUR (default 1s; 0: compute every time)\n"
             "      --rules FILE        alert rules (docs/alerts.md); reloaded on SIGHUP\n"
             "      --alert-state FILE  alert state kept across restarts (default FILE.state)\n"
             "      --eval-interval DUR evaluate the rules every DUR (default 15s)\n"
@@ -59,7 +67,8 @@ static void usage(FILE *f)
             "  -h, --help              show this help and exit\n"
             "  -V, --version           show the version and exit\n"
             "\n"
-            "Endpoints: /healthz, /api/v1/devices, /api/v1/series (see docs/api.md).\n");
+            "Endpoints: /healthz, /metrics, /api/v1/devices, /api/v1/devices/ID,\n"
+            "/api/v1/fleet/summary, /api/v1/compare, /api/v1/series, ... (see docs/api.md).\n");
 }
 
 static void on_sighup(evutil_socket_t sig, short events, void *arg)
@@ -108,6 +117,19 @@ int main(int argc, char **argv)
         case OPT_LOG_LEVEL:
             if (fp_log_parse_level(optarg, &fp_log_threshold) < 0)
                 return fp_usage_error(PROG, "invalid --log-level \"%s\" (error, warn, info, debug)",
+                                      optarg);
+            break;
+        case OPT_SILENT_AFTER:
+            if (fp_query_duration_parse(optarg, &opts.silent_after_ms) < 0 ||
+                opts.silent_after_ms < 1000)
+                return fp_usage_error(PROG, "invalid --silent-after \"%s\" (a duration of at "
+                                            "least 1s, e.g. 5m)",
+                                      optarg);
+            break;
+        case OPT_SUMMARY_REFRESH:
+            if (fp_query_duration_parse(optarg, &opts.summary_refresh_ms) < 0)
+                return fp_usage_error(PROG, "invalid --summary-refresh \"%s\" (a duration, e.g. "
+                                            "1s; 0 to turn reuse off)",
                                       optarg);
             break;
         case OPT_RULES:

@@ -43,9 +43,9 @@ def expect_one_line_error(args, code, needle):
         fail(f"{args}: {lines[0]!r} lacks {needle!r}")
 
 
-def start(data, listen="127.0.0.1:0"):
+def start(data, listen="127.0.0.1:0", extra=()):
     """Starts the daemon; returns (process, port) once it logs its bound address."""
-    p = subprocess.Popen([QUERY, "--data", data, "--listen", listen],
+    p = subprocess.Popen([QUERY, "--data", data, "--listen", listen, *extra],
                          stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -98,6 +98,14 @@ def main():
     expect_one_line_error(["--log-level", "loud", "--data", "/tmp"], 2, 'invalid --log-level "loud"')
     expect_one_line_error(["--data", "/tmp", "--listen", "9471"], 2, 'invalid --listen "9471"')
     expect_one_line_error(["--data", "/tmp", "--listen", "h:99999"], 2, "invalid --listen")
+    expect_one_line_error(["--data", "/tmp", "--silent-after", "0"], 2,
+                          'invalid --silent-after "0"')
+    expect_one_line_error(["--data", "/tmp", "--silent-after", "500ms"], 2,
+                          "at least 1s")
+    expect_one_line_error(["--data", "/tmp", "--silent-after", "5x"], 2,
+                          'invalid --silent-after "5x"')
+    expect_one_line_error(["--data", "/tmp", "--summary-refresh", "-1"], 2,
+                          'invalid --summary-refresh "-1"')
     expect_one_line_error([], 2, "missing --data DIR")
     expect_one_line_error(["--data", "/tmp", "extra"], 2, 'unexpected argument "extra"')
 
@@ -143,6 +151,21 @@ def main():
         if status != 200:
             fail(f"second run /healthz: {status}")
         stop(p, signal.SIGINT)
+
+        # The fixture's devices last reported in 2024: silent after the default 5 minutes, only
+        # stale when --silent-after reaches past that (10000 days).
+        for extra, state in (((), "silent"), (("--silent-after", "10000d"), "stale")):
+            p, port = start(store, extra=extra)
+            try:
+                status, _, body = get(port, "/api/v1/devices")
+                states = [d["state"] for d in body.get("devices", [])]
+                if status != 200 or states != [state, state]:
+                    fail(f"{extra}: /api/v1/devices states {status} {states!r}")
+                status, _, body = get(port, "/api/v1/fleet/summary")
+                if status != 200 or body["states"][state] != 2:
+                    fail(f"{extra}: /api/v1/fleet/summary {status} {body.get('states')!r}")
+            finally:
+                stop(p, signal.SIGTERM)
 
     if failures:
         print(f"{failures} check(s) failed", file=sys.stderr)

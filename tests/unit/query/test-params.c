@@ -516,6 +516,94 @@ static void test_listen(void)
     check_int(fp_query_listen_parse("a-very-long-host-name.example:80", host, 8, &port), -EINVAL);
 }
 
+static void test_durations(void)
+{
+    int64_t ms = -1;
+
+    check_int(fp_query_duration_parse("60", &ms), 0);
+    check_int(ms, 60000);
+    check_int(fp_query_duration_parse("1.5m", &ms), 0);
+    check_int(ms, 90000);
+    check_int(fp_query_duration_parse("500ms", &ms), 0);
+    check_int(ms, 500);
+    check_int(fp_query_duration_parse("1d", &ms), 0);
+    check_int(ms, 86400000);
+    /* Well-formed but under a millisecond: 0, for the caller's own minimum. */
+    check_int(fp_query_duration_parse("0", &ms), 0);
+    check_int(ms, 0);
+    ms = 7;
+    check_int(fp_query_duration_parse("", &ms), -EINVAL);
+    check_int(fp_query_duration_parse(" 60", &ms), -EINVAL);
+    check_int(fp_query_duration_parse("1e3", &ms), -EINVAL);
+    check_int(fp_query_duration_parse("-5s", &ms), -EINVAL);
+    check_int(fp_query_duration_parse("5.s", &ms), -EINVAL);
+    check_int(fp_query_duration_parse("5w", &ms), -EINVAL);
+    check_int(fp_query_duration_parse("99999999999999999999d", &ms), -EINVAL);
+    check_int(ms, 7); /* untouched on failure */
+}
+
+static void test_matchers(void)
+{
+    struct fp_query_params p;
+    struct fp_query_matchers *m = malloc(sizeof(*m));
+    char err[256] = "";
+
+    fp_assert(m != NULL);
+    check_int(fp_query_params_parse("match=model=llama&state=ok&match=site!~la.*", &p, err,
+                                    sizeof(err)),
+              0);
+    check_int(fp_query_matchers_parse(&p, m, err, sizeof(err)), 0);
+    check_int(m->n, 2);
+    check_str(m->m[0].name, "model");
+    check_str(m->m[0].value, "llama");
+    check_int(m->m[0].op, FP_MATCH_EQ);
+    check_str(m->m[1].name, "site");
+    check_str(m->m[1].value, "la.*");
+    check_int(m->m[1].op, FP_MATCH_NRE);
+    fp_query_params_fini(&p);
+
+    check_int(fp_query_params_parse("x=1", &p, err, sizeof(err)), 0);
+    check_int(fp_query_matchers_parse(&p, m, err, sizeof(err)), 0);
+    check_int(m->n, 0);
+    fp_query_params_fini(&p);
+
+    check_int(fp_query_params_parse("match=model=~(", &p, err, sizeof(err)), 0);
+    check_int(fp_query_matchers_parse(&p, m, err, sizeof(err)), -EINVAL);
+    check(strstr(err, "parameter \"match\": bad regex \"(\"") != NULL);
+    fp_query_params_fini(&p);
+    check_int(fp_query_params_parse("match=9x=1", &p, err, sizeof(err)), 0);
+    check_int(fp_query_matchers_parse(&p, m, err, sizeof(err)), -EINVAL);
+    check(strstr(err, "is not a label matcher") != NULL);
+    fp_query_params_fini(&p);
+    free(m);
+}
+
+static void test_segments(void)
+{
+    char id[FP_QUERY_NAME_MAX + 1], err[256] = "", long_seg[3 * FP_QUERY_NAME_MAX + 2];
+
+    check_int(fp_query_segment_decode("edge-01", "device id", id, sizeof(id), err, sizeof(err)),
+              0);
+    check_str(id, "edge-01");
+    check_int(fp_query_segment_decode("a%2Fb%20c", "device id", id, sizeof(id), err, sizeof(err)),
+              0);
+    check_str(id, "a/b c");
+    check_int(fp_query_segment_decode("", "device id", id, sizeof(id), err, sizeof(err)), -EINVAL);
+    check_str(err, "invalid device id \"\" in the path");
+    check_int(fp_query_segment_decode("a%00", "device id", id, sizeof(id), err, sizeof(err)),
+              -EINVAL);
+    check_int(fp_query_segment_decode("a%zz", "device id", id, sizeof(id), err, sizeof(err)),
+              -EINVAL);
+    /* 256 bytes pass, 257 do not. */
+    memset(long_seg, 'x', FP_QUERY_NAME_MAX);
+    long_seg[FP_QUERY_NAME_MAX] = '\0';
+    check_int(fp_query_segment_decode(long_seg, "device id", id, sizeof(id), err, sizeof(err)), 0);
+    long_seg[FP_QUERY_NAME_MAX] = 'x';
+    long_seg[FP_QUERY_NAME_MAX + 1] = '\0';
+    check_int(fp_query_segment_decode(long_seg, "device id", id, sizeof(id), err, sizeof(err)),
+              -EINVAL);
+}
+
 int main(void)
 {
     test_parse_ok();
@@ -530,5 +618,8 @@ int main(void)
     test_series_selectors();
     test_series_aggregation();
     test_listen();
+    test_durations();
+    test_matchers();
+    test_segments();
     fp_test_end();
 }
