@@ -15,6 +15,10 @@ PACKAGES=(
   # nodejs is skipped where a NodeSource nodejs is installed (same package name); Debian 12's has no
   # npm, which deploy/fetch-web-deps.sh does without (curl).
   chromium nodejs
+  # The alert tests: a real Alertmanager receives the pushed alerts and a real Prometheus scrapes
+  # /metrics, both started by the tests on loopback ports (the packages' own services, where
+  # systemd starts them, are not used).
+  prometheus prometheus-alertmanager
 )
 
 missing=()
