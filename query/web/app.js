@@ -337,38 +337,27 @@ function deviceState(d) {
   return age >= 300 ? 'silent' : age >= 3 * interval ? 'stale' : 'ok';
 }
 
-// Reads the per-state counts whatever the summary nests them under.
+// The tiles' numbers: the total and the count of each state.
 function stateCounts(sum) {
-  const c = sum.states || sum.counts || sum.by_state || {};
-  const out = {};
-  for (const s of STATES) out[s] = typeof c[s] === 'number' ? c[s] : 0;
-  let total = sum.devices;
-  if (typeof total !== 'number') total = (sum.total !== undefined ? sum.total : null);
-  if (typeof total !== 'number') total = STATES.reduce((a, s) => a + out[s], 0);
-  out.total = total;
+  const out = { total: sum.devices };
+  for (const st of STATES) out[st] = (sum.states && sum.states[st]) || 0;
   return out;
 }
 
-// The summary's per-model rows: [{value, devices, ...stats}], whatever its exact nesting.
-function modelRows(sum) {
-  const g = sum.groups || sum.by || {};
-  let rows = g.model || sum.models || sum.by_model || [];
-  if (!Array.isArray(rows)) rows = Object.entries(rows).map(([k, v]) => ({ model: k, ...v }));
-  return rows;
-}
+// The summary's groupings (docs/api.md, fleet/summary), each a table the overview can show.
+const GROUPINGS = { model: 'model', model_version: 'model version', quant: 'quantisation',
+  site: 'site', hw: 'hardware' };
 
-function pick(o, ...paths) {
-  for (const p of paths) {
-    let v = o;
-    for (const k of p.split('.')) v = v === null || v === undefined ? undefined : v[k];
-    if (v !== undefined && v !== null) return v;
-  }
-  return null;
+// "9 ok · 1 stale": a group's states, the ones it has.
+function statesText(states) {
+  return STATES.filter((st) => states && states[st] > 0).map((st) => `${states[st]} ${st}`)
+    .join(' · ') || '–';
 }
 
 class OverviewPage {
   constructor(params) {
     this.window = WINDOW_S[params.get('window')] ? params.get('window') : '1h';
+    this.group = GROUPINGS[params.get('group')] ? params.get('group') : 'model';
   }
 
   mount(root) {
@@ -384,11 +373,16 @@ class OverviewPage {
     }
     this.note = h('p', { class: 'muted small' });
     this.modelBody = h('tbody');
-    const table = h('table', { class: 'data', id: 'model-table' },
+    const table = h('table', { class: 'data', id: 'model-table', 'data-group': this.group },
       h('thead', {}, h('tr', {},
-        ['model', 'devices', 'tok/s p50', 'tok/s p95', 'TTFT p50', 'TTFT p95', 'TTFT p99',
-          'errors', 'fallbacks', 'worst mem. pressure', 'max temp.'].map((t) => h('th', {}, t)))),
+        [this.group, 'devices', 'states', 'tok/s p50', 'tok/s p95', 'TTFT p50', 'TTFT p95',
+          'TTFT p99', 'errors', 'fallbacks', 'worst mem. pressure', 'max temp.']
+          .map((t) => h('th', {}, t)))),
       this.modelBody);
+    const groupSel = h('select', { 'aria-label': 'group by', onchange: (e) => {
+      location.hash = href('', { window: this.window, group: e.target.value });
+    } }, Object.entries(GROUPINGS).map(([k, t]) => h('option', { value: k,
+      selected: k === this.group }, t)));
     this.charts = {
       tps: new Chart('Tokens/s p95 by model', 'tok/s'),
       ttft: new Chart('Time to first token p95 by model', 's'),
@@ -399,9 +393,10 @@ class OverviewPage {
     this.slowBody = h('tbody');
     root.append(
       h('div', { class: 'page-head' }, h('h1', {}, 'Fleet overview'),
-        windowSelect(this.window, (w) => { location.hash = href('', { window: w }); })),
-      tiles, this.note,
-      h('h2', {}, 'Models'), h('div', { class: 'scroll' }, table),
+        windowSelect(this.window, (w) => { location.hash = href('', { window: w, group: this.group }); })),
+      tiles,
+      h('div', { class: 'section-head' }, h('h2', {}, 'By ', groupSel), this.note),
+      h('div', { class: 'scroll' }, table),
       h('h2', {}, 'Performance'),
       h('div', { class: 'charts' }, this.charts.tps.el, this.charts.ttft.el),
       h('h2', {}, 'Temperature and memory pressure'),
@@ -432,25 +427,26 @@ class OverviewPage {
     for (const [s, el] of Object.entries(this.tiles)) el.textContent = String(counts[s]);
     this.note.textContent = sum.fallback
       ? 'States computed in the browser: this service has no /api/v1/fleet/summary.'
-      : `Per-model statistics and top devices over the last ${fmtDuration(sum.window || 900)}.`;
+      : `Statistics and top devices over the last ${fmtDuration(sum.window || 900)}.`;
 
-    const rows = modelRows(sum).map((r) => h('tr', {},
-      h('td', {}, h('a', { href: href('devices', { match: `model=${r.value || r.model}` }) },
-        r.value || r.model || '(none)')),
-      h('td', { class: 'num' }, num(r.devices)),
-      h('td', { class: 'num' }, fmt(pick(r, 'tokens_per_second.p50', 'tokens_per_second_p50'), 'tok/s')),
-      h('td', { class: 'num' }, fmt(pick(r, 'tokens_per_second.p95', 'tokens_per_second_p95'), 'tok/s')),
-      h('td', { class: 'num' }, fmt(pick(r, 'ttft_seconds.p50', 'ttft.p50', 'ttft_p50'), 's')),
-      h('td', { class: 'num' }, fmt(pick(r, 'ttft_seconds.p95', 'ttft.p95', 'ttft_p95'), 's')),
-      h('td', { class: 'num' }, fmt(pick(r, 'ttft_seconds.p99', 'ttft.p99', 'ttft_p99'), 's')),
-      h('td', { class: 'num' }, fmt(pick(r, 'error_rate', 'error_ratio'), 'ratio')),
-      h('td', { class: 'num' }, fmt(pick(r, 'fallback_rate', 'fallback_ratio'), 'ratio')),
-      h('td', { class: 'num' }, fmt(pick(r, 'memory_pressure_max', 'worst_memory_pressure',
-        'memory_pressure.max'), '%')),
-      h('td', { class: 'num' }, fmt(pick(r, 'temperature_max', 'highest_temperature',
-        'temperature.max'), '°C'))));
+    const label = this.group;
+    const groups = (sum.groups && sum.groups[label]) || [];
+    const rows = groups.map((g) => h('tr', {},
+      h('td', {}, h('a', { href: href('devices', { match: `${label}=${g.value}` }) },
+        g.value || '(none)')),
+      h('td', { class: 'num' }, num(g.devices)),
+      h('td', {}, statesText(g.states)),
+      h('td', { class: 'num' }, fmt(g.tokens_per_second && g.tokens_per_second.p50, 'tok/s')),
+      h('td', { class: 'num' }, fmt(g.tokens_per_second && g.tokens_per_second.p95, 'tok/s')),
+      h('td', { class: 'num' }, fmt(g.ttft_seconds && g.ttft_seconds.p50, 's')),
+      h('td', { class: 'num' }, fmt(g.ttft_seconds && g.ttft_seconds.p95, 's')),
+      h('td', { class: 'num' }, fmt(g.ttft_seconds && g.ttft_seconds.p99, 's')),
+      h('td', { class: 'num' }, fmt(g.error_rate, 'ratio')),
+      h('td', { class: 'num' }, fmt(g.fallback_rate, 'ratio')),
+      h('td', { class: 'num' }, fmt(g.memory_pressure_max, '%')),
+      h('td', { class: 'num' }, fmt(g.temperature_max, '°C'))));
     setRows(this.modelBody, rows,
-      sum.fallback ? 'per-model statistics need /api/v1/fleet/summary' : 'no models reported', 11);
+      sum.fallback ? 'per-group statistics need /api/v1/fleet/summary' : 'no devices', 12);
 
     const byModel = (s) => s.labels.model || '(no model)';
     this.charts.tps.update(tps, byModel, [from, to]);
@@ -460,12 +456,12 @@ class OverviewPage {
 
     const hot = (sum.hottest || []).map((d) => h('tr', {}, h('td', {}, deviceLink(d.device)),
       h('td', {}, d.model || '–'),
-      h('td', { class: 'num' }, fmt(pick(d, 'temperature_max', 'temperature_celsius'), '°C'))));
+      h('td', { class: 'num' }, fmt(d.temperature_max, '°C'))));
     setRows(this.hotBody, hot, 'none', 3);
     const slow = (sum.slowest || []).map((d) => h('tr', {}, h('td', {}, deviceLink(d.device)),
       h('td', {}, d.model || '–'),
-      h('td', { class: 'num' }, fmt(pick(d, 'tokens_per_second', 'value'), 'tok/s')),
-      h('td', { class: 'num' }, fmt(pick(d, 'ratio'), 'ratio'))));
+      h('td', { class: 'num' }, fmt(d.tokens_per_second, 'tok/s')),
+      h('td', { class: 'num' }, fmt(d.ratio, 'ratio'))));
     setRows(this.slowBody, slow, 'none', 4);
   }
 
@@ -833,8 +829,8 @@ class ComparePage {
     const [r, over] = await Promise.all([api('/api/v1/compare', q),
       api('/api/v1/series', { metric: q.metric, from: to - w, to, step: stepFor(w, 120), agg: 'p50',
         by: q.by, match: `${q.by}=~${regexEscape(q.a)}|${regexEscape(q.b)}` })]);
-    const ca = r.a || (r.cohorts && r.cohorts[0]) || {};
-    const cb = r.b || (r.cohorts && r.cohorts[1]) || {};
+    const ca = r.a || {};
+    const cb = r.b || {};
     const unit = unitOf(q.metric);
     const card = (name, c, cls) => h('div', { class: `cohort ${cls}` },
       h('h3', {}, `${q.by} = ${name}`),
@@ -842,8 +838,8 @@ class ComparePage {
         h('dt', {}, 'devices'), h('dd', { 'data-field': 'devices' }, num(c.devices)),
         h('dt', {}, 'median'), h('dd', { 'data-field': 'median' }, fmt(c.median, unit)),
         h('dt', {}, 'p95'), h('dd', { 'data-field': 'p95' }, fmt(c.p95, unit))));
-    const rel = pick(r, 'change');
-    const pv = pick(r, 'p');
+    const rel = r.change;
+    const pv = r.p;
     let verdict = 'Not enough devices in one of the cohorts for a test.';
     if (typeof r.summary === 'string') {
       verdict = r.summary;
