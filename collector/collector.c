@@ -28,6 +28,12 @@
 #define MAX_ENVELOPE 4  /* routing id, plus a REQ delimiter and some slack */
 #define LOG_EVERY_MS 5000
 #define SELF_INTERVAL_MS 10000
+/* Messages ZeroMQ queues per connection before it stops reading that peer's socket. Its default
+ * (1000) lets a few backfilling probes park hundreds of MiB here; this bounds the queue by
+ * count, GROUP_MAX_BYTES bounds one group by size, and the rest waits in the kernel and in the
+ * probes' spools. */
+#define RCV_HWM 64
+#define GROUP_MAX_BYTES (32u << 20)
 
 struct msg {
     zmq_msg_t env[MAX_ENVELOPE];
@@ -117,6 +123,7 @@ int fp_collector_new(const struct fp_collector_options *opts, struct fp_collecto
         int zero = 0;
         (void)zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
         (void)zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero));
+        (void)zmq_setsockopt(c->sock, ZMQ_RCVHWM, &(int){RCV_HWM}, sizeof(int));
     }
     if (zmq_bind(c->sock, opts->listen) != 0) {
         r = -errno;
@@ -387,7 +394,10 @@ static void process_group(struct fp_collector *c, size_t n)
 
     int64_t t0 = fp_clock_mono_ns();
     r = fp_store_write(c->store, c->wb, n_valid, c->wr);
-    c->stats.commit_ns_total += (uint64_t)(fp_clock_mono_ns() - t0);
+    uint64_t took = (uint64_t)(fp_clock_mono_ns() - t0);
+    c->stats.commit_ns_total += took;
+    if (took > c->stats.commit_ns_max)
+        c->stats.commit_ns_max = took;
     if (r != 0) {
         fp_log_error("collector", "store write of %zu batches failed: %s; asking probes to retry",
                      n_valid, fp_store_strerror(r));
@@ -426,6 +436,7 @@ struct self_value {
     const char *metric;
     double value;
     struct fp_label label; /* name NULL: none */
+    enum fp_series_type type;
 };
 
 /* The collector's own counters, stored as the series of device "@collector" every
@@ -442,14 +453,17 @@ static void write_self(struct fp_collector *c, int64_t now_ms)
         FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_OVER_CARDINALITY,
         FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_UNSUPPORTED_VERSION,
     };
-    struct self_value v[16];
-    struct fp_series_in in[16];
-    int64_t ts[16];
+    struct self_value v[24];
+    struct fp_series_in in[24];
+    int64_t ts[24];
     size_t n = 0;
     struct fp_write_batch b;
     struct fp_write_result res;
 
-#define SELF(m, val) (v[n++] = (struct self_value){(m), (double)(val), {NULL, NULL}})
+#define SELF(m, val)                                                                               \
+    (v[n++] = (struct self_value){(m), (double)(val), {NULL, NULL}, FP_SERIES_COUNTER})
+#define SELF_GAUGE(m, val)                                                                         \
+    (v[n++] = (struct self_value){(m), (double)(val), {NULL, NULL}, FP_SERIES_GAUGE})
     SELF("fleetpulse_collector_batches_received_total", st->batches_received);
     SELF("fleetpulse_collector_batches_applied_total", st->batches_applied);
     SELF("fleetpulse_collector_batches_duplicate_total", st->batches_duplicate);
@@ -460,16 +474,19 @@ static void write_self(struct fp_collector *c, int64_t now_ms)
     SELF("fleetpulse_collector_commits_total", st->commits);
     SELF("fleetpulse_collector_commit_seconds_total", (double)st->commit_ns_total / 1e9);
     SELF("fleetpulse_collector_malformed_messages_total", st->malformed_messages);
+    SELF_GAUGE("fleetpulse_collector_queue_batches", st->queue_batches);
+    SELF_GAUGE("fleetpulse_collector_commit_max_seconds", (double)st->commit_ns_max / 1e9);
 #undef SELF
+#undef SELF_GAUGE
     for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
         v[n++] = (struct self_value){"fleetpulse_collector_batches_refused_total",
-                                (double)st->batches_refused[reason_codes[i] & 15],
-                                {"reason", reasons[i]}};
+                                     (double)st->batches_refused[reason_codes[i] & 15],
+                                     {"reason", reasons[i]}, FP_SERIES_COUNTER};
     for (size_t i = 0; i < n; i++) {
         ts[i] = now_ms;
         in[i] = (struct fp_series_in){
             .metric = v[i].metric,
-            .type = FP_SERIES_COUNTER,
+            .type = v[i].type,
             .labels = v[i].label.name != NULL ? &v[i].label : NULL,
             .n_labels = v[i].label.name != NULL ? 1 : 0,
             .ts_ms = &ts[i],
@@ -481,6 +498,7 @@ static void write_self(struct fp_collector *c, int64_t now_ms)
                                 .n_series = n};
     if (fp_store_write(c->store, &b, 1, &res) != 0)
         fp_log_debug("collector", "could not store the collector's own series, ignoring");
+    c->stats.commit_ns_max = 0;
 }
 
 int fp_collector_run(struct fp_collector *c)
@@ -505,15 +523,18 @@ int fp_collector_run(struct fp_collector *c)
         }
         if (!(item.revents & ZMQ_POLLIN))
             continue;
-        while (n < c->opts.max_group) {
+        size_t group_bytes = 0;
+        while (n < c->opts.max_group && group_bytes < GROUP_MAX_BYTES) {
             int got = receive_one(c, &c->msgs[n]);
             if (got <= 0) {
                 if (got < 0 && got != -EINTR)
                     r = got;
                 break;
             }
+            group_bytes += zmq_msg_size(&c->msgs[n].payload);
             n++;
         }
+        c->stats.queue_batches = n;
         process_group(c, n);
         for (size_t i = 0; i < n; i++)
             msg_release(&c->msgs[i]);

@@ -32,6 +32,9 @@ struct fp_collector_stats {
     uint64_t commits;
     uint64_t commit_ns_total;     /**< time spent in durable commits, ns */
     uint64_t malformed_messages;  /**< ZeroMQ messages without a payload frame */
+    uint64_t queue_batches;       /**< messages drained by the latest wake-up: what was waiting */
+    uint64_t commit_ns_max;       /**< longest commit since the collector's own series were
+                                       last stored (every 10 s) */
 };
 
 /* Opens the store and binds the socket. Returns 0 and *ret (new: fp_collector_destroy), or a

@@ -554,6 +554,16 @@ static void test_serve(const char *dir)
         check_int(fp_store_devices(rd, count_device, &n), 0);
         check_int(n, 3);
         check_int(fp_store_device_get(rd, "@collector", &dd), 0);
+        /* Its gauges: what was queued at the last wake-up, the longest commit. */
+        const struct fp_matcher q[] = {{"__name__", "fleetpulse_collector_queue_batches",
+                                        FP_MATCH_EQ}};
+        read_series(rd, q, 1, &pts, &desc);
+        check(pts.n >= 1 && pts.v[pts.n - 1] >= 1);
+        check_int(desc.type, FP_SERIES_GAUGE);
+        const struct fp_matcher cm[] = {{"__name__", "fleetpulse_collector_commit_max_seconds",
+                                         FP_MATCH_EQ}};
+        read_series(rd, cm, 1, &pts, NULL);
+        check(pts.n >= 1 && pts.v[pts.n - 1] > 0 && pts.v[pts.n - 1] < 60);
     }
     check_int(fp_store_device_get(rd, "edge-a", &dd), 0);
     check_int(dd.batches, 2 + BURST);
