@@ -58,8 +58,8 @@ int main(int argc, char **argv)
             continue; /* EINTR from SIGTERM ends the loop */
         }
         (void)zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &more_len);
-        if (fp_batch_decode(zmq_msg_data(&body), zmq_msg_size(&body), &lim, &b, err,
-                            sizeof(err)) == 0) {
+        if (fp_batch_decode(zmq_msg_data(&body), zmq_msg_size(&body), &lim, &b, err, sizeof(err)) ==
+            0) {
             for (size_t i = 0; i < b->n_series; i++)
                 samples += b->series[i]->n_values;
             if (fp_ack_encode(b->epoch, b->seq, FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_OK, NULL,

@@ -24,29 +24,31 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: fleetpulse-sim --collector ENDPOINT [options]\n"
-            "  --collector ENDPOINT   collector to stream to, e.g. tcp://127.0.0.1:7070\n"
-            "  --devices N            simulated devices (default 1000)\n"
-            "  --interval DURATION    sampling interval of every device (default 10s)\n"
-            "  --duration DURATION    stream in real time for this long (default: until\n"
-            "                         SIGINT/SIGTERM; with --backfill: no live part)\n"
-            "  --backfill DURATION    first send this much history, as fast as possible\n"
-            "  --fast                 live part as fast as acks allow, not in real time\n"
-            "  --batch-steps N        samples per series per batch (default 1; 360 in backfill)\n"
-            "  --connections N        ZeroMQ connections shared by the devices (default 8)\n"
-            "  --window N             unacknowledged batches per device (default 8)\n"
-            "  --ack-timeout DURATION resend a batch after this long without an ack (default 5s)\n"
-            "  --drain DURATION       at the end, wait this long for outstanding acks (default 60s)\n"
-            "  --seed N               device identities and values (default 42)\n"
-            "  --prefix STRING        device id prefix (default edge-)\n"
-            "  --first-index N        number of the first device (default 0)\n"
-            "  --outcomes             also send error and fallback request counters\n"
-            "  --slow LABEL=VALUE:F   devices with identity LABEL=VALUE run at F x tokens/s\n"
-            "                         (e.g. model_version=v2:0.8)\n"
-            "  --summary FILE         write the JSON summary here ('-': stdout)\n"
-            "  --log-level LEVEL      error, warn, info (default), debug\n"
-            "  --version, --help\n");
+    fprintf(
+        f,
+        "usage: fleetpulse-sim --collector ENDPOINT [options]\n"
+        "  --collector ENDPOINT   collector to stream to, e.g. tcp://127.0.0.1:7070\n"
+        "  --devices N            simulated devices (default 1000)\n"
+        "  --interval DURATION    sampling interval of every device (default 10s)\n"
+        "  --duration DURATION    stream in real time for this long (default: until\n"
+        "                         SIGINT/SIGTERM; with --backfill: no live part)\n"
+        "  --backfill DURATION    first send this much history, as fast as possible\n"
+        "  --follow               after the backfill go on in real time until stopped\n"
+        "  --fast                 live part as fast as acks allow, not in real time\n"
+        "  --batch-steps N        samples per series per batch (default 1; 360 in backfill)\n"
+        "  --connections N        ZeroMQ connections shared by the devices (default 8)\n"
+        "  --window N             unacknowledged batches per device (default 8)\n"
+        "  --ack-timeout DURATION resend a batch after this long without an ack (default 5s)\n"
+        "  --drain DURATION       at the end, wait this long for outstanding acks (default 60s)\n"
+        "  --seed N               device identities and values (default 42)\n"
+        "  --prefix STRING        device id prefix (default edge-)\n"
+        "  --first-index N        number of the first device (default 0)\n"
+        "  --outcomes             also send error and fallback request counters\n"
+        "  --slow LABEL=VALUE:F   devices with identity LABEL=VALUE run at F x tokens/s\n"
+        "                         (e.g. model_version=v2:0.8)\n"
+        "  --summary FILE         write the JSON summary here ('-': stdout)\n"
+        "  --log-level LEVEL      error, warn, info (default), debug\n"
+        "  --version, --help\n");
 }
 
 static int parse_slow(const char *arg, struct fp_sim_options *o, char *buf, size_t size)
@@ -68,15 +70,36 @@ static int parse_slow(const char *arg, struct fp_sim_options *o, char *buf, size
 
 int main(int argc, char **argv)
 {
-    enum { O_COLLECTOR = 256, O_DEVICES, O_INTERVAL, O_DURATION, O_BACKFILL, O_FAST, O_BATCH,
-           O_CONNECTIONS, O_WINDOW, O_ACK_TIMEOUT, O_DRAIN, O_SEED, O_PREFIX, O_FIRST, O_OUTCOMES,
-           O_SLOW, O_SUMMARY, O_LOG_LEVEL, O_VERSION, O_HELP };
+    enum {
+        O_COLLECTOR = 256,
+        O_DEVICES,
+        O_INTERVAL,
+        O_DURATION,
+        O_BACKFILL,
+        O_FOLLOW,
+        O_FAST,
+        O_BATCH,
+        O_CONNECTIONS,
+        O_WINDOW,
+        O_ACK_TIMEOUT,
+        O_DRAIN,
+        O_SEED,
+        O_PREFIX,
+        O_FIRST,
+        O_OUTCOMES,
+        O_SLOW,
+        O_SUMMARY,
+        O_LOG_LEVEL,
+        O_VERSION,
+        O_HELP
+    };
     static const struct option longopts[] = {
         {"collector", required_argument, NULL, O_COLLECTOR},
         {"devices", required_argument, NULL, O_DEVICES},
         {"interval", required_argument, NULL, O_INTERVAL},
         {"duration", required_argument, NULL, O_DURATION},
         {"backfill", required_argument, NULL, O_BACKFILL},
+        {"follow", no_argument, NULL, O_FOLLOW},
         {"fast", no_argument, NULL, O_FAST},
         {"batch-steps", required_argument, NULL, O_BATCH},
         {"connections", required_argument, NULL, O_CONNECTIONS},
@@ -116,15 +139,21 @@ int main(int argc, char **argv)
             break;
         case O_INTERVAL:
             if (fp_parse_duration_ms(a, &o.interval_ms) != 0 || o.interval_ms < 1)
-                return fp_usage_error(prog, "--interval: expected a duration such as 10s or 500ms, got \"%s\"", a);
+                return fp_usage_error(
+                    prog, "--interval: expected a duration such as 10s or 500ms, got \"%s\"", a);
             break;
         case O_DURATION:
             if (fp_parse_duration_ms(a, &o.duration_ms) != 0 || o.duration_ms < 1)
-                return fp_usage_error(prog, "--duration: expected a duration such as 60s, got \"%s\"", a);
+                return fp_usage_error(prog,
+                                      "--duration: expected a duration such as 60s, got \"%s\"", a);
             break;
         case O_BACKFILL:
             if (fp_parse_duration_ms(a, &o.backfill_ms) != 0 || o.backfill_ms < 1)
-                return fp_usage_error(prog, "--backfill: expected a duration such as 6h, got \"%s\"", a);
+                return fp_usage_error(prog,
+                                      "--backfill: expected a duration such as 6h, got \"%s\"", a);
+            break;
+        case O_FOLLOW:
+            o.follow = true;
             break;
         case O_FAST:
             o.fast = true;
@@ -146,19 +175,23 @@ int main(int argc, char **argv)
             break;
         case O_ACK_TIMEOUT:
             if (fp_parse_duration_ms(a, &o.ack_timeout_ms) != 0 || o.ack_timeout_ms < 1)
-                return fp_usage_error(prog, "--ack-timeout: expected a duration such as 5s, got \"%s\"", a);
+                return fp_usage_error(
+                    prog, "--ack-timeout: expected a duration such as 5s, got \"%s\"", a);
             break;
         case O_DRAIN:
             if (fp_parse_duration_ms(a, &o.drain_ms) != 0)
-                return fp_usage_error(prog, "--drain: expected a duration such as 60s, got \"%s\"", a);
+                return fp_usage_error(prog, "--drain: expected a duration such as 60s, got \"%s\"",
+                                      a);
             break;
         case O_SEED:
             if (fp_parse_u64(a, &o.seed) != 0)
-                return fp_usage_error(prog, "--seed: expected a non-negative integer, got \"%s\"", a);
+                return fp_usage_error(prog, "--seed: expected a non-negative integer, got \"%s\"",
+                                      a);
             break;
         case O_PREFIX:
             if (a[0] == '\0' || a[0] == '@' || strlen(a) > 48)
-                return fp_usage_error(prog, "--prefix: expected 1..48 characters not starting with '@'");
+                return fp_usage_error(prog,
+                                      "--prefix: expected 1..48 characters not starting with '@'");
             o.prefix = a;
             break;
         case O_FIRST:
@@ -172,15 +205,19 @@ int main(int argc, char **argv)
         case O_SLOW:
             if (parse_slow(a, &o, slow_buf, sizeof(slow_buf)) != 0 || !(o.slow_factor > 0) ||
                 o.slow_factor > 100)
-                return fp_usage_error(prog, "--slow: expected LABEL=VALUE:FACTOR with FACTOR in (0, 100], "
-                                     "e.g. model_version=v2:0.8, got \"%s\"", a);
+                return fp_usage_error(
+                    prog,
+                    "--slow: expected LABEL=VALUE:FACTOR with FACTOR in (0, 100], "
+                    "e.g. model_version=v2:0.8, got \"%s\"",
+                    a);
             break;
         case O_SUMMARY:
             summary = a;
             break;
         case O_LOG_LEVEL:
             if (fp_log_parse_level(a, &fp_log_threshold) < 0)
-                return fp_usage_error(prog, "--log-level: expected error, warn, info or debug, got \"%s\"", a);
+                return fp_usage_error(
+                    prog, "--log-level: expected error, warn, info or debug, got \"%s\"", a);
             break;
         case O_VERSION:
             printf("fleetpulse-sim %s\n", FP_VERSION);
@@ -208,7 +245,8 @@ int main(int argc, char **argv)
                 o.interval_ms, o.backfill_ms > 0 ? " after a backfill" : "");
     r = fp_sim_run(the_sim);
     fp_sim_totals(the_sim, &t);
-    fp_log_info("sim", "%" PRIu64 " samples generated, %" PRIu64 " acknowledged, %" PRIu64
+    fp_log_info("sim",
+                "%" PRIu64 " samples generated, %" PRIu64 " acknowledged, %" PRIu64
                 " refused, %" PRIu64 " unacknowledged; %.0f samples/s, %.0f batches/s, ack p50 "
                 "%.2f ms p99 %.2f ms",
                 t.generated, t.acknowledged, t.refused, t.unacknowledged, t.samples_per_s,

@@ -129,8 +129,9 @@ void fp_sim_device_step(struct fp_sim_device *d, int64_t step_ms, bool outcomes,
     v[3] = d->req_total;
     d->tok_total += nearbyint(tps * step_s * util);
     v[4] = d->tok_total;
-    d->mem_pages = clip(d->mem_pages + 1500 * gauss(s) + 0.002 * (d->pages_total * 0.45 - d->mem_pages),
-                        d->pages_total * 0.03, d->pages_total * 0.95);
+    d->mem_pages =
+        clip(d->mem_pages + 1500 * gauss(s) + 0.002 * (d->pages_total * 0.45 - d->mem_pages),
+             d->pages_total * 0.03, d->pages_total * 0.95);
     v[5] = nearbyint(d->mem_pages) * 4096;
     if (unif(s, 0, 1) < 0.004)
         d->psi = unif(s, 2.0, 45.0);

@@ -1,5 +1,6 @@
 /* The simulator engine behind sim.h: one thread generates batches for every device, sends them
- * on a few DEALER sockets, matches acks to devices and resends what was not acknowledged in time. */
+ * on a few DEALER sockets, matches acks to devices and resends what was not acknowledged in time.
+ */
 #include "sim.h"
 
 #include <errno.h>
@@ -23,15 +24,15 @@
 
 #define BACKFILL_BATCH_STEPS 360 /* an hour of 10 s samples: large batches, as a replay would */
 #define RESEND_SCAN_MS 100
-#define LATENCY_KEEP 1000000     /* ack latencies kept for the quantiles (reservoir beyond) */
+#define LATENCY_KEEP 1000000 /* ack latencies kept for the quantiles (reservoir beyond) */
 
 /* One batch waiting for its ack. */
 struct entry {
-    uint64_t seq;     /* 0: slot free */
+    uint64_t seq; /* 0: slot free */
     uint8_t *buf;
     size_t len;
     uint32_t samples;
-    int64_t sent_ns;  /* monotonic time of the last transmission; 0 not sent yet */
+    int64_t sent_ns; /* monotonic time of the last transmission; 0 not sent yet */
     bool has_info;
 };
 
@@ -39,7 +40,7 @@ struct dev {
     struct fp_sim_device model;
     uint64_t epoch, next_seq, base_seq; /* base_seq: oldest seq without an ack */
     int64_t next_ts;
-    struct entry *win;                  /* [window], slot seq % window */
+    struct entry *win; /* [window], slot seq % window */
     size_t conn;
     bool info_acked;
     struct fp_sim_device_stats st;
@@ -49,16 +50,16 @@ struct fp_sim {
     struct fp_sim_options opts;
     void *zctx;
     void **socks;
-    bool *blocked;           /* the socket refused a send this round (no peer, or full) */
+    bool *blocked; /* the socket refused a send this round (no peer, or full) */
     struct dev *devs;
-    size_t *by_epoch;        /* open addressing: device index + 1, 0 empty */
-    size_t epoch_slots;      /* power of two */
-    int64_t *ts;             /* [batch_steps] */
-    double *values;          /* [FP_SIM_SERIES_MAX][batch_steps] */
+    size_t *by_epoch;   /* open addressing: device index + 1, 0 empty */
+    size_t epoch_slots; /* power of two */
+    int64_t *ts;        /* [batch_steps] */
+    double *values;     /* [FP_SIM_SERIES_MAX][batch_steps] */
     size_t n_series;
     int64_t start_ms, end_ms; /* live part starts at start_ms; nothing at or after end_ms */
     atomic_int stop;
-    float *lat;              /* ack latencies, ms */
+    float *lat; /* ack latencies, ms */
     size_t n_lat;
     uint64_t lat_seen, lat_rng;
     int64_t first_send_ns, last_ack_ns;
@@ -160,7 +161,7 @@ int fp_sim_new(const struct fp_sim_options *opts, struct fp_sim **ret, char *err
     s->start_ms = fp_clock_now_ms() / opts->interval_ms * opts->interval_ms;
     if (opts->duration_ms > 0)
         s->end_ms = s->start_ms + opts->duration_ms;
-    else if (opts->backfill_ms > 0)
+    else if (opts->backfill_ms > 0 && !opts->follow)
         s->end_ms = s->start_ms;
     else
         s->end_ms = INT64_MAX;
@@ -337,8 +338,8 @@ static int make_batch(struct fp_sim *s, struct dev *d, size_t steps, int64_t now
         for (size_t l = 0; l < def->n_labels; l++) {
             fleetpulse__v1__label__init(&labels[i][l]);
             labels[i][l].name = (char *)def->labels[l].name;
-            labels[i][l].value = (char *)(def->labels[l].value != NULL ? def->labels[l].value
-                                                                       : d->model.model);
+            labels[i][l].value =
+                (char *)(def->labels[l].value != NULL ? def->labels[l].value : d->model.model);
             lp[i][l] = &labels[i][l];
         }
         blocks[i].n_labels = def->n_labels;
@@ -598,9 +599,8 @@ static int cmp_float(const void *a, const void *b)
 void fp_sim_totals(const struct fp_sim *s, struct fp_sim_totals *ret)
 {
     *ret = s->totals;
-    ret->wall_s = s->last_ack_ns > s->first_send_ns
-                      ? (double)(s->last_ack_ns - s->first_send_ns) / 1e9
-                      : 0;
+    ret->wall_s =
+        s->last_ack_ns > s->first_send_ns ? (double)(s->last_ack_ns - s->first_send_ns) / 1e9 : 0;
     if (ret->wall_s > 0) {
         ret->samples_per_s = (double)ret->acknowledged / ret->wall_s;
         ret->batches_per_s = (double)ret->batches_acked / ret->wall_s;
@@ -663,14 +663,13 @@ int fp_sim_write_summary(const struct fp_sim *s, const char *path)
     json_object_set_new(root, "total", tot);
     for (size_t i = 0; i < s->opts.devices; i++) {
         const struct fp_sim_device_stats *st = &s->devs[i].st;
-        json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "device",
-                              st->device, "generated", (json_int_t)st->generated, "acknowledged",
-                              (json_int_t)st->acknowledged, "refused", (json_int_t)st->refused,
-                              "unacknowledged", (json_int_t)st->unacknowledged, "dropped",
-                              (json_int_t)(st->refused + st->unacknowledged), "batches",
-                              (json_int_t)st->batches, "retransmits", (json_int_t)st->retransmits,
-                              "last_seq", (json_int_t)st->last_seq, "model_version",
-                              s->devs[i].model.model_version);
+        json_t *o = json_pack(
+            "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "device", st->device, "generated",
+            (json_int_t)st->generated, "acknowledged", (json_int_t)st->acknowledged, "refused",
+            (json_int_t)st->refused, "unacknowledged", (json_int_t)st->unacknowledged, "dropped",
+            (json_int_t)(st->refused + st->unacknowledged), "batches", (json_int_t)st->batches,
+            "retransmits", (json_int_t)st->retransmits, "last_seq", (json_int_t)st->last_seq,
+            "model_version", s->devs[i].model.model_version);
         if (o == NULL || json_array_append_new(devs, o) != 0) {
             r = -ENOMEM;
             break;

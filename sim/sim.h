@@ -16,23 +16,25 @@
 struct fp_sim;
 
 struct fp_sim_options {
-    const char *collector;   /**< ZeroMQ endpoint, e.g. "tcp://127.0.0.1:7070" */
-    size_t devices;          /**< default 1000 */
-    int64_t interval_ms;     /**< simulated sampling interval, default 10000 */
-    int64_t duration_ms;     /**< live part: how long to stream in real time; 0 none (with
-                                  backfill) or until stopped (without) */
-    int64_t backfill_ms;     /**< simulated time before the start, sent as fast as possible */
-    bool fast;               /**< live part as fast as the window allows (timestamps still
-                                  advance by interval_ms per batch, ahead of the clock) */
-    size_t batch_steps;      /**< time steps per batch; 0: 1 live, 360 in backfill */
-    size_t connections;      /**< DEALER sockets; 0: min(devices, 8) */
-    size_t window;           /**< unacknowledged batches per device; 0: 8 */
-    int64_t ack_timeout_ms;  /**< resend after this long without an ack; default 5000 */
-    int64_t drain_ms;        /**< at the end, wait this long for outstanding acks; default 60000 */
-    uint64_t seed;           /**< device identities and values; default 42 */
-    const char *prefix;      /**< device id prefix, default "edge-" */
-    size_t first_index;      /**< index of the first device (ids prefix + index) */
-    bool outcomes;           /**< also send error and fallback request counters */
+    const char *collector;  /**< ZeroMQ endpoint, e.g. "tcp://127.0.0.1:7070" */
+    size_t devices;         /**< default 1000 */
+    int64_t interval_ms;    /**< simulated sampling interval, default 10000 */
+    int64_t duration_ms;    /**< live part: how long to stream in real time; 0 none (with
+                                 backfill) or until stopped (without) */
+    int64_t backfill_ms;    /**< simulated time before the start, sent as fast as possible */
+    bool follow;            /**< with a backfill and no duration: go on in real time until
+                                 stopped (the default without a backfill) */
+    bool fast;              /**< live part as fast as the window allows (timestamps still
+                                 advance by interval_ms per batch, ahead of the clock) */
+    size_t batch_steps;     /**< time steps per batch; 0: 1 live, 360 in backfill */
+    size_t connections;     /**< DEALER sockets; 0: min(devices, 8) */
+    size_t window;          /**< unacknowledged batches per device; 0: 8 */
+    int64_t ack_timeout_ms; /**< resend after this long without an ack; default 5000 */
+    int64_t drain_ms;       /**< at the end, wait this long for outstanding acks; default 60000 */
+    uint64_t seed;          /**< device identities and values; default 42 */
+    const char *prefix;     /**< device id prefix, default "edge-" */
+    size_t first_index;     /**< index of the first device (ids prefix + index) */
+    bool outcomes;          /**< also send error and fallback request counters */
     /* A slower cohort: devices whose identity field slow_label equals slow_value run at
      * slow_factor times the tokens/s (and 1/slow_factor the time to first token). */
     const char *slow_label, *slow_value;
@@ -53,9 +55,9 @@ struct fp_sim_device_stats {
 struct fp_sim_totals {
     uint64_t generated, acknowledged, refused, unacknowledged;
     uint64_t batches, batches_acked, retransmits, duplicates;
-    uint64_t bad_acks;          /**< undecodable answers, ignored */
-    double wall_s;              /**< from the first send to the last ack */
-    double samples_per_s, batches_per_s; /**< acknowledged, over wall_s */
+    uint64_t bad_acks;                             /**< undecodable answers, ignored */
+    double wall_s;                                 /**< from the first send to the last ack */
+    double samples_per_s, batches_per_s;           /**< acknowledged, over wall_s */
     double ack_latency_ms_p50, ack_latency_ms_p99; /**< send (last transmission) to ack */
 };
 
