@@ -58,12 +58,15 @@ static bool hook_firing(void *userdata, const char *device)
     return fp_alert_engine_device_firing(svc->engine, device);
 }
 
+/* A device's page lists what is wrong with it now: firing, then pending; not resolved ones. */
 static int hook_alerts(void *userdata, const char *device, json_t *arr)
 {
     const struct fp_alert_service *svc = userdata;
-    struct fp_alert_filter f = {.device = device};
+    struct fp_alert_filter f = {.device = device, .state = FP_ALERT_FIRING};
+    int r = fp_alert_engine_list(svc->engine, &f, arr);
 
-    return fp_alert_engine_list(svc->engine, &f, arr);
+    f.state = FP_ALERT_PENDING;
+    return r != 0 ? r : fp_alert_engine_list(svc->engine, &f, arr);
 }
 
 /* The service behind srv's hook, or NULL when the hook is not ours (no --rules). */

@@ -44,7 +44,7 @@ static const char *const common_keys[] = {"name",   "kind", "severity", "labels"
 static const struct kind_desc {
     const char *name;
     enum fp_rule_kind kind;
-    const char *const keys[12];
+    const char *const keys[16];
 } kinds[] = {
     {"threshold", FP_RULE_THRESHOLD,
      {"metric", "matchers", "agg", "window", "op", "value", "by", NULL}},
@@ -54,7 +54,7 @@ static const struct kind_desc {
      {"metric", "matchers", "agg", "window", "cohort", "fraction", "min_devices", NULL}},
     {"cohort_regression", FP_RULE_COHORT_REGRESSION,
      {"metric", "matchers", "agg", "window", "by", "a", "b", "worse", "min_change", "alpha",
-      "min_devices", NULL}},
+      "min_devices", "strata", NULL}},
 };
 
 static const struct {
@@ -609,6 +609,14 @@ static int parse_regression(struct ctx *c, const json_t *obj, struct fp_rule *ru
         return r;
     if (!(rule->alpha > 0 && rule->alpha < 1))
         return fail(c, "alpha", "must be between 0 and 1 (exclusive), e.g. 0.01");
+    r = get_label_list(c, obj, "strata", false, rule);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < rule->n_by; i++)
+        if (strcmp(rule->by[i], "device") == 0 || strcmp(rule->by[i], rule->label) == 0)
+            return fail(c, "strata", "\"%s\" cannot be a stratum (it %s)", rule->by[i],
+                        strcmp(rule->by[i], "device") == 0 ? "makes strata of one device"
+                            : "splits the cohorts");
     return get_min_devices(c, obj, rule);
 }
 

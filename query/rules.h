@@ -69,7 +69,8 @@ struct fp_rule {
     /* threshold */
     enum fp_rule_op op;
     double threshold;
-    /* threshold: group-by labels (none: one fleet-wide value); below_cohort: the cohort labels */
+    /* threshold: group-by labels (none: one fleet-wide value); below_cohort: the cohort labels;
+     * cohort_regression: the strata ("strata" in the file; none: no normalisation) */
     char **by;
     size_t n_by;
 

@@ -223,6 +223,13 @@ static void test_cohort_fields(void)
     check_refused(rule("r", "cohort_regression", CR_BASE ",\"alpha\":1.5"), "field \"alpha\"");
     check_refused(rule("r", "cohort_regression", CR_BASE ",\"min_devices\":0"),
                   "field \"min_devices\"");
+    check_refused(rule("r", "cohort_regression", CR_BASE ",\"strata\":\"model\""),
+                  "field \"strata\": expected an array of label names");
+    check_refused(rule("r", "cohort_regression", CR_BASE ",\"strata\":[\"device\"]"),
+                  "field \"strata\": \"device\" cannot be a stratum (it makes strata of one");
+    check_refused(rule("r", "cohort_regression", CR_BASE ",\"strata\":[\"model_version\"]"),
+                  "field \"strata\": \"model_version\" cannot be a stratum (it splits the "
+                  "cohorts)");
     check_refused(rule("r", "cohort_regression", CR_BASE ",\"cohort\":[\"x\"]"),
                   "field \"cohort\": unknown for a cohort_regression rule");
 }
@@ -242,7 +249,7 @@ static const char good[] =
     "  \"window\":\"15m\",\"cohort\":[\"model\",\"hw\"],\"fraction\":0.5,\"min_devices\":4},\n"
     " {\"name\":\"Canary\",\"kind\":\"cohort_regression\",\"metric\":\"ttft\",\"window\":\"1h\",\n"
     "  \"by\":\"model_version\",\"a\":\"v1\",\"b\":\"v2\",\"worse\":\"higher\",\n"
-    "  \"min_change\":0.1,\"alpha\":0.05,\"min_devices\":8}\n"
+    "  \"min_change\":0.1,\"alpha\":0.05,\"min_devices\":8,\"strata\":[\"model\",\"hw\"]}\n"
     "]}\n";
 
 static void test_good_file(void)
@@ -318,6 +325,9 @@ static void test_good_file(void)
     check_double(r->min_change, 0.1);
     check_double(r->alpha, 0.05);
     check_int(r->min_devices, 8);
+    check_int(r->n_by, 2);
+    check_str(r->by[0], "model");
+    check_str(r->by[1], "hw");
 
     check(fp_ruleset_find(rs, "nope") == NULL);
     check_str(fp_rule_kind_name(FP_RULE_BELOW_COHORT), "below_cohort");
@@ -329,6 +339,7 @@ static void test_good_file(void)
     check_int(parse(rule("r", "cohort_regression", CR_BASE), &rs, err, sizeof(err)), 0);
     fp_assert(rs != NULL);
     check(!rs->rules[0].higher_is_worse);
+    check_int(rs->rules[0].n_by, 0);
     check_double(rs->rules[0].alpha, 0.01);
     check_int(rs->rules[0].min_devices, 3);
     fp_ruleset_destroy(&rs);
@@ -376,6 +387,25 @@ static void test_load(void)
     (void)rmdir(dir);
 }
 
+/* The stock rules file the quick start uses must stay valid. */
+static void test_stock_file(void)
+{
+    struct fp_ruleset *rs = NULL;
+    char err[512] = "";
+
+    check_int(fp_ruleset_load(FP_FIXTURES_DIR "/../../deploy/rules.json", &rs, err, sizeof(err)),
+              0);
+    if (err[0] != '\0')
+        FP_TEST_FAIL("deploy/rules.json: %s", err);
+    fp_assert(rs != NULL);
+    check(fp_ruleset_find(rs, "DeviceSilent") != NULL &&
+          fp_ruleset_find(rs, "DeviceSilent")->kind == FP_RULE_DEVICE_SILENT);
+    check(fp_ruleset_find(rs, "CanaryTokensPerSecondRegression") != NULL &&
+          fp_ruleset_find(rs, "CanaryTokensPerSecondRegression")->kind ==
+              FP_RULE_COHORT_REGRESSION);
+    fp_ruleset_destroy(&rs);
+}
+
 static void test_render(void)
 {
     const struct fp_label labels[] = {{"alertname", "Slow"}, {"device", "edge-07"}};
@@ -408,6 +438,7 @@ int main(void)
     test_cohort_fields();
     test_good_file();
     test_load();
+    test_stock_file();
     test_render();
     fp_test_end();
 }
