@@ -78,10 +78,6 @@ async function api(path, params) {
   return body;
 }
 
-function missingEndpoint(e) {
-  return e instanceof ApiError && e.status === 404 && /no such endpoint/.test(e.message);
-}
-
 function nowS() {
   return Date.now() / 1000;
 }
@@ -311,32 +307,6 @@ function windowSelect(current, onPick) {
       WINDOWS.map((w) => h('option', { value: w, selected: w === current }, w))));
 }
 
-// The state tiles' counts. From /api/v1/fleet/summary when the service has it; a service without
-// it gets the same rule (docs/api.md, "Device states") applied to /api/v1/devices here.
-async function fleetSummary() {
-  try {
-    return await api('/api/v1/fleet/summary');
-  } catch (e) {
-    if (!missingEndpoint(e)) throw e;
-  }
-  const body = await api('/api/v1/devices');
-  const counts = { ok: 0, stale: 0, silent: 0, degraded: 0 };
-  for (const d of body.devices) {
-    const s = deviceState(d);
-    counts[s] = (counts[s] || 0) + 1;
-  }
-  return { devices: body.devices.length, states: counts, fallback: true };
-}
-
-// A device's state as the service reports it; a service that reports none gets the rule of
-// docs/api.md ("Device states") applied here: stale after 3 intervals, silent after 5 minutes.
-function deviceState(d) {
-  if (d.state) return d.state;
-  const interval = d.interval || 10;
-  const age = nowS() - d.last_seen;
-  return age >= 300 ? 'silent' : age >= 3 * interval ? 'stale' : 'ok';
-}
-
 // The tiles' numbers: the total and the count of each state.
 function stateCounts(sum) {
   const out = { total: sum.devices };
@@ -420,14 +390,12 @@ class OverviewPage {
     const series = (metric, agg) => api('/api/v1/series',
       { metric, from, to, step, agg, by: 'model' }).then((b) => b.series);
     const [sum, tps, ttft, temp, psi] = await Promise.all([
-      fleetSummary(), series(M.tps, 'p95'), series(M.ttft, 'p95'), series(M.temp, 'max'),
+      api('/api/v1/fleet/summary'), series(M.tps, 'p95'), series(M.ttft, 'p95'), series(M.temp, 'max'),
       series(M.psi, 'p95')]);
 
     const counts = stateCounts(sum);
     for (const [s, el] of Object.entries(this.tiles)) el.textContent = String(counts[s]);
-    this.note.textContent = sum.fallback
-      ? 'States computed in the browser: this service has no /api/v1/fleet/summary.'
-      : `Statistics and top devices over the last ${fmtDuration(sum.window || 900)}.`;
+    this.note.textContent = `Statistics and top devices over the last ${fmtDuration(sum.window)}.`;
 
     const label = this.group;
     const groups = (sum.groups && sum.groups[label]) || [];
@@ -445,8 +413,7 @@ class OverviewPage {
       h('td', { class: 'num' }, fmt(g.fallback_rate, 'ratio')),
       h('td', { class: 'num' }, fmt(g.memory_pressure_max, '%')),
       h('td', { class: 'num' }, fmt(g.temperature_max, '°C'))));
-    setRows(this.modelBody, rows,
-      sum.fallback ? 'per-group statistics need /api/v1/fleet/summary' : 'no devices', 12);
+    setRows(this.modelBody, rows, 'no devices', 12);
 
     const byModel = (s) => s.labels.model || '(no model)';
     this.charts.tps.update(tps, byModel, [from, to]);
@@ -474,7 +441,7 @@ class OverviewPage {
 // `sort` is what /api/v1/devices?sort= takes for the column (none: not sortable server-side).
 const DEVICE_COLUMNS = [
   { title: 'device', get: (d) => deviceLink(d.device) },
-  { title: 'state', get: (d) => stateBadge(deviceState(d)) },
+  { title: 'state', get: (d) => stateBadge(d.state) },
   { title: 'model', get: (d) => d.info && d.info.model },
   { title: 'version', get: (d) => d.info && d.info.model_version },
   { title: 'site', get: (d) => d.info && d.info.site },
@@ -561,30 +528,20 @@ class DevicesPage {
       match: p.getAll('match'), state: p.get('state'), sort: p.get('sort'),
       limit: p.get('limit') || 100, cursor: p.get('cursor'),
     };
-    let body;
-    try {
-      body = await api('/api/v1/devices', q);
-    } catch (e) {
-      // A service without filters (older than docs/api.md's devices parameters) still lists.
-      if (!(e instanceof ApiError && e.status === 400 && /unknown parameter/.test(e.message))) throw e;
-      body = await api('/api/v1/devices');
-      body.devices = body.devices.slice(0, Number(q.limit));
-    }
+    const body = await api('/api/v1/devices', q);
     const rows = body.devices.map((d) => h('tr', { 'data-device': d.device },
       DEVICE_COLUMNS.map((c) => {
         if (c.metric) return h('td', { class: 'num' }, fmtMetric(c.metric, latest(d, c.metric)));
         return h('td', {}, c.get(d) || '–');
       })));
     setRows(this.tbody, rows, 'no devices match', DEVICE_COLUMNS.length);
-    const total = body.total !== undefined ? body.total : body.matched;
-    this.info.textContent = total !== undefined
-      ? `${body.devices.length} shown of ${total}` : `${body.devices.length} shown`;
+    this.info.textContent = `${body.devices.length} shown of ${body.total}`;
     const links = [];
     if (p.get('cursor')) {
       links.push(h('a', { href: href('devices', { state: p.get('state'), match: p.getAll('match'),
         sort: p.get('sort'), limit: p.get('limit') }) }, '⇤ first page'));
     }
-    const next = body.next_cursor || body.cursor;
+    const next = body.next_cursor;
     if (next) {
       links.push(h('a', { href: href('devices', { state: p.get('state'), match: p.getAll('match'),
         sort: p.get('sort'), limit: p.get('limit'), cursor: next }), rel: 'next' }, 'next page →'));
@@ -635,18 +592,6 @@ class DevicePage {
           this.eventsBody))));
   }
 
-  async device() {
-    try {
-      return await api(`/api/v1/devices/${encodeURIComponent(this.id)}`);
-    } catch (e) {
-      if (!missingEndpoint(e)) throw e;
-    }
-    const all = await api('/api/v1/devices');
-    const d = all.devices.find((x) => x.device === this.id);
-    if (!d) throw new ApiError(404, `no device "${this.id}"`);
-    return d;
-  }
-
   // Every series of the device over the window, bucketed so no chart has more than ~300 points:
   // gauges averaged, counters (_total) as per-second rates. Grouped by every label but the
   // device's identity, so each series stays its own line (a zone, a core, an outcome).
@@ -665,11 +610,10 @@ class DevicePage {
   async refresh() {
     const to = Math.floor(nowS());
     const from = to - WINDOW_S[this.window];
-    const [d, s, ev] = await Promise.all([this.device(), this.series(from, to),
-      api('/api/v1/events', { device: this.id, from: to - 86400, to, limit: 100 })
-        .catch(() => ({ events: [] }))]);
+    const [d, s] = await Promise.all([api(`/api/v1/devices/${encodeURIComponent(this.id)}`),
+      this.series(from, to)]);
 
-    this.stateEl.replaceChildren(stateBadge(deviceState(d)));
+    this.stateEl.replaceChildren(stateBadge(d.state));
     // The service's named identity fields first (model, version, quantisation, digest, runtime,
     // hardware), then every other pair the device reported (host name, kernel, tags).
     const ident = Object.entries(d.identity || {}).filter(([, v]) => v !== null && v !== '');
@@ -693,7 +637,7 @@ class DevicePage {
       h('td', { class: 'mono' }, withoutIdentity(k)),
       h('td', { class: 'num' }, fmtMetric(k.split('{')[0], v)))), 'no values', 2);
 
-    const events = d.events || ev.events || [];
+    const events = d.events || [];
     setRows(this.eventsBody, events.slice().reverse().map((e) => h('tr', {},
       h('td', {}, timeStr(e.ts)), h('td', {}, e.kind),
       h('td', {}, h('span', { class: `badge sev-${e.severity}` }, e.severity)),
@@ -887,16 +831,8 @@ class AlertsPage {
 
   async refresh() {
     const want = this.params.get('state') || '';
-    let body;
-    try {
-      body = await api('/api/v1/alerts');
-    } catch (e) {
-      if (!missingEndpoint(e)) throw e;
-      this.info.textContent = 'this service has no alert engine (/api/v1/alerts)';
-      setRows(this.body, [], 'no alerts', 7);
-      return;
-    }
-    const list = Array.isArray(body) ? body : (body.alerts || body.data || []);
+    const body = await api('/api/v1/alerts');
+    const list = Array.isArray(body) ? body : body.alerts;
     const shown = list.filter((a) => !want || alertState(a) === want);
     this.info.textContent = `${shown.length} of ${list.length}`;
     setRows(this.body, shown.map((a) => {
@@ -936,8 +872,9 @@ function makePage(route) {
 
 // gen: bumped by every navigation, so a refresh of a page left behind does not touch the new one.
 // loads: refreshes completed; body[data-loaded] carries it, so a script (the browser test) can
-// tell that the view it asked for has its data.
-const app = { page: null, gen: 0, loads: 0, busy: false, timer: null };
+// tell that the view it asked for has its data. inFlight / queued: one refresh runs at a time,
+// and at most one more waits for it.
+const app = { page: null, gen: 0, loads: 0, inFlight: null, queued: null, timer: null };
 
 function setStatus(text, isError) {
   const el = document.getElementById('status');
@@ -945,11 +882,10 @@ function setStatus(text, isError) {
   el.classList.toggle('error', !!isError);
 }
 
-async function refresh() {
+async function refreshOnce() {
   const page = app.page;
   const gen = app.gen;
-  if (!page || app.busy) return;
-  app.busy = true;
+  if (!page) return;
   try {
     await page.refresh();
     if (gen === app.gen) {
@@ -963,16 +899,30 @@ async function refresh() {
       document.body.dataset.failed = e.message;
     }
     console.error(e);
-  } finally {
-    app.busy = false;
   }
+}
+
+// Refreshes the current view. The promise settles once a refresh that started after the call has
+// finished: a call during a refresh queues one more (a slow answer never piles requests up, and
+// whoever asked sees data fetched after asking).
+function refresh() {
+  if (!app.inFlight) {
+    app.inFlight = refreshOnce().finally(() => { app.inFlight = null; });
+    return app.inFlight;
+  }
+  if (!app.queued) {
+    app.queued = app.inFlight.then(() => {
+      app.queued = null;
+      return refresh();
+    });
+  }
+  return app.queued;
 }
 
 function route() {
   const r = parseHash();
   if (app.page) app.page.destroy();
   app.gen++;
-  app.busy = false;
   delete document.body.dataset.loaded;
   delete document.body.dataset.failed;
   const main = document.getElementById('main');
@@ -990,7 +940,8 @@ function route() {
   refresh();
 }
 
-// For scripts driving the page: refresh the current view now (as the 10 s timer would).
+// For scripts driving the page: refresh the current view now (as the 10 s timer would); the
+// promise settles when data fetched after the call is shown.
 window.fleetpulse = { refresh };
 
 window.addEventListener('hashchange', route);
