@@ -730,7 +730,9 @@ class ComparePage {
       b: field('b', 'v2 (candidate)', 'label-values'),
     };
     const win = h('select', { name: 'window', 'aria-label': 'window' },
-      WINDOWS.map((w) => h('option', { value: w, selected: (p.get('window') || '1h') === w }, w)));
+      // compare reads raw samples: at most a day (docs/api.md).
+      WINDOWS.filter((w) => WINDOW_S[w] <= 86400).map((w) => h('option', { value: w,
+        selected: (p.get('window') || '1h') === w }, w)));
     inputs.by.addEventListener('change', () => this.loadValues(inputs.by.value));
     const form = h('form', { class: 'filters', onsubmit: (e) => {
       e.preventDefault();
