@@ -34,6 +34,7 @@
 #include "params.h"
 #include "parse.h"
 #include "query-internal.h"
+#include "refresh.h"
 #include "sketch.h"
 #include "state.h"
 #include "stats.h"
@@ -91,7 +92,7 @@ struct fleet_dev {
 };
 
 struct fleet {
-    struct fp_query_server *srv;
+    const struct fp_fleet_env *env;
     struct fleet_dev *devs; /**< sorted by id */
     size_t n, cap;
     int64_t now_ms;
@@ -124,6 +125,20 @@ static const char *info_value(const struct fp_device_desc *d, const char *label)
     return "";
 }
 
+static int cmp_str_ptr(const void *key, const void *elem)
+{
+    return strcmp(key, *(char *const *)elem);
+}
+
+/* Whether an alert fires for device: the hook on the server's thread, else the snapshot. */
+static bool env_firing(const struct fp_fleet_env *env, const char *device)
+{
+    if (env->srv != NULL)
+        return fp_query_device_firing(env->srv, device);
+    return env->n_firing > 0 &&
+           bsearch(device, env->firing, env->n_firing, sizeof(*env->firing), cmp_str_ptr) != NULL;
+}
+
 static int add_device(void *userdata, const struct fp_device_desc *d)
 {
     struct fleet *f = userdata;
@@ -150,8 +165,8 @@ static int add_device(void *userdata, const struct fp_device_desc *d)
         if (dev->labels[l] == NULL)
             return -ENOMEM;
     }
-    dev->state = fp_state_of(f->now_ms, d->last_seen_ms, d->interval_ms, f->srv->silent_after_ms,
-                             fp_query_device_firing(f->srv, d->device));
+    dev->state = fp_state_of(f->now_ms, d->last_seen_ms, d->interval_ms, f->env->silent_after_ms,
+                             env_firing(f->env, d->device));
     return 0;
 }
 
@@ -207,7 +222,7 @@ static int scan_point(void *userdata, int64_t ts_ms, double v)
     struct fleet_dev *d = s->dev;
 
     (void)ts_ms;
-    if (++s->f->scanned > s->f->srv->max_scan_samples) {
+    if (++s->f->scanned > s->f->env->max_scan_samples) {
         s->f->over_budget = true;
         return 1;
     }
@@ -305,28 +320,43 @@ static int fleet_read(struct fleet *f, struct fp_store_reader *rd, enum fleet_me
     return r;
 }
 
+void fp_fleet_env_sync(struct fp_query_server *srv, struct fp_fleet_env *ret)
+{
+    *ret = (struct fp_fleet_env){
+        .store = srv->store,
+        .srv = srv,
+        .now_ms = srv->now_ms(),
+        .silent_after_ms = srv->silent_after_ms,
+        .max_scan_samples = srv->max_scan_samples,
+    };
+}
+
 /* Reads the listed metrics (n of them) for every device over [now - window, now]. Returns an
  * HTTP status with err set. */
-static int fleet_compute(struct fp_query_server *srv, struct fleet *f, int64_t window_ms,
+static int fleet_compute(const struct fp_fleet_env *env, struct fleet *f, int64_t window_ms,
                          const enum fleet_metric *metrics, size_t n, char *err, size_t err_size)
 {
     struct fp_store_reader *rd = NULL;
     int r;
 
-    f->srv = srv;
-    f->now_ms = srv->now_ms();
+    f->env = env;
+    f->now_ms = env->now_ms;
     f->to_ms = f->now_ms;
     f->from_ms = f->now_ms - window_ms;
-    r = fp_query_reader_open(srv, &rd);
+    /* Off the server's thread the read is not timed into the server's histogram. */
+    r = env->srv != NULL ? fp_query_reader_open(env->srv, &rd) : fp_store_reader_open(env->store, &rd);
     if (r == 0)
         r = fleet_load_devices(f, rd);
     for (size_t i = 0; i < n && r == 0; i++)
         r = fleet_read(f, rd, metrics[i]);
-    fp_query_reader_close(srv, &rd);
+    if (env->srv != NULL)
+        fp_query_reader_close(env->srv, &rd);
+    else
+        fp_store_reader_close(&rd);
     if (r == 1) {
         fp_set_err(err, err_size,
                    "the window holds more than %" PRIu64 " samples; shorten it (window)",
-                   srv->max_scan_samples);
+                   env->max_scan_samples);
         return FP_HTTP_UNPROCESSABLE;
     }
     if (r != 0) {
@@ -431,8 +461,9 @@ struct group_order {
     size_t n_labels;
 };
 
-/* qsort has no context argument; ordering runs one at a time on the server's thread. */
-static const struct group_order *current_order;
+/* qsort has no context argument. Per thread: the refresh thread and the server's thread may
+ * both be ordering at once. */
+static _Thread_local const struct group_order *current_order;
 
 static int cmp_by_labels(const void *a, const void *b)
 {
@@ -581,7 +612,7 @@ static json_t *device_ref_new(const struct fleet_dev *d)
     return obj;
 }
 
-static const struct fleet *hot_fleet;
+static _Thread_local const struct fleet *hot_fleet; /* qsort context, as current_order */
 
 static int cmp_hot(const void *a, const void *b)
 {
@@ -731,80 +762,72 @@ static int parse_window(const struct fp_query_params *p, int64_t def_ms, int64_t
     return 0;
 }
 
-/* Serialises body into out and, keyed by key, into the cache. Returns 0 or -ENOMEM. */
-static int reply_cached(struct fp_query_server *srv, const char *key, const json_t *body,
-                        struct evbuffer *out)
+/* The device ids of f, sorted (they are): the next firing snapshot's candidates. Returns 0 or
+ * -ENOMEM; *ret new (each string and the array free()). */
+static int fleet_ids(const struct fleet *f, char ***ret, size_t *ret_n)
+{
+    char **ids = malloc((f->n ? f->n : 1) * sizeof(*ids));
+    size_t n = 0;
+
+    if (ids == NULL)
+        return -ENOMEM;
+    for (; n < f->n; n++) {
+        ids[n] = strdup(f->devs[n].id);
+        if (ids[n] == NULL) {
+            while (n > 0)
+                free(ids[--n]);
+            free(ids);
+            return -ENOMEM;
+        }
+    }
+    *ret = ids;
+    *ret_n = n;
+    return 0;
+}
+
+/* Serialises v into a new buffer. Returns 0 or -ENOMEM. */
+static int json_bytes(const json_t *v, char **ret, size_t *ret_len)
 {
     struct evbuffer *tmp = evbuffer_new();
-    unsigned char *bytes;
     size_t len;
     int r;
 
     if (tmp == NULL)
         return -ENOMEM;
-    r = fp_jsonout_value(tmp, body);
+    r = fp_jsonout_value(tmp, v);
     len = evbuffer_get_length(tmp);
-    bytes = r == 0 ? evbuffer_pullup(tmp, -1) : NULL;
-    if (r == 0 && bytes == NULL && len > 0)
+    *ret = r == 0 ? malloc(len ? len : 1) : NULL;
+    if (*ret == NULL || evbuffer_remove(tmp, *ret, len) != (int)len) {
+        free(*ret);
+        *ret = NULL;
         r = -ENOMEM;
-    if (r == 0) {
-        fp_query_cache_put(srv, key, (const char *)bytes, len);
-        r = evbuffer_add_buffer(out, tmp) == 0 ? 0 : -ENOMEM;
     }
+    *ret_len = len;
     evbuffer_free(tmp);
     return r;
 }
 
-int fp_api_fleet_summary(struct fp_query_server *srv, const char *arg, const char *query,
-                         struct evbuffer *out, char *err, size_t err_size)
+/* The summary of the computed fleet f as JSON text. Returns 0 or -ENOMEM. */
+static int summary_json(const struct fleet *f, int64_t window_ms, uint64_t top, char **ret,
+                        size_t *ret_len)
 {
-    static const enum fleet_metric metrics[] = {M_TPS, M_TTFT, M_REQUESTS, M_PRESSURE, M_TEMP};
-    struct fp_query_params params;
-    struct fleet f = {0};
     struct group_stats all;
     json_t *body = NULL, *groups = NULL, *fleet_obj = NULL;
-    int64_t window_ms;
-    uint64_t top = TOP_DEFAULT;
-    size_t *idx = NULL;
-    char key[96];
-    const char *v;
-    int status = FP_HTTP_BAD_REQUEST, r;
+    size_t *idx;
+    int r;
 
-    (void)arg;
-    if (fp_query_params_parse(query, &params, err, err_size) < 0)
-        return FP_HTTP_BAD_REQUEST;
-    if (fp_query_params_check(&params, summary_params, err, err_size) < 0 ||
-        parse_window(&params, WINDOW_DEFAULT_MS, &window_ms, err, err_size) < 0)
-        goto out;
-    if ((v = fp_query_params_get(&params, "top")) != NULL &&
-        (strspn(v, "0123456789") != strlen(v) || fp_parse_u64(v, &top) < 0 || top < 1 ||
-         top > TOP_MAX)) {
-        fp_set_err(err, err_size, "parameter \"top\": not a count from 1 to %d", TOP_MAX);
-        goto out;
-    }
-    (void)snprintf(key, sizeof(key), "summary window=%" PRId64 " top=%" PRIu64, window_ms, top);
-    if (fp_query_cache_get(srv, key, out)) {
-        status = FP_HTTP_OK;
-        goto out;
-    }
-
-    status = fleet_compute(srv, &f, window_ms, metrics, sizeof(metrics) / sizeof(metrics[0]),
-                           err, err_size);
-    if (status != FP_HTTP_OK)
-        goto out;
-
-    idx = malloc((f.n ? f.n : 1) * sizeof(*idx));
+    idx = malloc((f->n ? f->n : 1) * sizeof(*idx));
     r = idx == NULL ? -ENOMEM : 0;
-    for (size_t i = 0; i < f.n && r == 0; i++)
+    for (size_t i = 0; i < f->n && r == 0; i++)
         idx[i] = i;
-    r = r < 0 ? r : group_compute(&f, idx, f.n, &all);
+    r = r < 0 ? r : group_compute(f, idx, f->n, &all);
     body = json_object();
     groups = json_object();
     fleet_obj = json_object();
     r = r < 0 ? r : body == NULL || groups == NULL || fleet_obj == NULL ? -ENOMEM : 0;
     r = r < 0 ? r : set(body, "window", fp_jsonout_real_new((double)window_ms / 1000));
-    r = r < 0 ? r : set(body, "time", fp_jsonout_real_new((double)f.now_ms / 1000));
-    r = r < 0 ? r : set(body, "devices", json_integer((json_int_t)f.n));
+    r = r < 0 ? r : set(body, "time", fp_jsonout_real_new((double)f->now_ms / 1000));
+    r = r < 0 ? r : set(body, "devices", json_integer((json_int_t)f->n));
     r = r < 0 ? r : set(body, "states", states_new(all.states));
     r = r < 0 ? r : group_fill(fleet_obj, &all);
     if (r == 0) {
@@ -812,7 +835,7 @@ int fp_api_fleet_summary(struct fp_query_server *srv, const char *arg, const cha
         fleet_obj = NULL;
     }
     for (int l = 0; l < N_LABELS && r == 0; l++) {
-        json_t *g = grouping_new(&f, l);
+        json_t *g = grouping_new(f, l);
         r = g == NULL ? -ENOMEM : set(groups, label_names[l], g);
     }
     if (r == 0) {
@@ -820,24 +843,131 @@ int fp_api_fleet_summary(struct fp_query_server *srv, const char *arg, const cha
         groups = NULL;
     }
     if (r == 0) {
-        json_t *hot = hottest_new(&f, (size_t)top);
+        json_t *hot = hottest_new(f, (size_t)top);
         r = hot == NULL ? -ENOMEM : set(body, "hottest", hot);
     }
     if (r == 0) {
-        json_t *slow = slowest_new(&f, (size_t)top);
+        json_t *slow = slowest_new(f, (size_t)top);
         r = slow == NULL ? -ENOMEM : set(body, "slowest", slow);
     }
-    r = r < 0 ? r : reply_cached(srv, key, body, out);
-    if (r < 0) {
-        fp_set_err(err, err_size, "out of memory");
-        status = FP_HTTP_INTERNAL_ERROR;
-    }
-out:
+    r = r < 0 ? r : json_bytes(body, ret, ret_len);
     free(idx);
     json_decref(body);
     json_decref(groups);
     json_decref(fleet_obj);
+    return r;
+}
+
+static int metrics_text(const struct fleet *f, char **ret, size_t *ret_len);
+
+int fp_fleet_render(const struct fp_fleet_env *env, const struct fp_fleet_job *job,
+                    char **ret_body, size_t *ret_len, char ***ret_ids, size_t *ret_n_ids,
+                    char *err, size_t err_size)
+{
+    static const enum fleet_metric metrics[] = {M_TPS, M_TTFT, M_REQUESTS, M_PRESSURE, M_TEMP};
+    struct fleet f = {0};
+    char *body = NULL;
+    size_t len = 0;
+    int status, r;
+
+    status = fleet_compute(env, &f,
+                           job->kind == FP_FLEET_JOB_METRICS ? METRICS_WINDOW_MS : job->window_ms,
+                           metrics, sizeof(metrics) / sizeof(metrics[0]), err, err_size);
+    if (status != FP_HTTP_OK)
+        goto out;
+    r = job->kind == FP_FLEET_JOB_METRICS ? metrics_text(&f, &body, &len)
+                                          : summary_json(&f, job->window_ms, job->top, &body, &len);
+    if (r == 0)
+        r = fleet_ids(&f, ret_ids, ret_n_ids);
+    if (r < 0) {
+        fp_set_err(err, err_size, "out of memory");
+        status = FP_HTTP_INTERNAL_ERROR;
+        goto out;
+    }
+    *ret_body = body;
+    *ret_len = len;
+    body = NULL;
+out:
+    free(body);
     fleet_fini(&f);
+    return status;
+}
+
+/* Serves job under key: a fresh cached answer; a stale one while the refresh thread recomputes
+ * it; or, the first time (or long after), one computed here and now. Returns an HTTP status. */
+static int serve_job(struct fp_query_server *srv, const char *key,
+                     const struct fp_fleet_job *job, struct evbuffer *out, char *err,
+                     size_t err_size)
+{
+    struct fp_fleet_env env;
+    char *body = NULL, **ids = NULL;
+    size_t len = 0, n_ids = 0;
+    int status;
+
+    switch (fp_query_cache_lookup(srv, key, out)) {
+    case FP_QUERY_CACHE_FRESH:
+        return FP_HTTP_OK;
+    case FP_QUERY_CACHE_STALE:
+        fp_refresh_schedule(srv, key, job);
+        return FP_HTTP_OK;
+    default:
+        break;
+    }
+    fp_fleet_env_sync(srv, &env);
+    status = fp_fleet_render(&env, job, &body, &len, &ids, &n_ids, err, err_size);
+    if (status != FP_HTTP_OK)
+        return status;
+    fp_query_cache_put(srv, key, body, len);
+    fp_refresh_known_ids(srv, ids, n_ids); /* takes ids */
+    if (evbuffer_add(out, body, len) != 0) {
+        fp_set_err(err, err_size, "out of memory");
+        status = FP_HTTP_INTERNAL_ERROR;
+    }
+    free(body);
+    return status;
+}
+
+/* Serialises body into out and, keyed by key, into the cache. Returns 0 or -ENOMEM. */
+static int reply_cached(struct fp_query_server *srv, const char *key, const json_t *body,
+                        struct evbuffer *out)
+{
+    char *bytes = NULL;
+    size_t len = 0;
+    int r = json_bytes(body, &bytes, &len);
+
+    if (r == 0) {
+        fp_query_cache_put(srv, key, bytes, len);
+        r = evbuffer_add(out, bytes, len) == 0 ? 0 : -ENOMEM;
+    }
+    free(bytes);
+    return r;
+}
+
+int fp_api_fleet_summary(struct fp_query_server *srv, const char *arg, const char *query,
+                         struct evbuffer *out, char *err, size_t err_size)
+{
+    struct fp_query_params params;
+    struct fp_fleet_job job = {.kind = FP_FLEET_JOB_SUMMARY, .top = TOP_DEFAULT};
+    char key[96];
+    const char *v;
+    int status = FP_HTTP_BAD_REQUEST;
+
+    (void)arg;
+    if (fp_query_params_parse(query, &params, err, err_size) < 0)
+        return FP_HTTP_BAD_REQUEST;
+    if (fp_query_params_check(&params, summary_params, err, err_size) < 0 ||
+        parse_window(&params, WINDOW_DEFAULT_MS, &job.window_ms, err, err_size) < 0)
+        goto out;
+    if ((v = fp_query_params_get(&params, "top")) != NULL &&
+        (strspn(v, "0123456789") != strlen(v) || fp_parse_u64(v, &job.top) < 0 || job.top < 1 ||
+         job.top > TOP_MAX)) {
+        fp_set_err(err, err_size, "parameter \"top\": not a count from 1 to %d", TOP_MAX);
+        goto out;
+    }
+    (void)snprintf(key, sizeof(key), "summary window=%" PRId64 " top=%" PRIu64, job.window_ms,
+                   job.top);
+    status = serve_job(srv, key, &job, out, err, err_size);
+out:
     fp_query_params_fini(&params);
     return status;
 }
@@ -1274,37 +1404,28 @@ static void family_lines(FILE *fp, enum family fam, const struct fleet_dev *d,
     }
 }
 
-int fp_fleet_metrics(struct fp_query_server *srv, struct evbuffer *out, char *err,
-                     size_t err_size)
+/* The fleet's families in Prometheus text, grouped by model, model_version and site. Returns 0
+ * or -ENOMEM. */
+static int metrics_text(const struct fleet *f, char **ret, size_t *ret_len)
 {
-    static const enum fleet_metric metrics[] = {M_TPS, M_TTFT, M_REQUESTS, M_PRESSURE, M_TEMP};
     static const int by[] = {L_MODEL, L_MODEL_VERSION, L_SITE};
-    static const char key[] = "metrics fleet";
-    struct fleet f = {0};
     struct group_stats *groups = NULL;
     size_t *idx = NULL, *first = NULL, n_groups = 0;
     char *text = NULL;
     size_t len = 0;
     FILE *fp = NULL;
-    int status, r = 0;
+    int r = 0;
 
-    if (fp_query_cache_get(srv, key, out))
-        return FP_HTTP_OK;
-    status = fleet_compute(srv, &f, METRICS_WINDOW_MS, metrics,
-                           sizeof(metrics) / sizeof(metrics[0]), err, err_size);
-    if (status != FP_HTTP_OK)
-        goto out;
-
-    idx = order_by(&f, by, 3);
-    groups = malloc((f.n ? f.n : 1) * sizeof(*groups));
-    first = malloc((f.n ? f.n : 1) * sizeof(*first));
+    idx = order_by(f, by, 3);
+    groups = malloc((f->n ? f->n : 1) * sizeof(*groups));
+    first = malloc((f->n ? f->n : 1) * sizeof(*first));
     if (idx == NULL || groups == NULL || first == NULL)
         r = -ENOMEM;
-    for (size_t i = 0, run; i < f.n && r == 0; i += run) {
-        for (run = 1; i + run < f.n && same_group(&f, by, 3, idx[i], idx[i + run]); run++)
+    for (size_t i = 0, run; i < f->n && r == 0; i += run) {
+        for (run = 1; i + run < f->n && same_group(f, by, 3, idx[i], idx[i + run]); run++)
             ;
         first[n_groups] = idx[i];
-        r = group_compute(&f, idx + i, run, &groups[n_groups++]);
+        r = group_compute(f, idx + i, run, &groups[n_groups++]);
     }
     fp = r == 0 ? open_memstream(&text, &len) : NULL;
     if (fp == NULL)
@@ -1313,24 +1434,26 @@ int fp_fleet_metrics(struct fp_query_server *srv, struct evbuffer *out, char *er
         fprintf(fp, "# HELP %s %s\n# TYPE %s gauge\n", families[fam].name, families[fam].help,
                 families[fam].name);
         for (size_t g = 0; g < n_groups; g++)
-            family_lines(fp, (enum family)fam, &f.devs[first[g]], &groups[g]);
+            family_lines(fp, (enum family)fam, &f->devs[first[g]], &groups[g]);
     }
     if (fp != NULL && (ferror(fp) | fclose(fp)) != 0)
         r = -ENOMEM;
-    if (r == 0) {
-        fp_query_cache_put(srv, key, text, len);
-        if (evbuffer_add(out, text, len) != 0)
-            r = -ENOMEM;
-    }
-    if (r < 0) {
-        fp_set_err(err, err_size, "out of memory");
-        status = FP_HTTP_INTERNAL_ERROR;
-    }
-out:
-    free(text);
     free(idx);
     free(groups);
     free(first);
-    fleet_fini(&f);
-    return status;
+    if (r < 0) {
+        free(text);
+        return r;
+    }
+    *ret = text;
+    *ret_len = len;
+    return 0;
+}
+
+int fp_fleet_metrics(struct fp_query_server *srv, struct evbuffer *out, char *err,
+                     size_t err_size)
+{
+    static const struct fp_fleet_job job = {.kind = FP_FLEET_JOB_METRICS};
+
+    return serve_job(srv, "metrics fleet", &job, out, err, err_size);
 }

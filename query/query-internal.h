@@ -85,6 +85,9 @@ struct fp_query_server {
     struct fp_query_cache_entry cache[FP_QUERY_CACHE_SLOTS];
     uint64_t cache_hits;                    /**< summary/metrics answers served from cache */
     uint64_t cache_misses;                  /**< ... and computed */
+    struct fp_refresh *refresh;             /**< the refresh thread (refresh.c); NULL until used */
+    char **known_ids;                       /**< fleet device ids of the last computation, sorted */
+    size_t n_known_ids;
 };
 
 /* Adds one observation of seconds to h. */
@@ -100,6 +103,22 @@ bool fp_query_device_firing(struct fp_query_server *srv, const char *device);
 /* The cached body for key if it is younger than summary_refresh_ms: appended to out, returns
  * true. Otherwise false. */
 bool fp_query_cache_get(struct fp_query_server *srv, const char *key, struct evbuffer *out);
+
+/* A cached answer older than summary_refresh_ms is still served, while it is recomputed in the
+ * background, for this much longer; past that a request computes it itself. */
+#define FP_QUERY_STALE_GRACE_MS 10000
+
+enum {
+    FP_QUERY_CACHE_MISS,  /**< nothing usable: compute */
+    FP_QUERY_CACHE_FRESH, /**< appended; younger than summary_refresh_ms */
+    FP_QUERY_CACHE_STALE, /**< appended; older, within the grace: schedule a refresh */
+};
+
+/* Looks key up; for FRESH and STALE appends the body to out. Counts hits (both) and misses. */
+int fp_query_cache_lookup(struct fp_query_server *srv, const char *key, struct evbuffer *out);
+
+/* Forgets key's entry, if any. */
+void fp_query_cache_drop(struct fp_query_server *srv, const char *key);
 
 /* Keeps a copy of body (len bytes) under key, replacing the oldest entry when full. Failing to
  * allocate only means no caching. */

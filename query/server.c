@@ -37,6 +37,7 @@
 #include "log.h"
 #include "parse.h"
 #include "query-internal.h"
+#include "refresh.h"
 #include "state.h"
 #include "store.h"
 #include "web.h"
@@ -169,6 +170,26 @@ bool fp_query_cache_get(struct fp_query_server *srv, const char *key, struct evb
     return false;
 }
 
+int fp_query_cache_lookup(struct fp_query_server *srv, const char *key, struct evbuffer *out)
+{
+    int64_t now = fp_clock_mono_ms();
+
+    for (size_t i = 0; i < FP_QUERY_CACHE_SLOTS; i++) {
+        struct fp_query_cache_entry *e = &srv->cache[i];
+        int64_t age = now - e->made_mono_ms;
+
+        if (e->key == NULL || strcmp(e->key, key) != 0)
+            continue;
+        if (age >= srv->summary_refresh_ms + FP_QUERY_STALE_GRACE_MS ||
+            evbuffer_add(out, e->body, e->len) != 0)
+            break;
+        srv->cache_hits++;
+        return age < srv->summary_refresh_ms ? FP_QUERY_CACHE_FRESH : FP_QUERY_CACHE_STALE;
+    }
+    srv->cache_misses++;
+    return FP_QUERY_CACHE_MISS;
+}
+
 static void cache_entry_free(struct fp_query_cache_entry *e)
 {
     free(e->key);
@@ -206,6 +227,13 @@ void fp_query_cache_put(struct fp_query_server *srv, const char *key, const char
     memcpy(slot->body, body, len);
     slot->len = len;
     slot->made_mono_ms = fp_clock_mono_ms();
+}
+
+void fp_query_cache_drop(struct fp_query_server *srv, const char *key)
+{
+    for (size_t i = 0; i < FP_QUERY_CACHE_SLOTS; i++)
+        if (srv->cache[i].key != NULL && strcmp(srv->cache[i].key, key) == 0)
+            cache_entry_free(&srv->cache[i]);
 }
 
 void fp_query_cache_clear(struct fp_query_server *srv)
@@ -579,6 +607,8 @@ void fp_query_server_destroy(struct fp_query_server **srv)
 {
     if (srv == NULL || *srv == NULL)
         return;
+    /* The refresh thread reads the store and has an event on the base: first. */
+    fp_refresh_stop(*srv);
     if ((*srv)->http != NULL)
         evhttp_free((*srv)->http);
     fp_store_close(&(*srv)->store);

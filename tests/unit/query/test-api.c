@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -1661,6 +1662,41 @@ static void test_compare(uint16_t port)
                  "unknown parameter \"step\"");
 }
 
+/* A server whose answers go stale after 1 ms: a stale answer is served at once while the refresh
+ * thread recomputes it, with the alert state snapshot taken on the server's thread. */
+static void test_background_refresh(uint16_t port)
+{
+    struct timespec pause = {.tv_nsec = 5 * 1000 * 1000};
+    json_t *v;
+    int tries = 0;
+    double t;
+
+    test_now_ms = S0 + 60000;
+    v = get_json(port, "/api/v1/fleet/summary?window=1m", 200, NULL); /* computed here */
+    check_double(NUM(v, "time"), 1732499260);
+    json_decref(v);
+    test_now_ms = S0 + 61000;
+    nanosleep(&pause, NULL);
+    v = get_json(port, "/api/v1/fleet/summary?window=1m", 200, NULL); /* stale, refresh starts */
+    check_double(NUM(v, "time"), 1732499260);
+    json_decref(v);
+    /* The refreshed answer arrives once the thread is done; no bound on when is asserted. */
+    do {
+        nanosleep(&pause, NULL);
+        v = get_json(port, "/api/v1/fleet/summary?window=1m", 200, NULL);
+        t = NUM(v, "time");
+        if (t == 1732499261) {
+            check_int(json_integer_value(json_object_get(json_object_get(v, "states"), "degraded")),
+                      1);
+            check_int(json_integer_value(json_object_get(json_object_get(v, "states"), "ok")), 10);
+            check_double(SUB(group_of(v, "model", "qwen"), "tokens_per_second", "p50"), 9);
+        }
+        json_decref(v);
+    } while (t != 1732499261 && ++tries < 4000);
+    check_double(t, 1732499261);
+    test_now_ms = S0 + 60000;
+}
+
 /* Checks every sample line of a text exposition: a valid name without colons, then labels and a
  * number; every family announced by HELP and TYPE before its samples. */
 static void check_exposition(const char *text)
@@ -1882,13 +1918,17 @@ int main(void)
     char fleet_dir[] = "/tmp/fp-query-fleet-XXXXXX";
     char state_dir[] = "/tmp/fp-query-state-XXXXXX";
     char cache_dir[] = "/tmp/fp-query-cache-XXXXXX";
-    struct server_thread st, fleet, states, cache;
+    char bg_dir[] = "/tmp/fp-query-bg-XXXXXX";
+    struct server_thread st, fleet, states, cache, bg;
     const struct server_extra state_extra = {.summary_refresh_ms = 0,
                                              .max_scan_samples = FP_QUERY_MAX_SCAN_SAMPLES_DEFAULT,
                                              .hook = &test_hook};
     const struct server_extra cache_extra = {.summary_refresh_ms = 3600 * 1000,
                                              .max_scan_samples = 100,
                                              .hook = &test_hook};
+    const struct server_extra bg_extra = {.summary_refresh_ms = 1,
+                                          .max_scan_samples = FP_QUERY_MAX_SCAN_SAMPLES_DEFAULT,
+                                          .hook = &test_hook};
     char err[512];
 
     /* The client writes to sockets the server may already have closed. */
@@ -1900,9 +1940,10 @@ int main(void)
         return 1;
     }
 
-    fp_assert(mkdtemp(state_dir) != NULL && mkdtemp(cache_dir) != NULL);
+    fp_assert(mkdtemp(state_dir) != NULL && mkdtemp(cache_dir) != NULL && mkdtemp(bg_dir) != NULL);
     if (fixture_write_states(state_dir, err, sizeof(err)) != 0 ||
-        fixture_write_states(cache_dir, err, sizeof(err)) != 0) {
+        fixture_write_states(cache_dir, err, sizeof(err)) != 0 ||
+        fixture_write_states(bg_dir, err, sizeof(err)) != 0) {
         FP_TEST_FAIL("state fixture: %s", err);
         return 1;
     }
@@ -1939,6 +1980,9 @@ int main(void)
     test_fleet_summary(states.port);
     test_compare(states.port);
     test_cache_and_budget(cache.port);
+    server_start_ex(&bg, bg_dir, FP_QUERY_MAX_POINTS_DEFAULT, &bg_extra);
+    test_background_refresh(bg.port);
+    server_stop(&bg);
     server_stop(&cache);
     server_stop(&states);
     server_stop(&fleet);
@@ -1948,6 +1992,7 @@ int main(void)
     remove_store(fleet_dir);
     remove_store(state_dir);
     remove_store(cache_dir);
+    remove_store(bg_dir);
     remove_store(dir);
     fp_test_end();
 }
