@@ -1,7 +1,8 @@
 """Alerts end to end with a real Alertmanager (Debian's prometheus-alertmanager) on a loopback
-port: a probe's temperature fires a threshold rule while Alertmanager is still down (the push is
-retried until it comes up), the device is degraded; the probe stops, the device goes silent and
-the "device silent" rule fires in Alertmanager while the temperature alert resolves there. The
+port, with the stock rules of deploy/rules.json plus one threshold rule: a probe's temperature
+fires the threshold rule while Alertmanager is still down (the push is retried until it comes
+up), the device is degraded; the probe stops, the device goes stale, then silent, and the stock
+"DeviceSilent" rule fires in Alertmanager while the temperature alert resolves there. The
 state survives a restart of the query service; a bad rules file is refused at start (exit 2,
 one line naming rule and field) and, on SIGHUP, logged while the old rules keep running."""
 import json
@@ -19,15 +20,11 @@ from fplib import check, http
 FIXTURES = sys.argv[2]
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
-RULES = {"rules": [
-    {"name": "DeviceSilent", "kind": "device_silent", "severity": "critical",
-     "labels": {"team": "edge"},
-     "annotations": {"summary": "{{ $labels.device }} has sent nothing for {{ $value }} s"}},
-    {"name": "FixtureWarm", "kind": "threshold", "metric": "temperature_celsius",
+STOCK = os.path.join(FIXTURES, "..", "..", "deploy", "rules.json")
+WARM = {"name": "FixtureWarm", "kind": "threshold", "metric": "temperature_celsius",
      "matchers": ["zone=thermal_zone0"], "agg": "max", "window": "2s", "op": ">", "value": 50,
      "by": ["device"],
-     "annotations": {"summary": "{{ $labels.device }} at {{ $value }} C"}},
-]}
+     "annotations": {"summary": "{{ $labels.device }} at {{ $value }} C"}}
 
 
 def am_alerts(port):
@@ -81,8 +78,11 @@ def test(st):
     endpoint = "tcp://127.0.0.1:%d" % cport
     data = os.path.join(st.tmp, "data")
     rules = os.path.join(st.tmp, "rules.json")
+    with open(STOCK) as f:
+        stock = json.load(f)
+    n_rules = len(stock["rules"]) + 1
     with open(rules, "w") as f:
-        json.dump(RULES, f)
+        json.dump({"rules": stock["rules"] + [WARM]}, f)
 
     # A bad rules file stops start-up: exit 2, one line naming the rule and the field.
     bad = os.path.join(st.tmp, "bad.json")
@@ -127,6 +127,16 @@ def test(st):
           "a push succeeded with no Alertmanager")
     status, dev, raw = http(qport, "/api/v1/devices/fixture-dev")
     check(status == 200 and dev["state"] == "degraded", "device state: %s" % raw[:300])
+    check([a["labels"]["alertname"] for a in dev["alerts"]] == ["FixtureWarm"],
+          "device alerts: %s" % dev["alerts"])
+    for q, needle in [("?state=fired", "not pending, firing or resolved"),
+                      ("?device=", "parameter \"device\""),
+                      ("?alertname=" + "x" * 129, "parameter \"alertname\""),
+                      ("?limit=1", "unknown parameter \"limit\"")]:
+        status, body, raw = http(qport, "/api/v1/alerts" + q)
+        check(status == 400 and needle in body["error"], "%s: %d %s" % (q, status, raw))
+    body = alerts(qport, "?device=nobody")
+    check(body["alerts"] == [] and body["rules"] == n_rules, "device=nobody: %s" % body)
 
     # Alertmanager comes up on a loopback port with a receiver that notifies nobody.
     amdir = os.path.join(st.tmp, "am")
@@ -154,7 +164,7 @@ def test(st):
     silent = fplib.wait_for(lambda: am_alerts(amport).get("DeviceSilent"), 30,
                             "DeviceSilent in Alertmanager")
     check(silent["labels"] == {"alertname": "DeviceSilent", "device": "fixture-dev",
-                               "severity": "critical", "team": "edge"},
+                               "severity": "critical"},
           "DeviceSilent labels %s" % silent["labels"])
     check(silent["annotations"]["summary"].startswith("fixture-dev has sent nothing for "),
           "DeviceSilent summary %r" % silent["annotations"])
@@ -182,10 +192,10 @@ def test(st):
     # SIGHUP with a broken file: logged, the old rules keep running.
     shutil.copy(bad, rules)
     query.send_signal(signal.SIGHUP)
-    fplib.wait_for(lambda: 'field "window": missing; keeping the 2 rules loaded before'
-                   in st.output(query), 10, "the reload error in the log")
+    fplib.wait_for(lambda: 'field "window": missing; keeping the %d rules loaded before'
+                   % n_rules in st.output(query), 10, "the reload error in the log")
     body = alerts(qport)
-    check(body["rules"] == 2, "rules after a bad reload: %s" % body["rules"])
+    check(body["rules"] == n_rules, "rules after a bad reload: %s" % body["rules"])
     check(query.poll() is None, "query service died on a bad reload")
     evaluated = body["evaluated_at"]
     fplib.wait_for(lambda: alerts(qport)["evaluated_at"] > evaluated, 10, "another round")
@@ -193,7 +203,7 @@ def test(st):
 
     # SIGHUP with a file without DeviceSilent: its alert resolves, here and in Alertmanager.
     with open(rules, "w") as f:
-        json.dump({"rules": [RULES["rules"][1]]}, f)
+        json.dump({"rules": [WARM]}, f)
     query.send_signal(signal.SIGHUP)
     fplib.wait_for(lambda: "reloaded 1 rules" in st.output(query), 10, "the reload")
     fplib.wait_for(lambda: "DeviceSilent" not in am_alerts(amport), 30,
