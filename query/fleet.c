@@ -13,7 +13,9 @@
  * Cost: every sample in the window is read once. A sample budget (max_scan_samples) bounds a
  * request's work, and answers are reused for summary_refresh_ms (keyed by their normalised
  * parameters): at 10,000 devices a summary takes far longer than one request may, and the
- * dashboards and scrapers that ask for it poll.
+ * dashboards and scrapers that ask for it poll. Once stale, the summary and /metrics answers are
+ * recomputed on the refresh thread (refresh.c) while the old one is still served, so everything
+ * a computation reads comes through struct fp_fleet_env, never from the server directly.
  *
  * Rejected: aggregating through storage/aggregate once per grouping (five passes over the same
  * samples, and no per-device values for the cohort ratios); per-device p95s averaged (not a
@@ -78,7 +80,7 @@ struct fleet_dev {
     char *id;
     char *labels[N_LABELS]; /**< identity values, "" when not reported */
     enum fp_device_state state;
-    fp_sketch *tps;         /**< tokens/s samples; NULL: none */
+    fp_sketch *tps; /**< tokens/s samples; NULL: none */
     double tps_sum, tps_min, tps_max;
     uint64_t tps_n;
     fp_sketch *ttft; /**< time to first token samples; NULL: none */
@@ -307,9 +309,10 @@ static int fleet_read(struct fleet *f, struct fp_store_reader *rd, enum fleet_me
         if (s.dev == NULL)
             continue;
         outcome = desc_label(&desc, "outcome");
-        s.outcome = outcome == NULL ? 0 : strcmp(outcome, "error") == 0 ? 1
-                                      : strcmp(outcome, "fallback") == 0 ? 2
-                                                                          : 0;
+        s.outcome = outcome == NULL                    ? 0
+                    : strcmp(outcome, "error") == 0    ? 1
+                    : strcmp(outcome, "fallback") == 0 ? 2
+                                                       : 0;
         r = fp_store_read_range(rd, ids[i], f->from_ms, f->to_ms, scan_point, &s);
         if (s.err < 0)
             r = s.err;
@@ -344,7 +347,8 @@ static int fleet_compute(const struct fp_fleet_env *env, struct fleet *f, int64_
     f->to_ms = f->now_ms;
     f->from_ms = f->now_ms - window_ms;
     /* Off the server's thread the read is not timed into the server's histogram. */
-    r = env->srv != NULL ? fp_query_reader_open(env->srv, &rd) : fp_store_reader_open(env->store, &rd);
+    r = env->srv != NULL ? fp_query_reader_open(env->srv, &rd)
+                         : fp_store_reader_open(env->store, &rd);
     if (r == 0)
         r = fleet_load_devices(f, rd);
     for (size_t i = 0; i < n && r == 0; i++)
@@ -395,8 +399,7 @@ static double pooled_quantile(const fp_sketch *sk, double q, double min, double 
 }
 
 /* Sums up the devices devs[idx[0..n)]. Returns 0 or -ENOMEM. */
-static int group_compute(const struct fleet *f, const size_t *idx, size_t n,
-                         struct group_stats *g)
+static int group_compute(const struct fleet *f, const size_t *idx, size_t n, struct group_stats *g)
 {
     fp_sketch *tps = NULL, *ttft = NULL;
     double tps_min = 0, tps_max = 0, ttft_min = 0, ttft_max = 0;
@@ -639,8 +642,9 @@ static json_t *hottest_new(const struct fleet *f, size_t top)
         qsort(idx, n, sizeof(*idx), cmp_hot);
     for (size_t i = 0; i < n && i < top && r == 0; i++) {
         json_t *obj = device_ref_new(&f->devs[idx[i]]);
-        r = obj == NULL ? -ENOMEM : set(obj, "temperature_max",
-                                        fp_jsonout_real_new(f->devs[idx[i]].temp_max));
+        r = obj == NULL
+                ? -ENOMEM
+                : set(obj, "temperature_max", fp_jsonout_real_new(f->devs[idx[i]].temp_max));
         if (r == 0 && json_array_append_new(arr, obj) != 0)
             r = -ENOMEM;
         else if (r < 0)
@@ -742,8 +746,8 @@ static json_t *slowest_new(const struct fleet *f, size_t top)
 }
 
 /* Reads "window" (default def_ms) into *ret_ms. Returns 0 or -EINVAL with err set. */
-static int parse_window(const struct fp_query_params *p, int64_t def_ms, int64_t *ret_ms,
-                        char *err, size_t err_size)
+static int parse_window(const struct fp_query_params *p, int64_t def_ms, int64_t *ret_ms, char *err,
+                        size_t err_size)
 {
     const char *v = fp_query_params_get(p, "window");
 
@@ -860,9 +864,8 @@ static int summary_json(const struct fleet *f, int64_t window_ms, uint64_t top, 
 
 static int metrics_text(const struct fleet *f, char **ret, size_t *ret_len);
 
-int fp_fleet_render(const struct fp_fleet_env *env, const struct fp_fleet_job *job,
-                    char **ret_body, size_t *ret_len, char ***ret_ids, size_t *ret_n_ids,
-                    char *err, size_t err_size)
+int fp_fleet_render(const struct fp_fleet_env *env, const struct fp_fleet_job *job, char **ret_body,
+                    size_t *ret_len, char ***ret_ids, size_t *ret_n_ids, char *err, size_t err_size)
 {
     static const enum fleet_metric metrics[] = {M_TPS, M_TTFT, M_REQUESTS, M_PRESSURE, M_TEMP};
     struct fleet f = {0};
@@ -895,9 +898,8 @@ out:
 
 /* Serves job under key: a fresh cached answer; a stale one while the refresh thread recomputes
  * it; or, the first time (or long after), one computed here and now. Returns an HTTP status. */
-static int serve_job(struct fp_query_server *srv, const char *key,
-                     const struct fp_fleet_job *job, struct evbuffer *out, char *err,
-                     size_t err_size)
+static int serve_job(struct fp_query_server *srv, const char *key, const struct fp_fleet_job *job,
+                     struct evbuffer *out, char *err, size_t err_size)
 {
     struct fp_fleet_env env;
     char *body = NULL, **ids = NULL;
@@ -1122,12 +1124,16 @@ static json_t *verdict_new(const struct cohort *a, const struct cohort *b, doubl
     else
         (void)snprintf(pbuf, sizeof(pbuf), "p = %.2g", p);
     if (isnan(change))
-        (void)snprintf(text, sizeof(text), "%.100s vs %.100s: no comparable medians, %s, %zu vs "
-                       "%zu devices", b->value, a->value, pbuf, b->n, a->n);
+        (void)snprintf(text, sizeof(text),
+                       "%.100s vs %.100s: no comparable medians, %s, %zu vs "
+                       "%zu devices",
+                       b->value, a->value, pbuf, b->n, a->n);
     else
-        (void)snprintf(text, sizeof(text), "%.100s is %.1f%% %s than %.100s (median), %s, %zu vs "
-                       "%zu devices", b->value, fabs(change) * 100, change < 0 ? "lower" : "higher",
-                       a->value, pbuf, b->n, a->n);
+        (void)snprintf(text, sizeof(text),
+                       "%.100s is %.1f%% %s than %.100s (median), %s, %zu vs "
+                       "%zu devices",
+                       b->value, fabs(change) * 100, change < 0 ? "lower" : "higher", a->value,
+                       pbuf, b->n, a->n);
     return fp_jsonout_string_new(text);
 }
 
@@ -1162,7 +1168,10 @@ int fp_api_compare(struct fp_query_server *srv, const char *arg, const char *que
     cb.value = fp_query_params_get(&params, "b");
     if (metric == NULL || by == NULL || ca.value == NULL || cb.value == NULL) {
         fp_set_err(err, err_size, "missing parameter \"%s\" (compare needs metric, by, a and b)",
-                   metric == NULL ? "metric" : by == NULL ? "by" : ca.value == NULL ? "a" : "b");
+                   metric == NULL     ? "metric"
+                   : by == NULL       ? "by"
+                   : ca.value == NULL ? "a"
+                                      : "b");
         goto out;
     }
     if (!fp_query_metric_name_valid(metric)) {
@@ -1199,8 +1208,7 @@ int fp_api_compare(struct fp_query_server *srv, const char *arg, const char *que
     kf = open_memstream(&key, &key_len);
     if (kf != NULL) {
         fprintf(kf, "compare %zu:%s %zu:%s %zu:%s %zu:%s %" PRId64, strlen(metric), metric,
-                strlen(by), by, strlen(ca.value), ca.value, strlen(cb.value), cb.value,
-                window_ms);
+                strlen(by), by, strlen(ca.value), ca.value, strlen(cb.value), cb.value, window_ms);
         for (size_t i = 0; i < extra->n; i++)
             fprintf(kf, " %d %zu:%s %zu:%s", (int)extra->m[i].op, strlen(extra->m[i].name),
                     extra->m[i].name, strlen(extra->m[i].value), extra->m[i].value);
@@ -1450,8 +1458,7 @@ static int metrics_text(const struct fleet *f, char **ret, size_t *ret_len)
     return 0;
 }
 
-int fp_fleet_metrics(struct fp_query_server *srv, struct evbuffer *out, char *err,
-                     size_t err_size)
+int fp_fleet_metrics(struct fp_query_server *srv, struct evbuffer *out, char *err, size_t err_size)
 {
     static const struct fp_fleet_job job = {.kind = FP_FLEET_JOB_METRICS};
 

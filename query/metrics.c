@@ -31,9 +31,8 @@ static int histogram_lines(struct evbuffer *out, const char *name, const char *l
         cumulative += h->buckets[i];
         if (i < FP_QUERY_LATENCY_BUCKETS)
             (void)fp_jsonout_format_double(num, sizeof(num), fp_query_latency_bounds[i]);
-        r |= evbuffer_add_printf(out, "%s_bucket{%s%sle=\"%s\"} %" PRIu64 "\n", name, labels,
-                                 sep, i < FP_QUERY_LATENCY_BUCKETS ? num : "+Inf",
-                                 cumulative) < 0;
+        r |= evbuffer_add_printf(out, "%s_bucket{%s%sle=\"%s\"} %" PRIu64 "\n", name, labels, sep,
+                                 i < FP_QUERY_LATENCY_BUCKETS ? num : "+Inf", cumulative) < 0;
     }
     (void)fp_jsonout_format_double(num, sizeof(num), h->sum_s);
     r |= evbuffer_add_printf(out, "%s_sum%s%s%s %s\n", name, labels[0] ? "{" : "", labels,
@@ -104,8 +103,8 @@ int fp_api_metrics(struct fp_query_server *srv, const char *arg, const char *que
     (void)arg;
     if (fp_query_params_parse(query, &params, err, err_size) < 0)
         return FP_HTTP_BAD_REQUEST;
-    status = fp_query_params_check(&params, NULL, err, err_size) < 0 ? FP_HTTP_BAD_REQUEST
-                                                                      : FP_HTTP_OK;
+    status =
+        fp_query_params_check(&params, NULL, err, err_size) < 0 ? FP_HTTP_BAD_REQUEST : FP_HTTP_OK;
     fp_query_params_fini(&params);
     if (status != FP_HTTP_OK)
         return status;

@@ -47,11 +47,11 @@ struct fp_refresh {
     pthread_cond_t wake;
     struct task *queued[TASKS_MAX]; /**< under lock */
     size_t n_queued;
-    struct task *running;           /**< under lock */
-    struct task *done[TASKS_MAX];   /**< under lock */
+    struct task *running;         /**< under lock */
+    struct task *done[TASKS_MAX]; /**< under lock */
     size_t n_done;
-    bool stop;                      /**< under lock */
-    int fds[2];                     /**< [1] written by the thread, [0] read by the loop */
+    bool stop;  /**< under lock */
+    int fds[2]; /**< [1] written by the thread, [0] read by the loop */
     struct event *ev;
 };
 
@@ -201,8 +201,7 @@ void fp_refresh_schedule(struct fp_query_server *srv, const char *key,
         return;
     rf = srv->refresh;
     pthread_mutex_lock(&rf->lock);
-    skip = pending(rf, key) ||
-           rf->n_queued + rf->n_done + (rf->running != NULL) >= TASKS_MAX;
+    skip = pending(rf, key) || rf->n_queued + rf->n_done + (rf->running != NULL) >= TASKS_MAX;
     pthread_mutex_unlock(&rf->lock);
     if (skip)
         return;

@@ -13,12 +13,12 @@ struct fp_store;
 /* What a fleet computation reads besides the store. Taken on the server's thread; with srv NULL
  * it may be used on any thread. */
 struct fp_fleet_env {
-    struct fp_store *store;       /**< borrowed; shared by threads, readers per thread */
-    struct fp_query_server *srv;  /**< set: on the server's thread (alert hook, timed reads) */
-    int64_t now_ms;               /**< the instant the answer describes */
+    struct fp_store *store;      /**< borrowed; shared by threads, readers per thread */
+    struct fp_query_server *srv; /**< set: on the server's thread (alert hook, timed reads) */
+    int64_t now_ms;              /**< the instant the answer describes */
     int64_t silent_after_ms;
     uint64_t max_scan_samples;
-    char **firing;                /**< srv NULL: sorted ids of devices with a firing alert */
+    char **firing; /**< srv NULL: sorted ids of devices with a firing alert */
     size_t n_firing;
 };
 
@@ -40,9 +40,9 @@ void fp_fleet_env_sync(struct fp_query_server *srv, struct fp_fleet_env *ret);
 /* Computes job (fleet.c). On 200: *ret_body (new, free()) of *ret_len bytes, and every fleet
  * device id, sorted (*ret_ids new: each string and the array free()), for the next firing
  * snapshot. Otherwise an HTTP status with err set, nothing returned. Thread: any, per env. */
-int fp_fleet_render(const struct fp_fleet_env *env, const struct fp_fleet_job *job,
-                    char **ret_body, size_t *ret_len, char ***ret_ids, size_t *ret_n_ids,
-                    char *err, size_t err_size);
+int fp_fleet_render(const struct fp_fleet_env *env, const struct fp_fleet_job *job, char **ret_body,
+                    size_t *ret_len, char ***ret_ids, size_t *ret_n_ids, char *err,
+                    size_t err_size);
 
 /* Queues a recomputation of job whose answer the cache keeps under key (copied), unless one for
  * key is already queued or running, or the queue is full. The alert state is snapshot now, over

@@ -32,7 +32,8 @@ enum fp_device_state fp_state_of(int64_t now_ms, int64_t last_seen_ms, int64_t i
     if (age >= silent_after_ms)
         return FP_STATE_SILENT;
     /* An interval of hours would overflow 3x only past 10^17 ms; cap rather than trust it. */
-    if (interval <= INT64_MAX / FP_STATE_STALE_INTERVALS && age >= FP_STATE_STALE_INTERVALS * interval)
+    if (interval <= INT64_MAX / FP_STATE_STALE_INTERVALS &&
+        age >= FP_STATE_STALE_INTERVALS * interval)
         return FP_STATE_STALE;
     return alerting ? FP_STATE_DEGRADED : FP_STATE_OK;
 }

@@ -219,21 +219,23 @@ int fixture_write_fleet(const char *dir, char *err, size_t err_size)
 /* One device's batch k of the state fleet (see fixture.h). */
 struct state_dev {
     const char *id;
-    char kind;  /**< 'a', 'b', 'q', 'n' */
-    int index;  /**< i or j; q-00 is 0, q-01 is 1 */
+    char kind; /**< 'a', 'b', 'q', 'n' */
+    int index; /**< i or j; q-00 is 0, q-01 is 1 */
 };
 
-static int write_state_batch(struct fp_store *store, const struct state_dev *dev, int k,
-                             int64_t ts, uint64_t seq, char *err, size_t err_size)
+static int write_state_batch(struct fp_store *store, const struct state_dev *dev, int k, int64_t ts,
+                             uint64_t seq, char *err, size_t err_size)
 {
-    static const struct fp_label info_a[] = {
-        {"model", "llama"}, {"model_version", "v1"}, {"quant", "Q4_K_M"},
-        {"site", "lab"},    {"hw_class", "orin"},    {"cohort", "stable"}};
-    static const struct fp_label info_b[] = {
-        {"model", "llama"}, {"model_version", "v2"}, {"quant", "Q4_K_M"},
-        {"site", "home"},   {"hw_class", "orin"},    {"cohort", "canary"}};
-    static const struct fp_label info_q[] = {{"model", "qwen"},     {"model_version", "v1"},
-                                             {"quant", "Q8_0"},     {"site", "lab"},
+    static const struct fp_label info_a[] = {{"model", "llama"},   {"model_version", "v1"},
+                                             {"quant", "Q4_K_M"},  {"site", "lab"},
+                                             {"hw_class", "orin"}, {"cohort", "stable"}};
+    static const struct fp_label info_b[] = {{"model", "llama"},   {"model_version", "v2"},
+                                             {"quant", "Q4_K_M"},  {"site", "home"},
+                                             {"hw_class", "orin"}, {"cohort", "canary"}};
+    static const struct fp_label info_q[] = {{"model", "qwen"},
+                                             {"model_version", "v1"},
+                                             {"quant", "Q8_0"},
+                                             {"site", "lab"},
                                              {"hw_class", "pi5"}};
     static const struct fp_label ok[] = {{"outcome", "ok"}}, error[] = {{"outcome", "error"}},
                                  fallback[] = {{"outcome", "fallback"}};
@@ -244,10 +246,7 @@ static int write_state_batch(struct fp_store *store, const struct state_dev *dev
     double tps = 0, ttft = 0, v_ok = 10.0 * k, v_err = 0, v_fb = 0, pressure = 0, temp = 0;
     struct fp_series_in series[8];
     size_t n = 0;
-    struct fp_write_batch b = {.device = dev->id,
-                               .epoch = 1,
-                               .seq = seq,
-                               .received_ms = ts + 500};
+    struct fp_write_batch b = {.device = dev->id, .epoch = 1, .seq = seq, .received_ms = ts + 500};
     struct fp_write_result res;
     int r;
 
@@ -288,7 +287,10 @@ static int write_state_batch(struct fp_store *store, const struct state_dev *dev
     const double temp1 = temp - 5;
 
 #define SERIES(metric, type, labels, n_labels, value)                                              \
-    series[n++] = (struct fp_series_in){metric, type, labels, n_labels, &ts, value, 1}
+    series[n++] = (struct fp_series_in)                                                            \
+    {                                                                                              \
+        metric, type, labels, n_labels, &ts, value, 1                                              \
+    }
     if (dev->kind != 'n') {
         SERIES("llamacpp_generation_tokens_per_second", FP_SERIES_GAUGE, NULL, 0, &tps);
         SERIES("gen_ai_server_time_to_first_token_seconds", FP_SERIES_GAUGE, NULL, 0, &ttft);
@@ -313,11 +315,11 @@ static int write_state_batch(struct fp_store *store, const struct state_dev *dev
         size_t ne = dev->kind == 'n' ? 105 : 1;
         for (size_t e = 0; e < ne; e++) {
             snprintf(messages[e], sizeof(messages[e]), "e%zu", dev->kind == 'n' ? e : (size_t)k);
-            events[e] = (struct fp_event_in){.ts_ms = dev->kind == 'n' ? ts - 20000 + 100 * (int64_t)e
-                                                                       : ts,
-                                             .kind = "canary",
-                                             .severity = 1,
-                                             .message = messages[e]};
+            events[e] =
+                (struct fp_event_in){.ts_ms = dev->kind == 'n' ? ts - 20000 + 100 * (int64_t)e : ts,
+                                     .kind = "canary",
+                                     .severity = 1,
+                                     .message = messages[e]};
         }
         b.events = events;
         b.n_events = ne;
@@ -367,10 +369,10 @@ int fixture_write_states(const char *dir, char *err, size_t err_size)
     if (r == 0) {
         const int64_t ts = s0 + 50000;
         const double v = 1;
-        const struct fp_series_in s = {"fleetpulse_collector_batches_applied_total",
-                                       FP_SERIES_COUNTER, NULL, 0, &ts, &v, 1};
-        struct fp_write_batch b = {.device = "@collector", .received_ms = ts, .series = &s,
-                                   .n_series = 1};
+        const struct fp_series_in s = {
+            "fleetpulse_collector_batches_applied_total", FP_SERIES_COUNTER, NULL, 0, &ts, &v, 1};
+        struct fp_write_batch b = {
+            .device = "@collector", .received_ms = ts, .series = &s, .n_series = 1};
         struct fp_write_result res;
         r = fp_store_write(store, &b, 1, &res);
         if (r != 0)

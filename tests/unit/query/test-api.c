@@ -455,7 +455,8 @@ static void test_series(uint16_t port)
     check_double(json_number_value(json_array_get(json_array_get(pts, 1), 1)), 51.234);
 
     /* The exact text: values read back exactly as the probe wrote them. */
-    check(strstr(r.body, "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\",\"source\":\"thermal\","
+    check(strstr(r.body, "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\","
+                         "\"source\":\"thermal\","
                          "\"type\":\"x86_pkg_temp\",\"zone\":\"thermal_zone0\"},"
                          "\"metric\":\"temperature_celsius\",\"points\":[[1732412344.123,50.5],"
                          "[1732412345.123,51.234]]}]}") != NULL);
@@ -706,7 +707,8 @@ static void test_series_agg(uint16_t port)
         {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=count", AGG_BODY("count", "5", "3")},
         {"/api/v1/series?metric=ttft_seconds&" R "&step=60&agg=last", AGG_BODY("last", "3", "8")},
         /* Every spelling of one minute. */
-        {"/api/v1/series?metric=ttft_seconds&" R "&step=60s&agg=sum", AGG_BODY("sum", "10", "16.5")},
+        {"/api/v1/series?metric=ttft_seconds&" R "&step=60s&agg=sum",
+         AGG_BODY("sum", "10", "16.5")},
         {"/api/v1/series?metric=ttft_seconds&" R "&step=1m&agg=sum", AGG_BODY("sum", "10", "16.5")},
         {"/api/v1/series?metric=ttft_seconds&" R "&step=60000ms&agg=sum",
          AGG_BODY("sum", "10", "16.5")},
@@ -826,17 +828,17 @@ static void test_series_agg(uint16_t port)
 
     /* max_points (20 here) counts points over all groups: 20 devices x 1 bucket pass, x 2
      * buckets do not. */
-    v = get_json(port, "/api/v1/series?metric=lat_seconds&from=1732400000&to=1732400060&step=60"
-                       "&agg=count&by=device",
+    v = get_json(port,
+                 "/api/v1/series?metric=lat_seconds&from=1732400000&to=1732400060&step=60"
+                 "&agg=count&by=device",
                  200, NULL);
     check_int(json_array_size(json_object_get(v, "series")), 20);
-    check_double(json_number_value(json_array_get(
-                     json_array_get(json_object_get(json_array_get(json_object_get(v, "series"),
-                                                                   19),
-                                                    "points"),
-                                    0),
-                     1)),
-                 50);
+    check_double(
+        json_number_value(json_array_get(
+            json_array_get(
+                json_object_get(json_array_get(json_object_get(v, "series"), 19), "points"), 0),
+            1)),
+        50);
     json_decref(v);
     expect_error(port, "GET",
                  "/api/v1/series?metric=lat_seconds&from=1732400000&to=1732400060&step=30"
@@ -863,11 +865,14 @@ static void test_series_no_metric(uint16_t main_port, uint16_t fleet_port)
         /* Every series of one device, sorted by metric, then label set. */
         {0, "/api/v1/series?device=edge-01&" R,
          "{\"series\":["
-         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\"},\"metric\":\"llama_tokens_per_second\","
+         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\"},\"metric\":\"llama_"
+         "tokens_per_second\","
          "\"points\":[[1732412355.123,0.30000000000000004]]},"
-         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\"},\"metric\":\"memory_available_bytes\","
+         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\"},\"metric\":\"memory_"
+         "available_bytes\","
          "\"points\":[[1732412345.123,123456789]]},"
-         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\",\"source\":\"thermal\",\"type\":\"acpitz\","
+         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\",\"source\":\"thermal\","
+         "\"type\":\"acpitz\","
          "\"zone\":\"thermal_zone1\"},\"metric\":\"temperature_celsius\","
          "\"points\":[[1732412345.123,40]]},"
          "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\",\"source\":\"thermal\","
@@ -876,14 +881,16 @@ static void test_series_no_metric(uint16_t main_port, uint16_t fleet_port)
          "\"points\":[[1732412344.123,50.5],[1732412345.123,51.234]]}]}"},
         /* An empty metric is no metric. */
         {0, "/api/v1/series?metric=&device=edge-02&" R,
-         "{\"series\":[{\"labels\":{\"device\":\"edge-02\",\"model\":\"qwen2.5-0.5b-q8\",\"source\":\"thermal\","
+         "{\"series\":[{\"labels\":{\"device\":\"edge-02\",\"model\":\"qwen2.5-0.5b-q8\","
+         "\"source\":\"thermal\","
          "\"type\":\"x86_pkg_temp\",\"zone\":\"thermal_zone0\"},"
          "\"metric\":\"temperature_celsius\",\"points\":[[1732412346.123,60.5]]}]}"},
         /* Matchers alone: on the metric name (regex, anchored), on a label, and a negation on
          * the name beside the device. */
         {0, "/api/v1/series?match=__name__=~temp.*&" R,
          "{\"series\":["
-         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\",\"source\":\"thermal\",\"type\":\"acpitz\","
+         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\",\"source\":\"thermal\","
+         "\"type\":\"acpitz\","
          "\"zone\":\"thermal_zone1\"},\"metric\":\"temperature_celsius\","
          "\"points\":[[1732412345.123,40]]},"
          "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\",\"source\":\"thermal\","
@@ -895,14 +902,17 @@ static void test_series_no_metric(uint16_t main_port, uint16_t fleet_port)
          "\"metric\":\"temperature_celsius\",\"points\":[[1732412346.123,60.5]]}]}"},
         {0, "/api/v1/series?match=__name__=~temp&" R, "{\"series\":[]}"},
         {0, "/api/v1/series?match=zone=thermal_zone1&" R,
-         "{\"series\":[{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\",\"source\":\"thermal\","
+         "{\"series\":[{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\","
+         "\"source\":\"thermal\","
          "\"type\":\"acpitz\",\"zone\":\"thermal_zone1\"},"
          "\"metric\":\"temperature_celsius\",\"points\":[[1732412345.123,40]]}]}"},
         {0, "/api/v1/series?device=edge-01&match=__name__!~temp.*&" R,
          "{\"series\":["
-         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\"},\"metric\":\"llama_tokens_per_second\","
+         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\"},\"metric\":\"llama_"
+         "tokens_per_second\","
          "\"points\":[[1732412355.123,0.30000000000000004]]},"
-         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\"},\"metric\":\"memory_available_bytes\","
+         "{\"labels\":{\"device\":\"edge-01\",\"model\":\"llama-3.2-1b-q4\"},\"metric\":\"memory_"
+         "available_bytes\","
          "\"points\":[[1732412345.123,123456789]]}]}"},
         {0, "/api/v1/series?device=nope&" R, "{\"series\":[]}"},
         /* Aggregated, by __name__: one group per metric, named by it. edge-a's requests_total
@@ -1079,9 +1089,9 @@ static int hook_alerts(void *userdata, const char *device, struct json_t *arr)
     (void)userdata;
     if (strcmp(device, "a-05") != 0)
         return 0;
-    return json_array_append_new(arr, json_pack("{s:{s:s,s:s},s:s}", "labels", "alertname",
-                                                 "DeviceHot", "device", device, "status",
-                                                 "firing")) == 0
+    return json_array_append_new(arr,
+                                 json_pack("{s:{s:s,s:s},s:s}", "labels", "alertname", "DeviceHot",
+                                           "device", device, "status", "firing")) == 0
                ? 0
                : -ENOMEM;
 }
@@ -1096,9 +1106,9 @@ static const char *ids_of(json_t *v, char *buf, size_t size)
 
     buf[0] = '\0';
     for (size_t i = 0; i < json_array_size(devs); i++)
-        n += (size_t)snprintf(buf + n, size - n, "%s%s", i ? "," : "",
-                              json_string_value(json_object_get(json_array_get(devs, i),
-                                                                "device")));
+        n +=
+            (size_t)snprintf(buf + n, size - n, "%s%s", i ? "," : "",
+                             json_string_value(json_object_get(json_array_get(devs, i), "device")));
     return buf;
 }
 
@@ -1150,9 +1160,9 @@ static void test_state_devices(uint16_t port)
     check(json_is_null(json_object_get(v, "next_cursor")));
     {
         static const char *const want[][2] = {
-            {"a-00", "ok"},    {"a-01", "ok"},    {"a-02", "ok"},     {"a-03", "ok"},
-            {"a-04", "ok"},    {"a-05", "degraded"}, {"b-00", "ok"},  {"b-01", "ok"},
-            {"b-02", "ok"},    {"b-03", "ok"},    {"n-00", "ok"},     {"q-00", "stale"},
+            {"a-00", "ok"},     {"a-01", "ok"},       {"a-02", "ok"}, {"a-03", "ok"},
+            {"a-04", "ok"},     {"a-05", "degraded"}, {"b-00", "ok"}, {"b-01", "ok"},
+            {"b-02", "ok"},     {"b-03", "ok"},       {"n-00", "ok"}, {"q-00", "stale"},
             {"q-01", "silent"},
         };
         json_t *devs = json_object_get(v, "devices");
@@ -1194,8 +1204,9 @@ static void test_state_devices(uint16_t port)
                "b-00,b-01,b-02,b-03");
     expect_ids(port, "/api/v1/devices?match=device=~a-0%5B12%5D", "a-01,a-02");
     expect_ids(port, "/api/v1/devices?match=model=", "n-00");
-    expect_ids(port, "/api/v1/devices?match=model!~ll", "a-00,a-01,a-02,a-03,a-04,a-05,b-00,"
-                                                        "b-01,b-02,b-03,n-00,q-00,q-01");
+    expect_ids(port, "/api/v1/devices?match=model!~ll",
+               "a-00,a-01,a-02,a-03,a-04,a-05,b-00,"
+               "b-01,b-02,b-03,n-00,q-00,q-01");
 
     /* Sorted by the latest value of a metric; devices without it last, by id. */
     expect_ids(port, "/api/v1/devices?sort=-llamacpp_generation_tokens_per_second",
@@ -1381,8 +1392,7 @@ static json_t *group_of(json_t *summary, const char *grouping, const char *value
     json_t *arr = json_object_get(json_object_get(summary, "groups"), grouping);
 
     for (size_t i = 0; i < json_array_size(arr); i++)
-        if (strcmp(json_string_value(json_object_get(json_array_get(arr, i), "value")), value) ==
-            0)
+        if (strcmp(json_string_value(json_object_get(json_array_get(arr, i), "value")), value) == 0)
             return json_array_get(arr, i);
     FP_TEST_FAIL("no group %s=\"%s\"", grouping, value);
     return json_object();
@@ -1410,9 +1420,9 @@ static void test_fleet_summary(uint16_t port)
 
     test_now_ms = S0 + 60000;
     v = get_json(port, "/api/v1/fleet/summary", 200, &r);
-    check(strstr(r.body, "{\"window\":900,\"time\":1732499260,\"devices\":13,\"states\":"
-                         "{\"ok\":10,\"degraded\":1,\"stale\":1,\"silent\":1},\"fleet\":{") ==
-          r.body);
+    check(strstr(r.body,
+                 "{\"window\":900,\"time\":1732499260,\"devices\":13,\"states\":"
+                 "{\"ok\":10,\"degraded\":1,\"stale\":1,\"silent\":1},\"fleet\":{") == r.body);
 
     g = json_object_get(v, "fleet");
     check_int(json_integer_value(json_object_get(g, "devices")), 13);
@@ -1430,8 +1440,8 @@ static void test_fleet_summary(uint16_t port)
     /* Each grouping lists its values sorted, "" for devices that did not report one. */
     {
         static const char *const want[][2] = {
-            {"model", ",llama,qwen"},  {"model_version", ",v1,v2"}, {"quant", ",Q4_K_M,Q8_0"},
-            {"site", ",home,lab"},     {"hw", ",orin,pi5"},
+            {"model", ",llama,qwen"}, {"model_version", ",v1,v2"}, {"quant", ",Q4_K_M,Q8_0"},
+            {"site", ",home,lab"},    {"hw", ",orin,pi5"},
         };
         json_t *groups = json_object_get(v, "groups");
         check_int(json_object_size(groups), 5);
@@ -1440,10 +1450,9 @@ static void test_fleet_summary(uint16_t port)
             size_t n = 0;
             grouping_values[0] = '\0';
             for (size_t j = 0; j < json_array_size(arr); j++)
-                n += (size_t)snprintf(grouping_values + n, sizeof(grouping_values) - n, "%s%s",
-                                      j ? "," : "",
-                                      json_string_value(json_object_get(json_array_get(arr, j),
-                                                                        "value")));
+                n += (size_t)snprintf(
+                    grouping_values + n, sizeof(grouping_values) - n, "%s%s", j ? "," : "",
+                    json_string_value(json_object_get(json_array_get(arr, j), "value")));
             check_str(grouping_values, want[i][1]);
         }
     }
@@ -1528,8 +1537,8 @@ static void test_fleet_summary(uint16_t port)
     v = get_json(port, "/api/v1/fleet/summary?top=2", 200, NULL);
     check_int(json_array_size(json_object_get(v, "hottest")), 2);
     check_int(json_array_size(json_object_get(v, "slowest")), 2);
-    check_str(json_string_value(json_object_get(json_array_get(json_object_get(v, "slowest"), 1),
-                                                "device")),
+    check_str(json_string_value(
+                  json_object_get(json_array_get(json_object_get(v, "slowest"), 1), "device")),
               "a-00");
     json_decref(v);
 
@@ -1583,9 +1592,10 @@ static void test_compare(uint16_t port)
                  "/api/v1/compare?metric=llamacpp_generation_tokens_per_second&by=model_version"
                  "&a=v1&b=v2",
                  200, &r);
-    check(strstr(r.body, "{\"metric\":\"llamacpp_generation_tokens_per_second\","
-                         "\"by\":\"model_version\",\"window\":900,\"time\":1732499260,"
-                         "\"a\":{\"value\":\"v1\",\"devices\":8,\"mean\":18.875,\"median\":21.5,") ==
+    check(strstr(r.body,
+                 "{\"metric\":\"llamacpp_generation_tokens_per_second\","
+                 "\"by\":\"model_version\",\"window\":900,\"time\":1732499260,"
+                 "\"a\":{\"value\":\"v1\",\"devices\":8,\"mean\":18.875,\"median\":21.5,") ==
           r.body);
     a = json_object_get(v, "a");
     b = json_object_get(v, "b");
@@ -1717,8 +1727,7 @@ static void check_exposition(const char *text)
             if (n == 0 || (line[n] != '{' && line[n] != ' ') || (line[0] >= '0' && line[0] <= '9'))
                 FP_TEST_FAIL("bad sample line: %.*s", (int)(end - line), line);
             if (strncmp(line, family, strlen(family)) != 0 || family[0] == '\0')
-                FP_TEST_FAIL("sample outside its family %s: %.*s", family, (int)(end - line),
-                             line);
+                FP_TEST_FAIL("sample outside its family %s: %.*s", family, (int)(end - line), line);
             lines++;
         }
         check(memchr(line, ':', (size_t)(end - line)) == NULL || line[0] == '#');
@@ -1783,8 +1792,9 @@ static void test_metrics(uint16_t port)
           NULL);
     check(strstr(r.body, "fleetpulse_query_request_duration_seconds_bucket{route=\"/healthz\","
                          "le=\"+Inf\"} 2\n") != NULL);
-    check(strstr(r.body, "fleetpulse_query_request_duration_seconds_count{route=\"/healthz\"} 2\n") !=
-          NULL);
+    check(
+        strstr(r.body, "fleetpulse_query_request_duration_seconds_count{route=\"/healthz\"} 2\n") !=
+        NULL);
     check(strstr(r.body, "fleetpulse_query_store_read_duration_seconds_count 1\n") != NULL);
     check(strstr(r.body, "fleetpulse_query_cache_requests_total{result=\"miss\"} 1\n") != NULL);
     check(strstr(r.body, "fleetpulse_query_build_info{version=\"0.1.0\"} 1\n") != NULL);
@@ -1923,9 +1933,8 @@ int main(void)
     const struct server_extra state_extra = {.summary_refresh_ms = 0,
                                              .max_scan_samples = FP_QUERY_MAX_SCAN_SAMPLES_DEFAULT,
                                              .hook = &test_hook};
-    const struct server_extra cache_extra = {.summary_refresh_ms = 3600 * 1000,
-                                             .max_scan_samples = 100,
-                                             .hook = &test_hook};
+    const struct server_extra cache_extra = {
+        .summary_refresh_ms = 3600 * 1000, .max_scan_samples = 100, .hook = &test_hook};
     const struct server_extra bg_extra = {.summary_refresh_ms = 1,
                                           .max_scan_samples = FP_QUERY_MAX_SCAN_SAMPLES_DEFAULT,
                                           .hook = &test_hook};
