@@ -22,12 +22,12 @@
 struct fp_alert_push {
     struct event_base *base;
     struct evhttp_connection *conn;
-    char *path;           /**< prefix + "/api/v2/alerts" */
+    char *path; /**< prefix + "/api/v2/alerts" */
     char host_header[300];
-    json_t *waiting;      /**< the newest payload not yet sent; NULL: none */
-    json_t *in_flight;    /**< the payload of the request in flight */
+    json_t *waiting;            /**< the newest payload not yet sent; NULL: none */
+    json_t *in_flight;          /**< the payload of the request in flight */
     struct evhttp_request *req; /**< in flight; NULL: none */
-    struct event *retry;  /**< backoff timer */
+    struct event *retry;        /**< backoff timer */
     bool retry_armed;
     struct fp_alert_push_stats st;
 };

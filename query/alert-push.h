@@ -21,13 +21,13 @@ struct fp_alert_push;
 
 /* Counters, for logs and /metrics. */
 struct fp_alert_push_stats {
-    uint64_t requests;     /**< POSTs started */
-    uint64_t succeeded;    /**< answered 2xx */
-    uint64_t failed;       /**< no connection, no answer in time, or a non-2xx answer */
-    uint64_t alerts_sent;  /**< alerts in the payloads of succeeded requests */
-    uint64_t superseded;   /**< payloads replaced by a newer one before they were sent */
-    int last_status;       /**< HTTP status of the last answer; 0: none or no connection */
-    int64_t retry_ms;      /**< current backoff; 0 while the last request succeeded */
+    uint64_t requests;    /**< POSTs started */
+    uint64_t succeeded;   /**< answered 2xx */
+    uint64_t failed;      /**< no connection, no answer in time, or a non-2xx answer */
+    uint64_t alerts_sent; /**< alerts in the payloads of succeeded requests */
+    uint64_t superseded;  /**< payloads replaced by a newer one before they were sent */
+    int last_status;      /**< HTTP status of the last answer; 0: none or no connection */
+    int64_t retry_ms;     /**< current backoff; 0 while the last request succeeded */
 };
 
 /* Parses url ("http://HOST[:PORT][/PREFIX]", port 80 by default; the prefix is where

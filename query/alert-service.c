@@ -37,18 +37,18 @@ struct fp_alert_service {
     struct event_base *base;
     struct fp_query_server *srv;
     struct fp_alert_engine *engine;
-    struct fp_alert_push *push;  /**< NULL without --alertmanager */
+    struct fp_alert_push *push; /**< NULL without --alertmanager */
     struct event *timer;
     char *rules_path;
     int64_t eval_interval_ms;
-    bool evaluated;              /**< at least one round ran */
-    int64_t last_eval_ms;        /**< wall clock of the last round */
-    double last_eval_s;          /**< how long it took */
+    bool evaluated;       /**< at least one round ran */
+    int64_t last_eval_ms; /**< wall clock of the last round */
+    double last_eval_s;   /**< how long it took */
     uint64_t evaluations;
-    uint64_t rule_failures;      /**< failed rule evaluations, summed over rounds */
+    uint64_t rule_failures; /**< failed rule evaluations, summed over rounds */
     uint64_t reloads_ok, reloads_failed;
-    int failing;                 /**< first_error of the last round, for logging once */
-    bool push_down;              /**< pushes were failing at the last round (logged) */
+    int failing;    /**< first_error of the last round, for logging once */
+    bool push_down; /**< pushes were failing at the last round (logged) */
 };
 
 static bool hook_firing(void *userdata, const char *device)
@@ -84,8 +84,9 @@ static void log_push(struct fp_alert_service *svc)
 
     fp_alert_push_stats(svc->push, &st);
     if (st.retry_ms != 0 && !svc->push_down) {
-        fp_log_warn("alerts", "cannot push to Alertmanager (last status %d), retrying with "
-                              "backoff",
+        fp_log_warn("alerts",
+                    "cannot push to Alertmanager (last status %d), retrying with "
+                    "backoff",
                     st.last_status);
         svc->push_down = true;
     } else if (st.retry_ms == 0 && svc->push_down) {
@@ -110,16 +111,18 @@ static void eval_round(struct fp_alert_service *svc)
     }
     svc->rule_failures += res.rules_failed;
     if (res.first_error != 0 && res.first_error != svc->failing)
-        fp_log_error("alerts", "rule \"%s\" (and %zu more) cannot be evaluated: %s; its alerts "
-                               "keep their state",
+        fp_log_error("alerts",
+                     "rule \"%s\" (and %zu more) cannot be evaluated: %s; its alerts "
+                     "keep their state",
                      res.first_error_rule, res.rules_failed - 1,
                      fp_store_strerror(res.first_error));
     else if (res.first_error == 0 && svc->failing != 0)
         fp_log_info("alerts", "every rule evaluates again");
     svc->failing = res.first_error;
     if (res.save_error != 0)
-        fp_log_error("alerts", "cannot write the alert state file: %s, keeping the state in "
-                               "memory",
+        fp_log_error("alerts",
+                     "cannot write the alert state file: %s, keeping the state in "
+                     "memory",
                      strerror(-res.save_error));
     if (res.changed > 0)
         fp_log_info("alerts", "%zu firing, %zu pending, %zu resolved (%zu changed)", res.firing,
@@ -149,8 +152,8 @@ void fp_alert_service_eval_now(struct fp_alert_service *svc)
 }
 
 int fp_alert_service_new(struct event_base *base, struct fp_query_server *srv,
-                         const struct fp_alert_service_options *opts,
-                         struct fp_alert_service **ret, char *err, size_t err_size)
+                         const struct fp_alert_service_options *opts, struct fp_alert_service **ret,
+                         char *err, size_t err_size)
 {
     struct fp_alert_service *svc;
     struct fp_ruleset *rules = NULL;
@@ -223,11 +226,11 @@ int fp_alert_service_new(struct event_base *base, struct fp_query_server *srv,
         .userdata = svc,
     };
     fp_query_server_set_alert_hook(srv, &hook);
-    fp_log_info("alerts", "%zu rules from \"%s\", evaluated every %" PRId64 " ms, state in \"%s\"%s%s",
-                fp_alert_engine_rules(svc->engine)->n_rules, opts->rules_path,
-                opts->eval_interval_ms, eo.state_path,
-                opts->alertmanager_url != NULL ? ", pushed to " : "",
-                opts->alertmanager_url != NULL ? opts->alertmanager_url : "");
+    fp_log_info(
+        "alerts", "%zu rules from \"%s\", evaluated every %" PRId64 " ms, state in \"%s\"%s%s",
+        fp_alert_engine_rules(svc->engine)->n_rules, opts->rules_path, opts->eval_interval_ms,
+        eo.state_path, opts->alertmanager_url != NULL ? ", pushed to " : "",
+        opts->alertmanager_url != NULL ? opts->alertmanager_url : "");
     free(state_path);
     free(external);
     *ret = svc;
@@ -258,8 +261,9 @@ int fp_alert_service_reload(struct fp_alert_service *svc)
     svc->reloads_ok++;
     r = fp_alert_engine_set_rules(svc->engine, rules, svc->srv->now_ms());
     if (r != 0)
-        fp_log_error("alerts", "cannot write the alert state file: %s, keeping the state in "
-                               "memory",
+        fp_log_error("alerts",
+                     "cannot write the alert state file: %s, keeping the state in "
+                     "memory",
                      strerror(-r));
     fp_log_info("alerts", "reloaded %zu rules from \"%s\"",
                 fp_alert_engine_rules(svc->engine)->n_rules, svc->rules_path);
@@ -331,10 +335,10 @@ int fp_api_alerts(struct fp_query_server *srv, const char *arg, const char *quer
     arr = json_array();
     if (root == NULL || arr == NULL || json_object_set(root, "alerts", arr) < 0 ||
         (svc != NULL && fp_alert_engine_list(svc->engine, &f, arr) < 0) ||
-        json_object_set_new(root, "rules",
-                            json_integer(svc != NULL ? (json_int_t)fp_alert_engine_rules(
-                                                               svc->engine)->n_rules
-                                                     : 0)) < 0) {
+        json_object_set_new(
+            root, "rules",
+            json_integer(svc != NULL ? (json_int_t)fp_alert_engine_rules(svc->engine)->n_rules
+                                     : 0)) < 0) {
         fp_set_err(err, err_size, "out of memory");
         goto out;
     }
@@ -381,51 +385,53 @@ int fp_alert_metrics(struct fp_query_server *srv, struct evbuffer *out)
         fp_alert_push_stats(svc->push, &ps);
 
     r |= evbuffer_add_printf(
-        out,
-        "# HELP fleetpulse_query_alerts Alerts by state, after the last evaluation.\n"
-        "# TYPE fleetpulse_query_alerts gauge\n"
-        "fleetpulse_query_alerts{state=\"pending\"} %zu\n"
-        "fleetpulse_query_alerts{state=\"firing\"} %zu\n"
-        "fleetpulse_query_alerts{state=\"resolved\"} %zu\n"
-        "# HELP fleetpulse_query_alert_rules Alert rules loaded.\n"
-        "# TYPE fleetpulse_query_alert_rules gauge\n"
-        "fleetpulse_query_alert_rules %zu\n"
-        "# HELP fleetpulse_query_alert_evaluations_total Evaluation rounds run.\n"
-        "# TYPE fleetpulse_query_alert_evaluations_total counter\n"
-        "fleetpulse_query_alert_evaluations_total %" PRIu64 "\n"
-        "# HELP fleetpulse_query_alert_rule_failures_total Rule evaluations that failed.\n"
-        "# TYPE fleetpulse_query_alert_rule_failures_total counter\n"
-        "fleetpulse_query_alert_rule_failures_total %" PRIu64 "\n"
-        "# HELP fleetpulse_query_alert_evaluation_seconds Duration of the last round.\n"
-        "# TYPE fleetpulse_query_alert_evaluation_seconds gauge\n"
-        "fleetpulse_query_alert_evaluation_seconds %.6f\n"
-        "# HELP fleetpulse_query_alert_rule_reloads_total Rule file reloads by outcome.\n"
-        "# TYPE fleetpulse_query_alert_rule_reloads_total counter\n"
-        "fleetpulse_query_alert_rule_reloads_total{result=\"success\"} %" PRIu64 "\n"
-        "fleetpulse_query_alert_rule_reloads_total{result=\"failure\"} %" PRIu64 "\n"
-        "# HELP fleetpulse_query_alerts_dropped_total Alerts not kept: the alert limit was "
-        "reached.\n"
-        "# TYPE fleetpulse_query_alerts_dropped_total counter\n"
-        "fleetpulse_query_alerts_dropped_total %" PRIu64 "\n",
-        n[1], n[2], n[3], fp_alert_engine_rules(svc->engine)->n_rules, svc->evaluations,
-        svc->rule_failures, svc->last_eval_s, svc->reloads_ok, svc->reloads_failed,
-        fp_alert_engine_dropped(svc->engine)) < 0;
+             out,
+             "# HELP fleetpulse_query_alerts Alerts by state, after the last evaluation.\n"
+             "# TYPE fleetpulse_query_alerts gauge\n"
+             "fleetpulse_query_alerts{state=\"pending\"} %zu\n"
+             "fleetpulse_query_alerts{state=\"firing\"} %zu\n"
+             "fleetpulse_query_alerts{state=\"resolved\"} %zu\n"
+             "# HELP fleetpulse_query_alert_rules Alert rules loaded.\n"
+             "# TYPE fleetpulse_query_alert_rules gauge\n"
+             "fleetpulse_query_alert_rules %zu\n"
+             "# HELP fleetpulse_query_alert_evaluations_total Evaluation rounds run.\n"
+             "# TYPE fleetpulse_query_alert_evaluations_total counter\n"
+             "fleetpulse_query_alert_evaluations_total %" PRIu64 "\n"
+             "# HELP fleetpulse_query_alert_rule_failures_total Rule evaluations that failed.\n"
+             "# TYPE fleetpulse_query_alert_rule_failures_total counter\n"
+             "fleetpulse_query_alert_rule_failures_total %" PRIu64 "\n"
+             "# HELP fleetpulse_query_alert_evaluation_seconds Duration of the last round.\n"
+             "# TYPE fleetpulse_query_alert_evaluation_seconds gauge\n"
+             "fleetpulse_query_alert_evaluation_seconds %.6f\n"
+             "# HELP fleetpulse_query_alert_rule_reloads_total Rule file reloads by outcome.\n"
+             "# TYPE fleetpulse_query_alert_rule_reloads_total counter\n"
+             "fleetpulse_query_alert_rule_reloads_total{result=\"success\"} %" PRIu64 "\n"
+             "fleetpulse_query_alert_rule_reloads_total{result=\"failure\"} %" PRIu64 "\n"
+             "# HELP fleetpulse_query_alerts_dropped_total Alerts not kept: the alert limit was "
+             "reached.\n"
+             "# TYPE fleetpulse_query_alerts_dropped_total counter\n"
+             "fleetpulse_query_alerts_dropped_total %" PRIu64 "\n",
+             n[1], n[2], n[3], fp_alert_engine_rules(svc->engine)->n_rules, svc->evaluations,
+             svc->rule_failures, svc->last_eval_s, svc->reloads_ok, svc->reloads_failed,
+             fp_alert_engine_dropped(svc->engine)) < 0;
     if (svc->push != NULL)
-        r |= evbuffer_add_printf(
-            out,
-            "# HELP fleetpulse_query_alertmanager_requests_total Pushes to Alertmanager by "
-            "outcome.\n"
-            "# TYPE fleetpulse_query_alertmanager_requests_total counter\n"
-            "fleetpulse_query_alertmanager_requests_total{result=\"success\"} %" PRIu64 "\n"
-            "fleetpulse_query_alertmanager_requests_total{result=\"failure\"} %" PRIu64 "\n"
-            "# HELP fleetpulse_query_alertmanager_alerts_sent_total Alerts in pushes Alertmanager "
-            "accepted.\n"
-            "# TYPE fleetpulse_query_alertmanager_alerts_sent_total counter\n"
-            "fleetpulse_query_alertmanager_alerts_sent_total %" PRIu64 "\n"
-            "# HELP fleetpulse_query_alertmanager_retry_seconds Current retry backoff; 0 while "
-            "pushes succeed.\n"
-            "# TYPE fleetpulse_query_alertmanager_retry_seconds gauge\n"
-            "fleetpulse_query_alertmanager_retry_seconds %.3f\n",
-            ps.succeeded, ps.failed, ps.alerts_sent, (double)ps.retry_ms / 1000) < 0;
+        r |=
+            evbuffer_add_printf(
+                out,
+                "# HELP fleetpulse_query_alertmanager_requests_total Pushes to Alertmanager by "
+                "outcome.\n"
+                "# TYPE fleetpulse_query_alertmanager_requests_total counter\n"
+                "fleetpulse_query_alertmanager_requests_total{result=\"success\"} %" PRIu64 "\n"
+                "fleetpulse_query_alertmanager_requests_total{result=\"failure\"} %" PRIu64 "\n"
+                "# HELP fleetpulse_query_alertmanager_alerts_sent_total Alerts in pushes "
+                "Alertmanager "
+                "accepted.\n"
+                "# TYPE fleetpulse_query_alertmanager_alerts_sent_total counter\n"
+                "fleetpulse_query_alertmanager_alerts_sent_total %" PRIu64 "\n"
+                "# HELP fleetpulse_query_alertmanager_retry_seconds Current retry backoff; 0 while "
+                "pushes succeed.\n"
+                "# TYPE fleetpulse_query_alertmanager_retry_seconds gauge\n"
+                "fleetpulse_query_alertmanager_retry_seconds %.3f\n",
+                ps.succeeded, ps.failed, ps.alerts_sent, (double)ps.retry_ms / 1000) < 0;
     return r ? -ENOMEM : 0;
 }

@@ -30,8 +30,8 @@ struct fp_alert_service_options {
  * Returns 0; -EINVAL with err the one-line reason (the rules file's, naming rule and field, or a
  * bad Alertmanager URL); -errno when the rules file cannot be read; -ENOMEM. */
 int fp_alert_service_new(struct event_base *base, struct fp_query_server *srv,
-                         const struct fp_alert_service_options *opts,
-                         struct fp_alert_service **ret, char *err, size_t err_size);
+                         const struct fp_alert_service_options *opts, struct fp_alert_service **ret,
+                         char *err, size_t err_size);
 
 /* Reads the rules file again and, when it is valid, evaluates with the new rules from the next
  * round on; when it is not, logs why and keeps the rules it had. Returns 0 or the load error. */

@@ -47,17 +47,17 @@
 #define STATE_VERSION 1
 
 struct alert {
-    char *key;                    /**< encoded label set (the identity) */
-    struct fp_label *labels;      /**< owned, sorted by name; includes alertname */
+    char *key;               /**< encoded label set (the identity) */
+    struct fp_label *labels; /**< owned, sorted by name; includes alertname */
     size_t n_labels;
     struct fp_label *annotations; /**< owned, rendered at the last round it was seen */
     size_t n_annotations;
     enum fp_alert_state state;
-    int64_t active_ms;            /**< became pending (the alert's startsAt) */
-    int64_t fired_ms;             /**< became firing; 0 while pending */
-    int64_t resolved_ms;          /**< resolved; 0 unless resolved */
-    double value;                 /**< the rule's value at the last round it was seen */
-    bool seen;                    /**< condition true in the current round */
+    int64_t active_ms;   /**< became pending (the alert's startsAt) */
+    int64_t fired_ms;    /**< became firing; 0 while pending */
+    int64_t resolved_ms; /**< resolved; 0 unless resolved */
+    double value;        /**< the rule's value at the last round it was seen */
+    bool seen;           /**< condition true in the current round */
 };
 
 struct fp_alert_engine {
@@ -70,12 +70,12 @@ struct fp_alert_engine {
     struct fp_ruleset *rules;
     struct alert *alerts;
     size_t n_alerts, cap_alerts;
-    size_t *slots;          /**< hash of key -> alert index + 1; 0: empty */
-    size_t n_slots;         /**< a power of two, at least twice n_alerts */
+    size_t *slots;               /**< hash of key -> alert index + 1; 0: empty */
+    size_t n_slots;              /**< a power of two, at least twice n_alerts */
     const char **firing_devices; /**< sorted; borrowed from the alerts' labels */
     size_t n_firing_devices;
     int64_t last_eval_ms;
-    size_t changed;         /**< state changes in the current round */
+    size_t changed; /**< state changes in the current round */
     uint64_t dropped;
 };
 
@@ -338,8 +338,8 @@ int fp_alert_engine_new(const struct fp_alert_options *opts, struct fp_ruleset *
 {
     struct fp_alert_engine *e;
 
-    if (opts->silent_after_ms <= 0 || opts->eval_interval_ms <= 0 ||
-        opts->resolved_keep_ms < 0 || opts->max_alerts == 0 || opts->external_url == NULL) {
+    if (opts->silent_after_ms <= 0 || opts->eval_interval_ms <= 0 || opts->resolved_keep_ms < 0 ||
+        opts->max_alerts == 0 || opts->external_url == NULL) {
         fp_ruleset_destroy(&rules);
         return -EINVAL;
     }
@@ -435,9 +435,8 @@ int fp_alert_engine_set_rules(struct fp_alert_engine *e, struct fp_ruleset *rule
 
 bool fp_alert_engine_device_firing(const struct fp_alert_engine *e, const char *device)
 {
-    return e->n_firing_devices > 0 &&
-           bsearch(&device, e->firing_devices, e->n_firing_devices, sizeof(*e->firing_devices),
-                   cmp_str_ptr) != NULL;
+    return e->n_firing_devices > 0 && bsearch(&device, e->firing_devices, e->n_firing_devices,
+                                              sizeof(*e->firing_devices), cmp_str_ptr) != NULL;
 }
 
 /* --- one round ------------------------------------------------------------------------------- */
@@ -560,9 +559,8 @@ static bool compare(enum fp_rule_op op, double v, double t)
 /* Aggregates rule's metric (plus extra, and the rule's matchers) over the window ending at
  * now_ms into one bucket per group of by. */
 static int aggregate_window(struct fp_store_reader *rd, const struct fp_rule *rule,
-                            const struct fp_matcher *extra, size_t n_extra,
-                            const char *const *by, size_t n_by, int64_t now_ms,
-                            struct fp_agg_result **ret)
+                            const struct fp_matcher *extra, size_t n_extra, const char *const *by,
+                            size_t n_by, int64_t now_ms, struct fp_agg_result **ret)
 {
     struct fp_matcher m[FP_RULE_MATCHERS_MAX + 4];
     size_t n = 0;
@@ -674,8 +672,8 @@ static int on_device(void *userdata, const struct fp_device_desc *d)
             .n = 2,
         };
         /* $value: seconds since the last batch, what the person paged wants to know first. */
-        c->err = emit(c->e, rule, &dyn, 1, (double)(c->now_ms - d->last_seen_ms) / 1000, &x,
-                      c->now_ms);
+        c->err =
+            emit(c->e, rule, &dyn, 1, (double)(c->now_ms - d->last_seen_ms) / 1000, &x, c->now_ms);
         if (c->err != 0)
             return 1;
     }
@@ -803,8 +801,8 @@ static int eval_below_cohort(struct fp_alert_engine *e, struct fp_store_reader *
                 continue;
             dyn[nd++] = (struct fp_label){.name = "device", .value = mem[k].device};
             for (size_t b = 0; b < rule->n_by; b++) {
-                const char *cv = label_get(mem[k].group->labels, mem[k].group->n_labels,
-                                           rule->by[b]);
+                const char *cv =
+                    label_get(mem[k].group->labels, mem[k].group->n_labels, rule->by[b]);
                 if (cv != NULL)
                     dyn[nd++] = (struct fp_label){.name = rule->by[b], .value = cv};
             }
@@ -1251,11 +1249,11 @@ int fp_alert_engine_list(const struct fp_alert_engine *e, const struct fp_alert_
     for (size_t i = 0; r == 0 && i < e->n_alerts; i++) {
         const struct alert *a = v[i];
         const char *dev = label_get(a->labels, a->n_labels, "device");
-        if (f != NULL && ((f->state != 0 && a->state != f->state) ||
-                          (f->device != NULL && (dev == NULL || strcmp(dev, f->device) != 0)) ||
-                          (f->alertname != NULL &&
-                           strcmp(label_get(a->labels, a->n_labels, "alertname"), f->alertname) !=
-                               0)))
+        if (f != NULL &&
+            ((f->state != 0 && a->state != f->state) ||
+             (f->device != NULL && (dev == NULL || strcmp(dev, f->device) != 0)) ||
+             (f->alertname != NULL &&
+              strcmp(label_get(a->labels, a->n_labels, "alertname"), f->alertname) != 0)))
             continue;
         if (json_array_append_new(arr, alert_json(e, a, true)) < 0)
             r = -ENOMEM;
@@ -1293,8 +1291,8 @@ static json_t *state_json(const struct fp_alert_engine *e)
 {
     json_t *root = json_object(), *arr = json_array();
 
-    if (root == NULL || arr == NULL || json_object_set_new(root, "version",
-                                                           json_integer(STATE_VERSION)) < 0 ||
+    if (root == NULL || arr == NULL ||
+        json_object_set_new(root, "version", json_integer(STATE_VERSION)) < 0 ||
         json_object_set(root, "alerts", arr) < 0) {
         json_decref(root);
         json_decref(arr);
@@ -1306,8 +1304,8 @@ static json_t *state_json(const struct fp_alert_engine *e)
         json_t *o = json_object();
         if (o == NULL || json_array_append_new(arr, o) < 0 ||
             json_object_set_new(o, "labels", pairs_json(a->labels, a->n_labels)) < 0 ||
-            json_object_set_new(o, "annotations",
-                                pairs_json(a->annotations, a->n_annotations)) < 0 ||
+            json_object_set_new(o, "annotations", pairs_json(a->annotations, a->n_annotations)) <
+                0 ||
             json_object_set_new(o, "state", json_string(fp_alert_state_name(a->state))) < 0 ||
             json_object_set_new(o, "active_ms", json_integer(a->active_ms)) < 0 ||
             json_object_set_new(o, "fired_ms", json_integer(a->fired_ms)) < 0 ||
@@ -1420,7 +1418,8 @@ static int pairs_from_json(const json_t *o, struct fp_label **ret, size_t *ret_n
     p = calloc(json_object_size(o), sizeof(*p));
     if (p == NULL)
         return -ENOMEM;
-    json_object_foreach((json_t *)o, k, v) {
+    json_object_foreach((json_t *)o, k, v)
+    {
         if (!json_is_string(v)) {
             pairs_free(p, n);
             return -EINVAL;
@@ -1453,8 +1452,9 @@ static int load_alert(struct fp_alert_engine *e, const json_t *o, int64_t now_ms
     char *key;
     int r;
 
-    if (!json_is_object(o) || !json_is_string(st) || state_parse(json_string_value(st), &state) < 0 ||
-        !json_is_integer(act) || !json_is_integer(fir) || !json_is_integer(res) ||
+    if (!json_is_object(o) || !json_is_string(st) ||
+        state_parse(json_string_value(st), &state) < 0 || !json_is_integer(act) ||
+        !json_is_integer(fir) || !json_is_integer(res) ||
         !(json_is_number(val) || json_is_null(val)))
         return -EINVAL;
     resolved_ms = json_integer_value(res);
@@ -1535,11 +1535,12 @@ int fp_alert_engine_load_state(struct fp_alert_engine *e, int64_t now_ms, char *
         json_decref(root);
         return -EINVAL;
     }
-    json_array_foreach(arr, i, item) {
+    json_array_foreach(arr, i, item)
+    {
         r = load_alert(e, item, now_ms);
         if (r == -EINVAL)
-            fp_set_err(err, err_size, "alert state \"%s\": alert %zu is malformed",
-                       e->state_path, i + 1);
+            fp_set_err(err, err_size, "alert state \"%s\": alert %zu is malformed", e->state_path,
+                       i + 1);
         else if (r != 0)
             fp_set_err(err, err_size, "alert state \"%s\": out of memory", e->state_path);
         if (r != 0)

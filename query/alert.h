@@ -50,12 +50,12 @@ void fp_alert_options_default(struct fp_alert_options *ret);
 
 /* What one evaluation round did. */
 struct fp_alert_eval_result {
-    size_t rules_failed;     /**< rules whose evaluation failed; their alerts kept their state */
-    int first_error;         /**< store code or -errno of the first failure; 0: none */
+    size_t rules_failed;        /**< rules whose evaluation failed; their alerts kept their state */
+    int first_error;            /**< store code or -errno of the first failure; 0: none */
     char first_error_rule[160]; /**< its rule's name */
     size_t pending, firing, resolved; /**< alerts in each state after the round */
-    size_t changed;          /**< alerts created, deleted or changing state this round */
-    int save_error;          /**< 0, or -errno when the state file could not be written */
+    size_t changed;                   /**< alerts created, deleted or changing state this round */
+    int save_error;                   /**< 0, or -errno when the state file could not be written */
 };
 
 /* Creates an engine over rules. opts: strings copied. rules: takes (also on failure).

@@ -141,8 +141,9 @@ int main(int argc, char **argv)
         case OPT_EVAL_INTERVAL:
             if (fp_parse_duration_ms(optarg, &alert_opts.eval_interval_ms) < 0 ||
                 alert_opts.eval_interval_ms < 100)
-                return fp_usage_error(PROG, "invalid --eval-interval \"%s\" (e.g. 15s, 1m; at "
-                                            "least 100ms)",
+                return fp_usage_error(PROG,
+                                      "invalid --eval-interval \"%s\" (e.g. 15s, 1m; at "
+                                      "least 100ms)",
                                       optarg);
             break;
         case OPT_ALERTMANAGER:

@@ -38,21 +38,24 @@ struct ctx {
 };
 
 /* Keys every kind takes, then each kind's own. */
-static const char *const common_keys[] = {"name",   "kind", "severity", "labels",
-                                          "annotations", "for", NULL};
+static const char *const common_keys[] = {"name",        "kind", "severity", "labels",
+                                          "annotations", "for",  NULL};
 
 static const struct kind_desc {
     const char *name;
     enum fp_rule_kind kind;
     const char *const keys[16];
 } kinds[] = {
-    {"threshold", FP_RULE_THRESHOLD,
+    {"threshold",
+     FP_RULE_THRESHOLD,
      {"metric", "matchers", "agg", "window", "op", "value", "by", NULL}},
     {"device_silent", FP_RULE_DEVICE_SILENT, {"matchers", NULL}},
     {"device_stale", FP_RULE_DEVICE_STALE, {"matchers", NULL}},
-    {"below_cohort", FP_RULE_BELOW_COHORT,
+    {"below_cohort",
+     FP_RULE_BELOW_COHORT,
      {"metric", "matchers", "agg", "window", "cohort", "fraction", "min_devices", NULL}},
-    {"cohort_regression", FP_RULE_COHORT_REGRESSION,
+    {"cohort_regression",
+     FP_RULE_COHORT_REGRESSION,
      {"metric", "matchers", "agg", "window", "by", "a", "b", "worse", "min_change", "alpha",
       "min_devices", "strata", NULL}},
 };
@@ -61,7 +64,7 @@ static const struct {
     const char *name;
     enum fp_rule_op op;
 } ops[] = {
-    {">", FP_RULE_GT}, {">=", FP_RULE_GE}, {"<", FP_RULE_LT},
+    {">", FP_RULE_GT},  {">=", FP_RULE_GE}, {"<", FP_RULE_LT},
     {"<=", FP_RULE_LE}, {"==", FP_RULE_EQ}, {"!=", FP_RULE_NE},
 };
 
@@ -69,8 +72,8 @@ static const struct {
     const char *name;
     enum fp_agg_fn fn;
 } aggs[] = {
-    {"avg", FP_AGG_AVG},   {"min", FP_AGG_MIN},   {"max", FP_AGG_MAX},
-    {"sum", FP_AGG_SUM},   {"count", FP_AGG_COUNT}, {"last", FP_AGG_LAST},
+    {"avg", FP_AGG_AVG},   {"min", FP_AGG_MIN},           {"max", FP_AGG_MAX},
+    {"sum", FP_AGG_SUM},   {"count", FP_AGG_COUNT},       {"last", FP_AGG_LAST},
     {"rate", FP_AGG_RATE}, {"increase", FP_AGG_INCREASE},
 };
 
@@ -151,7 +154,7 @@ static bool in_list(const char *const *list, const char *s)
 static int string_value(struct ctx *c, const char *field, const json_t *v, size_t max,
                         const char **ret)
 {
-    const char *s;
+    const char *s = NULL;
 
     if (!json_is_string(v))
         return fail(c, field, "expected a string, got %s", type_name(v));
@@ -204,7 +207,7 @@ static int dup_into(char **dst, const char *s)
 static int get_duration(struct ctx *c, const json_t *obj, const char *field, bool required,
                         bool allow_zero, int64_t *ret_ms)
 {
-    const char *s;
+    const char *s = NULL;
     char ebuf[ECHO_MAX + 4];
     int r = get_string(c, obj, field, required, 32, &s);
 
@@ -215,9 +218,9 @@ static int get_duration(struct ctx *c, const json_t *obj, const char *field, boo
     if (allow_zero) {
         size_t digits = strspn(s, "0");
         const char *unit = s + digits;
-        if (digits > 0 && (strcmp(unit, "") == 0 || strcmp(unit, "ms") == 0 ||
-                           strcmp(unit, "s") == 0 || strcmp(unit, "m") == 0 ||
-                           strcmp(unit, "h") == 0 || strcmp(unit, "d") == 0)) {
+        if (digits > 0 &&
+            (strcmp(unit, "") == 0 || strcmp(unit, "ms") == 0 || strcmp(unit, "s") == 0 ||
+             strcmp(unit, "m") == 0 || strcmp(unit, "h") == 0 || strcmp(unit, "d") == 0)) {
             *ret_ms = 0;
             return 0;
         }
@@ -313,13 +316,13 @@ static int get_matchers(struct ctx *c, const json_t *obj, struct fp_rule *rule)
     rule->matchers = calloc(json_array_size(v) + 1, sizeof(*rule->matchers));
     if (rule->matchers == NULL)
         return -ENOMEM;
-    json_array_foreach(v, i, item) {
+    json_array_foreach(v, i, item)
+    {
         if (!json_is_string(item))
             return fail(c, "matchers", "item %zu: expected a string, got %s", i + 1,
                         type_name(item));
         if (strlen(json_string_value(item)) > FP_RULE_VALUE_MAX)
-            return fail(c, "matchers", "item %zu: longer than %d bytes", i + 1,
-                        FP_RULE_VALUE_MAX);
+            return fail(c, "matchers", "item %zu: longer than %d bytes", i + 1, FP_RULE_VALUE_MAX);
         r = parse_matcher(c, json_string_value(item), &rule->matchers[i]);
         if (r < 0)
             return r;
@@ -347,11 +350,11 @@ static int get_label_list(struct ctx *c, const json_t *obj, const char *field, b
     rule->by = calloc(json_array_size(v) + 1, sizeof(*rule->by));
     if (rule->by == NULL)
         return -ENOMEM;
-    json_array_foreach(v, i, item) {
-        const char *s;
+    json_array_foreach(v, i, item)
+    {
+        const char *s = NULL;
         if (!json_is_string(item))
-            return fail(c, field, "item %zu: expected a string, got %s", i + 1,
-                        type_name(item));
+            return fail(c, field, "item %zu: expected a string, got %s", i + 1, type_name(item));
         s = json_string_value(item);
         if (!fp_query_label_name_valid(s) || strcmp(s, "__name__") == 0)
             return fail(c, field, "\"%s\" is not a label name", echo(s, ebuf, sizeof(ebuf)));
@@ -423,8 +426,9 @@ static int get_pairs(struct ctx *c, const json_t *obj, const char *field, bool t
     *ret = calloc(json_object_size(v) + 1, sizeof(**ret));
     if (*ret == NULL)
         return -ENOMEM;
-    json_object_foreach((json_t *)v, key, item) {
-        const char *s;
+    json_object_foreach((json_t *)v, key, item)
+    {
+        const char *s = NULL;
         if (!fp_query_label_name_valid(key) || strncmp(key, "__", 2) == 0)
             return fail(c, field, "\"%s\" is not a label name", echo(key, ebuf, sizeof(ebuf)));
         (void)snprintf(sub, sizeof(sub), "%s.%s", field, key);
@@ -453,7 +457,7 @@ static int get_pairs(struct ctx *c, const json_t *obj, const char *field, bool t
 
 static int get_agg(struct ctx *c, const json_t *obj, struct fp_rule *rule)
 {
-    const char *s;
+    const char *s = NULL;
     char ebuf[ECHO_MAX + 4];
     double pct;
     int r = get_string(c, obj, "agg", false, 32, &s);
@@ -486,7 +490,7 @@ static int get_agg(struct ctx *c, const json_t *obj, struct fp_rule *rule)
 /* metric, matchers, agg and window: how the metric-based kinds select and reduce series. */
 static int get_selection(struct ctx *c, const json_t *obj, struct fp_rule *rule)
 {
-    const char *s;
+    const char *s = NULL;
     char ebuf[ECHO_MAX + 4];
     int r;
 
@@ -521,7 +525,7 @@ static int get_min_devices(struct ctx *c, const json_t *obj, struct fp_rule *rul
 
 static int parse_threshold(struct ctx *c, const json_t *obj, struct fp_rule *rule)
 {
-    const char *s;
+    const char *s = NULL;
     char ebuf[ECHO_MAX + 4];
     int r;
 
@@ -535,8 +539,8 @@ static int parse_threshold(struct ctx *c, const json_t *obj, struct fp_rule *rul
         if (strcmp(s, ops[i].name) == 0)
             rule->op = ops[i].op;
     if (rule->op == 0)
-        return fail(c, "op", "\"%s\" is not one of >, >=, <, <=, ==, !=",
-                    echo(s, ebuf, sizeof(ebuf)));
+        return fail(c, "op",
+                    "\"%s\" is not one of >, >=, <, <=, ==, !=", echo(s, ebuf, sizeof(ebuf)));
     r = get_number(c, obj, "value", true, &rule->threshold);
     if (r < 0)
         return r;
@@ -565,7 +569,7 @@ static int parse_below_cohort(struct ctx *c, const json_t *obj, struct fp_rule *
 
 static int parse_regression(struct ctx *c, const json_t *obj, struct fp_rule *rule)
 {
-    const char *s;
+    const char *s = NULL;
     char ebuf[ECHO_MAX + 4];
     int r = get_selection(c, obj, rule);
 
@@ -616,14 +620,14 @@ static int parse_regression(struct ctx *c, const json_t *obj, struct fp_rule *ru
         if (strcmp(rule->by[i], "device") == 0 || strcmp(rule->by[i], rule->label) == 0)
             return fail(c, "strata", "\"%s\" cannot be a stratum (it %s)", rule->by[i],
                         strcmp(rule->by[i], "device") == 0 ? "makes strata of one device"
-                            : "splits the cohorts");
+                                                           : "splits the cohorts");
     return get_min_devices(c, obj, rule);
 }
 
 static int parse_rule(struct ctx *c, const json_t *obj, struct fp_rule *rule)
 {
     const struct kind_desc *kd = NULL;
-    const char *s, *key;
+    const char *s = NULL, *key;
     const json_t *item;
     char ebuf[ECHO_MAX + 4];
     int r;
@@ -634,8 +638,7 @@ static int parse_rule(struct ctx *c, const json_t *obj, struct fp_rule *rule)
     r = get_string(c, obj, "name", true, FP_RULE_NAME_MAX, &s);
     if (r < 0)
         return r;
-    if (strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
-        strlen(s))
+    if (strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != strlen(s))
         return fail(c, "name", "\"%s\" may hold only letters, digits, '_', '.' and '-'",
                     echo(s, ebuf, sizeof(ebuf)));
     if (dup_into(&rule->name, s) < 0)
@@ -655,7 +658,8 @@ static int parse_rule(struct ctx *c, const json_t *obj, struct fp_rule *rule)
                     echo(s, ebuf, sizeof(ebuf)));
     rule->kind = kd->kind;
 
-    json_object_foreach((json_t *)obj, key, item) {
+    json_object_foreach((json_t *)obj, key, item)
+    {
         if (!in_list(common_keys, key) && !in_list(kd->keys, key))
             return fail(c, key, "unknown for a %s rule", kd->name);
     }
@@ -755,7 +759,8 @@ int fp_ruleset_parse(const char *text, size_t len, const char *source, struct fp
         fail(&c, NULL, "expected an object {\"rules\": [...]}, got %s", type_name(root));
         goto out;
     }
-    json_object_foreach(root, key, item) {
+    json_object_foreach(root, key, item)
+    {
         if (strcmp(key, "rules") != 0) {
             fail(&c, key, "unknown at the top level (only \"rules\")");
             goto out;
@@ -778,7 +783,8 @@ int fp_ruleset_parse(const char *text, size_t len, const char *source, struct fp
     rs->rules = calloc(json_array_size(rules) + 1, sizeof(*rs->rules));
     if (rs->rules == NULL)
         goto out;
-    json_array_foreach(rules, i, item) {
+    json_array_foreach(rules, i, item)
+    {
         c.index = i + 1;
         c.name = NULL;
         rs->n_rules = i + 1;

@@ -47,24 +47,24 @@ enum fp_rule_op {
 
 /* One rule. Every string and array is owned by the rule set it belongs to. */
 struct fp_rule {
-    char *name;           /**< unique in the file; the alerts' "alertname" label */
+    char *name; /**< unique in the file; the alerts' "alertname" label */
     enum fp_rule_kind kind;
-    char *severity;       /**< the alerts' "severity" label */
-    struct fp_label *labels;      /**< static labels added to every alert, sorted by name */
+    char *severity;          /**< the alerts' "severity" label */
+    struct fp_label *labels; /**< static labels added to every alert, sorted by name */
     size_t n_labels;
     struct fp_label *annotations; /**< templates ({{ $labels.X }}, {{ $value }}), sorted */
     size_t n_annotations;
-    int64_t for_ms;       /**< how long the condition holds before the alert fires; 0: at once */
+    int64_t for_ms; /**< how long the condition holds before the alert fires; 0: at once */
 
     /* Series selection (threshold, below_cohort, cohort_regression), and device selection
      * against "device" and the identity pairs (device_silent, device_stale). */
-    char *metric;                 /**< NULL for the device kinds */
-    struct fp_matcher *matchers;  /**< strings owned by the rule set */
+    char *metric;                /**< NULL for the device kinds */
+    struct fp_matcher *matchers; /**< strings owned by the rule set */
     size_t n_matchers;
-    int64_t window_ms;            /**< samples with now - window < ts <= now */
-    enum fp_agg_fn agg;           /**< the reduction over the window (per device for cohorts) */
-    double q;                     /**< FP_AGG_QUANTILE: the quantile */
-    char *agg_name;               /**< as written ("avg", "p95", ...) */
+    int64_t window_ms;  /**< samples with now - window < ts <= now */
+    enum fp_agg_fn agg; /**< the reduction over the window (per device for cohorts) */
+    double q;           /**< FP_AGG_QUANTILE: the quantile */
+    char *agg_name;     /**< as written ("avg", "p95", ...) */
 
     /* threshold */
     enum fp_rule_op op;
@@ -75,7 +75,7 @@ struct fp_rule {
     size_t n_by;
 
     /* below_cohort */
-    double fraction;      /**< fires below fraction * cohort median, 0 < fraction < 1 */
+    double fraction; /**< fires below fraction * cohort median, 0 < fraction < 1 */
     /* below_cohort: least devices in a cohort; cohort_regression: in each of a and b */
     size_t min_devices;
 
@@ -92,7 +92,7 @@ struct fp_rule {
 struct fp_ruleset {
     struct fp_rule *rules; /**< in file order */
     size_t n_rules;
-    char *path;            /**< the file it came from; NULL when parsed from text */
+    char *path; /**< the file it came from; NULL when parsed from text */
 };
 
 /* Parses and validates the rules in text (len bytes, need not be NUL-terminated).
@@ -118,8 +118,8 @@ void fp_ruleset_destroy(struct fp_ruleset **rs);
 const char *fp_rule_kind_name(enum fp_rule_kind kind);
 
 /* Renders template tmpl into a new string (free()): "{{ $value }}" becomes value (printed with
- * up to 6 significant digits, whole from 1e6 on), "{{ $labels.NAME }}" the value of NAME in labels ("" when
- * absent), "{{ $values.NAME }}" the value of NAME in values (kind-specific numbers, see
+ * up to 6 significant digits, whole from 1e6 on), "{{ $labels.NAME }}" the value of NAME in labels
+ * ("" when absent), "{{ $values.NAME }}" the value of NAME in values (kind-specific numbers, see
  * docs/alerts.md; "" when absent). Whitespace inside the braces is optional. labels and values:
  * borrowed, n_labels / n_values entries; values' names index values_v. Returns NULL when out of
  * memory. The template was validated when the rules were parsed. */

@@ -426,8 +426,7 @@ static void test_device_states(void)
     arr = list(e, &(struct fp_alert_filter){.alertname = "Silent"});
     check_int(json_array_size(arr), 1);
     check_str(jstr(json_array_get(arr, 0), "labels", "device"), "quiet-lab");
-    check_str(jstr(json_array_get(arr, 0), "annotations", "summary"),
-              "quiet-lab silent for 300 s");
+    check_str(jstr(json_array_get(arr, 0), "annotations", "summary"), "quiet-lab silent for 300 s");
     json_decref(arr);
     arr = list(e, &(struct fp_alert_filter){.device = "quiet-home"});
     check_int(json_array_size(arr), 1);
@@ -444,8 +443,7 @@ static void test_device_states(void)
     fp_alert_engine_destroy(&e);
 }
 
-static void tps(const char *device, const char *model, const char *version, int64_t ts_ms,
-                double v)
+static void tps(const char *device, const char *model, const char *version, int64_t ts_ms, double v)
 {
     const struct fp_label labels[] = {{"model", model}, {"model_version", version}};
     put(device, "tokens_per_second", labels, N(labels), ts_ms, v, ts_ms, NULL, 0);
@@ -567,7 +565,8 @@ static void test_regression_strata(void)
 {
     static const char pooled[] =
         "{\"rules\":[{\"name\":\"Pooled\",\"kind\":\"cohort_regression\",\"metric\":\"strata_tps\","
-        "\"window\":\"10m\",\"by\":\"model_version\",\"a\":\"v1\",\"b\":\"v2\",\"min_change\":0.1}]}";
+        "\"window\":\"10m\",\"by\":\"model_version\",\"a\":\"v1\",\"b\":\"v2\",\"min_change\":0.1}]"
+        "}";
     static const char strata[] =
         "{\"rules\":[{\"name\":\"Strata\",\"kind\":\"cohort_regression\",\"metric\":\"strata_tps\","
         "\"window\":\"10m\",\"by\":\"model_version\",\"a\":\"v1\",\"b\":\"v2\",\"min_change\":0.1,"

@@ -100,8 +100,13 @@ static int free_port(void)
 static void test_urls(void)
 {
     static const char *const bad[] = {
-        "https://127.0.0.1:9093", "127.0.0.1:9093", "http://", "http://127.0.0.1:99999",
-        "http://127.0.0.1:9093/?x=1", "http://user@127.0.0.1:9093", "",
+        "https://127.0.0.1:9093",
+        "127.0.0.1:9093",
+        "http://",
+        "http://127.0.0.1:99999",
+        "http://127.0.0.1:9093/?x=1",
+        "http://user@127.0.0.1:9093",
+        "",
     };
     struct fp_alert_push *p = NULL;
     char err[256];

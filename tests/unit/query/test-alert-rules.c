@@ -17,7 +17,8 @@ static int parse(const char *text, struct fp_ruleset **ret, char *err, size_t er
 }
 
 /* text must be refused, with an error holding every needle (NULL-terminated). */
-#define check_refused(text, ...) check_refused_at(__LINE__, text, (const char *[]){__VA_ARGS__, NULL})
+#define check_refused(text, ...)                                                                   \
+    check_refused_at(__LINE__, text, (const char *[]){__VA_ARGS__, NULL})
 
 static void check_refused_at(int line, const char *text, const char **needles)
 {
@@ -52,8 +53,7 @@ static char *rule(const char *name, const char *kind, const char *rest)
 }
 
 #define TH_BASE "\"metric\":\"temperature_celsius\",\"window\":\"5m\",\"op\":\">\",\"value\":85"
-#define BC_BASE                                                                                    \
-    "\"metric\":\"tps\",\"window\":\"15m\",\"cohort\":[\"model\"],\"fraction\":0.5"
+#define BC_BASE "\"metric\":\"tps\",\"window\":\"15m\",\"cohort\":[\"model\"],\"fraction\":0.5"
 #define CR_BASE                                                                                    \
     "\"metric\":\"tps\",\"window\":\"15m\",\"by\":\"model_version\",\"a\":\"v1\",\"b\":\"v2\","    \
     "\"min_change\":0.1"
@@ -107,9 +107,9 @@ static void test_common_fields(void)
                   "field \"annotations.summary\": unknown placeholder \"{{ $foo }}\"");
     check_refused(rule("x", "device_silent", "\"annotations\":{\"summary\":\"{{ $value \"}"),
                   "field \"annotations.summary\": \"{{\" without a closing \"}}\"");
-    check_refused(rule("x", "device_silent",
-                       "\"annotations\":{\"description\":\"{{ $labels.bad-name }}\"}"),
-                  "field \"annotations.description\": unknown placeholder");
+    check_refused(
+        rule("x", "device_silent", "\"annotations\":{\"description\":\"{{ $labels.bad-name }}\"}"),
+        "field \"annotations.description\": unknown placeholder");
     check_refused(rule("x", "device_silent", "\"for\":\"soon\""),
                   "field \"for\": \"soon\" is not a duration >= 0");
     check_refused(rule("x", "device_silent", "\"for\":\"-5m\""), "field \"for\"");
@@ -131,23 +131,27 @@ static void test_threshold_fields(void)
 {
     check_refused(rule("t", "threshold", "\"window\":\"5m\",\"op\":\">\",\"value\":1"),
                   "rule \"t\" (#1): field \"metric\": missing");
-    check_refused(rule("t", "threshold", "\"metric\":\"temp-c\",\"window\":\"5m\",\"op\":\">\","
-                                         "\"value\":1"),
+    check_refused(rule("t", "threshold",
+                       "\"metric\":\"temp-c\",\"window\":\"5m\",\"op\":\">\","
+                       "\"value\":1"),
                   "field \"metric\": \"temp-c\" is not a metric name");
     check_refused(rule("t", "threshold", "\"metric\":\"m\",\"op\":\">\",\"value\":1"),
                   "field \"window\": missing");
-    check_refused(rule("t", "threshold", "\"metric\":\"m\",\"window\":\"0s\",\"op\":\">\","
-                                         "\"value\":1"),
+    check_refused(rule("t", "threshold",
+                       "\"metric\":\"m\",\"window\":\"0s\",\"op\":\">\","
+                       "\"value\":1"),
                   "field \"window\": \"0s\" is not a duration > 0");
     check_refused(rule("t", "threshold", "\"metric\":\"m\",\"window\":\"5m\",\"value\":1"),
                   "field \"op\": missing");
-    check_refused(rule("t", "threshold", "\"metric\":\"m\",\"window\":\"5m\",\"op\":\"=>\","
-                                         "\"value\":1"),
+    check_refused(rule("t", "threshold",
+                       "\"metric\":\"m\",\"window\":\"5m\",\"op\":\"=>\","
+                       "\"value\":1"),
                   "field \"op\": \"=>\" is not one of");
     check_refused(rule("t", "threshold", "\"metric\":\"m\",\"window\":\"5m\",\"op\":\">\""),
                   "field \"value\": missing");
-    check_refused(rule("t", "threshold", "\"metric\":\"m\",\"window\":\"5m\",\"op\":\">\","
-                                         "\"value\":\"85\""),
+    check_refused(rule("t", "threshold",
+                       "\"metric\":\"m\",\"window\":\"5m\",\"op\":\">\","
+                       "\"value\":\"85\""),
                   "field \"value\": expected a number, got a string");
     check_refused(rule("t", "threshold", TH_BASE ",\"agg\":\"median\""),
                   "field \"agg\": \"median\" is not an aggregation");
@@ -165,58 +169,71 @@ static void test_threshold_fields(void)
 
 static void test_cohort_fields(void)
 {
-    check_refused(rule("c", "below_cohort", "\"metric\":\"tps\",\"window\":\"15m\","
-                                            "\"fraction\":0.5"),
+    check_refused(rule("c", "below_cohort",
+                       "\"metric\":\"tps\",\"window\":\"15m\","
+                       "\"fraction\":0.5"),
                   "rule \"c\" (#1): field \"cohort\": missing");
-    check_refused(rule("c", "below_cohort", "\"metric\":\"tps\",\"window\":\"15m\","
-                                            "\"cohort\":[],\"fraction\":0.5"),
+    check_refused(rule("c", "below_cohort",
+                       "\"metric\":\"tps\",\"window\":\"15m\","
+                       "\"cohort\":[],\"fraction\":0.5"),
                   "field \"cohort\": must name at least one label");
-    check_refused(rule("c", "below_cohort", "\"metric\":\"tps\",\"window\":\"15m\","
-                                            "\"cohort\":[\"device\"],\"fraction\":0.5"),
+    check_refused(rule("c", "below_cohort",
+                       "\"metric\":\"tps\",\"window\":\"15m\","
+                       "\"cohort\":[\"device\"],\"fraction\":0.5"),
                   "field \"cohort\": \"device\" cannot be a cohort label");
-    check_refused(rule("c", "below_cohort", "\"metric\":\"tps\",\"window\":\"15m\","
-                                            "\"cohort\":[\"model\"]"),
+    check_refused(rule("c", "below_cohort",
+                       "\"metric\":\"tps\",\"window\":\"15m\","
+                       "\"cohort\":[\"model\"]"),
                   "field \"fraction\": missing");
-    check_refused(rule("c", "below_cohort", "\"metric\":\"tps\",\"window\":\"15m\","
-                                            "\"cohort\":[\"model\"],\"fraction\":1"),
+    check_refused(rule("c", "below_cohort",
+                       "\"metric\":\"tps\",\"window\":\"15m\","
+                       "\"cohort\":[\"model\"],\"fraction\":1"),
                   "field \"fraction\": must be between 0 and 1");
     check_refused(rule("c", "below_cohort", BC_BASE ",\"min_devices\":1"),
                   "field \"min_devices\": expected an integer from 2");
     check_refused(rule("c", "below_cohort", BC_BASE ",\"min_devices\":2.5"),
                   "field \"min_devices\"");
 
-    check_refused(rule("r", "cohort_regression", "\"metric\":\"tps\",\"window\":\"15m\","
-                                                 "\"a\":\"v1\",\"b\":\"v2\",\"min_change\":0.1"),
+    check_refused(rule("r", "cohort_regression",
+                       "\"metric\":\"tps\",\"window\":\"15m\","
+                       "\"a\":\"v1\",\"b\":\"v2\",\"min_change\":0.1"),
                   "rule \"r\" (#1): field \"by\": missing");
-    check_refused(rule("r", "cohort_regression", "\"metric\":\"tps\",\"window\":\"15m\","
-                                                 "\"by\":[\"model_version\"],\"a\":\"v1\","
-                                                 "\"b\":\"v2\",\"min_change\":0.1"),
+    check_refused(rule("r", "cohort_regression",
+                       "\"metric\":\"tps\",\"window\":\"15m\","
+                       "\"by\":[\"model_version\"],\"a\":\"v1\","
+                       "\"b\":\"v2\",\"min_change\":0.1"),
                   "field \"by\": expected a string, got an array");
-    check_refused(rule("r", "cohort_regression", "\"metric\":\"tps\",\"window\":\"15m\","
-                                                 "\"by\":\"device\",\"a\":\"v1\",\"b\":\"v2\","
-                                                 "\"min_change\":0.1"),
+    check_refused(rule("r", "cohort_regression",
+                       "\"metric\":\"tps\",\"window\":\"15m\","
+                       "\"by\":\"device\",\"a\":\"v1\",\"b\":\"v2\","
+                       "\"min_change\":0.1"),
                   "field \"by\": \"device\" is not a label name that splits");
-    check_refused(rule("r", "cohort_regression", "\"metric\":\"tps\",\"window\":\"15m\","
-                                                 "\"by\":\"model_version\",\"b\":\"v2\","
-                                                 "\"min_change\":0.1"),
+    check_refused(rule("r", "cohort_regression",
+                       "\"metric\":\"tps\",\"window\":\"15m\","
+                       "\"by\":\"model_version\",\"b\":\"v2\","
+                       "\"min_change\":0.1"),
                   "field \"a\": missing");
-    check_refused(rule("r", "cohort_regression", "\"metric\":\"tps\",\"window\":\"15m\","
-                                                 "\"by\":\"model_version\",\"a\":\"v1\","
-                                                 "\"min_change\":0.1"),
+    check_refused(rule("r", "cohort_regression",
+                       "\"metric\":\"tps\",\"window\":\"15m\","
+                       "\"by\":\"model_version\",\"a\":\"v1\","
+                       "\"min_change\":0.1"),
                   "field \"b\": missing");
-    check_refused(rule("r", "cohort_regression", "\"metric\":\"tps\",\"window\":\"15m\","
-                                                 "\"by\":\"model_version\",\"a\":\"v1\","
-                                                 "\"b\":\"v1\",\"min_change\":0.1"),
+    check_refused(rule("r", "cohort_regression",
+                       "\"metric\":\"tps\",\"window\":\"15m\","
+                       "\"by\":\"model_version\",\"a\":\"v1\","
+                       "\"b\":\"v1\",\"min_change\":0.1"),
                   "field \"b\": must differ from \"a\"");
     check_refused(rule("r", "cohort_regression", CR_BASE ",\"worse\":\"slower\""),
                   "field \"worse\": \"slower\" is neither \"lower\" nor \"higher\"");
-    check_refused(rule("r", "cohort_regression", "\"metric\":\"tps\",\"window\":\"15m\","
-                                                 "\"by\":\"model_version\",\"a\":\"v1\","
-                                                 "\"b\":\"v2\""),
+    check_refused(rule("r", "cohort_regression",
+                       "\"metric\":\"tps\",\"window\":\"15m\","
+                       "\"by\":\"model_version\",\"a\":\"v1\","
+                       "\"b\":\"v2\""),
                   "field \"min_change\": missing");
-    check_refused(rule("r", "cohort_regression", "\"metric\":\"tps\",\"window\":\"15m\","
-                                                 "\"by\":\"model_version\",\"a\":\"v1\","
-                                                 "\"b\":\"v2\",\"min_change\":-0.1"),
+    check_refused(rule("r", "cohort_regression",
+                       "\"metric\":\"tps\",\"window\":\"15m\","
+                       "\"by\":\"model_version\",\"a\":\"v1\","
+                       "\"b\":\"v2\",\"min_change\":-0.1"),
                   "field \"min_change\": must be a fraction >= 0");
     check_refused(rule("r", "cohort_regression", CR_BASE ",\"alpha\":0"),
                   "field \"alpha\": must be between 0 and 1");
