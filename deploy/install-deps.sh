@@ -19,6 +19,8 @@ PACKAGES=(
   # /metrics, both started by the tests on loopback ports (the packages' own services, where
   # systemd starts them, are not used).
   prometheus prometheus-alertmanager
+  # bench/query: requests/s with 64 concurrent clients.
+  wrk
 )
 
 missing=()
