@@ -38,6 +38,7 @@
 #include "jsonout.h"
 #include "params.h"
 #include "query-internal.h"
+#include "refresh.h"
 #include "state.h"
 #include "store.h"
 
@@ -502,50 +503,30 @@ static int cmp_device_key_desc(const void *a, const void *b)
     return cmp_device_key(a, b, true);
 }
 
-static int cmp_key_id(const void *key, const void *elem)
+/* Sets has_value/value of every key (sorted by id) from a SORT_VALUES answer (refresh.h):
+ * entries "id\0" + 8 value bytes, sorted by id. Both sides sorted: one merge. */
+static void apply_sort_values(const unsigned char *p, size_t len, struct device_key *keys,
+                              size_t n)
 {
-    return strcmp(key, ((const struct device_key *)elem)->id);
-}
+    const unsigned char *end = p + len;
+    size_t k = 0;
 
-/* Sets has_value/value of every key (sorted by id) from the latest samples of metric. */
-static int fill_sort_values(struct fp_store_reader *rd, const char *metric, struct device_key *keys,
-                            size_t n)
-{
-    struct fp_matcher m = {.name = "__name__", .value = metric, .op = FP_MATCH_EQ};
-    struct fp_series_desc desc;
-    uint64_t *ids = NULL;
-    size_t n_ids = 0;
-    int r;
+    while (p < end && k < n) {
+        const unsigned char *nul = memchr(p, '\0', (size_t)(end - p));
+        int c;
 
-    r = fp_store_select(rd, &m, 1, &ids, &n_ids);
-    for (size_t i = 0; i < n_ids && r == 0; i++) {
-        const char *device = NULL;
-        struct device_key *k;
-        int64_t ts;
-        double v;
-
-        r = fp_store_series_get(rd, ids[i], &desc);
-        if (r != 0)
-            break;
-        for (size_t j = 0; j < desc.n_labels; j++)
-            if (strcmp(desc.labels[j].name, "device") == 0)
-                device = desc.labels[j].value;
-        k = device != NULL && n > 0 ? bsearch(device, keys, n, sizeof(*keys), cmp_key_id) : NULL;
-        if (k == NULL)
-            continue;
-        r = fp_store_latest(rd, ids[i], &ts, &v);
-        if (r == FP_STORE_E_NOTFOUND) {
-            r = 0;
-            continue;
+        if (nul == NULL || (size_t)(end - nul - 1) < sizeof(double))
+            break; /* our own encoding; "can't happen", so stop rather than read past it */
+        c = strcmp((const char *)p, keys[k].id);
+        if (c == 0) {
+            memcpy(&keys[k].value, nul + 1, sizeof(double));
+            keys[k].has_value = true;
         }
-        /* NaN marks staleness: no value. Several series (zones): the largest. */
-        if (r == 0 && !isnan(v) && (!k->has_value || v > k->value)) {
-            k->has_value = true;
-            k->value = v;
-        }
+        if (c <= 0)
+            p = nul + 1 + sizeof(double);
+        if (c >= 0)
+            k++;
     }
-    free(ids);
-    return r;
 }
 
 /* Cursors are opaque to clients; inside, the hex of "1\n<sort>\n<has>\n<value bits>\n<id>", the
@@ -675,6 +656,7 @@ int fp_api_devices(struct fp_query_server *srv, const char *arg, const char *que
     struct fp_device_desc desc;
     size_t limit = DEVICES_LIMIT_DEFAULT, first = 0, n_regex = 0;
     json_t *body = NULL, *arr = NULL;
+    struct evbuffer *sort_values = NULL;
     char *next = NULL;
     const char *v;
     int status = FP_HTTP_BAD_REQUEST, r;
@@ -736,6 +718,24 @@ int fp_api_devices(struct fp_query_server *srv, const char *arg, const char *que
             goto out;
     }
 
+    /* The latest values to sort by come from the fleet cache (refreshed in the background as the
+     * summary is): reading every device's latest sample is most of a sorted listing's cost. */
+    if (sort.metric != NULL) {
+        const struct fp_fleet_job job = {.kind = FP_FLEET_JOB_SORT_VALUES, .metric = sort.metric};
+        char key[FP_QUERY_NAME_MAX + 32];
+
+        sort_values = evbuffer_new();
+        if (sort_values == NULL) {
+            status = internal_error(-ENOMEM, err, err_size);
+            goto out;
+        }
+        (void)snprintf(key, sizeof(key), "sort values %s", sort.metric);
+        status = fp_fleet_serve(srv, key, &job, sort_values, err, err_size);
+        if (status != FP_HTTP_OK)
+            goto out;
+        status = FP_HTTP_BAD_REQUEST;
+    }
+
     f.srv = srv;
     f.now_ms = srv->now_ms();
     r = fp_query_reader_open(srv, &rd);
@@ -751,9 +751,14 @@ int fp_api_devices(struct fp_query_server *srv, const char *arg, const char *que
     if (f.n > 1)
         qsort(f.keys, f.n, sizeof(*f.keys), cmp_device_key_asc);
     if (sort.metric != NULL) {
-        r = fill_sort_values(rd, sort.metric, f.keys, f.n);
-        if (r != 0)
+        size_t len = evbuffer_get_length(sort_values);
+        const unsigned char *bytes = evbuffer_pullup(sort_values, -1);
+
+        if (bytes == NULL && len > 0) {
+            r = -ENOMEM;
             goto fail;
+        }
+        apply_sort_values(bytes, len, f.keys, f.n);
         if (f.n > 1)
             qsort(f.keys, f.n, sizeof(*f.keys),
                   sort.descending ? cmp_device_key_desc : cmp_device_key_asc);
@@ -813,6 +818,8 @@ out:
     free(matchers);
     free(after.id);
     free(next);
+    if (sort_values != NULL)
+        evbuffer_free(sort_values);
     fp_query_params_fini(&params);
     return status;
 }

@@ -863,6 +863,10 @@ static int summary_json(const struct fleet *f, int64_t window_ms, uint64_t top, 
 }
 
 static int metrics_text(const struct fleet *f, char **ret, size_t *ret_len);
+static int compare_render(const struct fp_fleet_env *env, const struct fp_fleet_job *job,
+                          char **ret_body, size_t *ret_len, char *err, size_t err_size);
+static int sort_values_render(const struct fp_fleet_env *env, const struct fp_fleet_job *job,
+                              char **ret_body, size_t *ret_len, char *err, size_t err_size);
 
 int fp_fleet_render(const struct fp_fleet_env *env, const struct fp_fleet_job *job, char **ret_body,
                     size_t *ret_len, char ***ret_ids, size_t *ret_n_ids, char *err, size_t err_size)
@@ -873,6 +877,12 @@ int fp_fleet_render(const struct fp_fleet_env *env, const struct fp_fleet_job *j
     size_t len = 0;
     int status, r;
 
+    *ret_ids = NULL;
+    *ret_n_ids = 0;
+    if (job->kind == FP_FLEET_JOB_COMPARE)
+        return compare_render(env, job, ret_body, ret_len, err, err_size);
+    if (job->kind == FP_FLEET_JOB_SORT_VALUES)
+        return sort_values_render(env, job, ret_body, ret_len, err, err_size);
     status = fleet_compute(env, &f,
                            job->kind == FP_FLEET_JOB_METRICS ? METRICS_WINDOW_MS : job->window_ms,
                            metrics, sizeof(metrics) / sizeof(metrics[0]), err, err_size);
@@ -896,10 +906,8 @@ out:
     return status;
 }
 
-/* Serves job under key: a fresh cached answer; a stale one while the refresh thread recomputes
- * it; or, the first time (or long after), one computed here and now. Returns an HTTP status. */
-static int serve_job(struct fp_query_server *srv, const char *key, const struct fp_fleet_job *job,
-                     struct evbuffer *out, char *err, size_t err_size)
+int fp_fleet_serve(struct fp_query_server *srv, const char *key, const struct fp_fleet_job *job,
+                   struct evbuffer *out, char *err, size_t err_size)
 {
     struct fp_fleet_env env;
     char *body = NULL, **ids = NULL;
@@ -920,29 +928,14 @@ static int serve_job(struct fp_query_server *srv, const char *key, const struct 
     if (status != FP_HTTP_OK)
         return status;
     fp_query_cache_put(srv, key, body, len);
-    fp_refresh_known_ids(srv, ids, n_ids); /* takes ids */
+    if (ids != NULL)
+        fp_refresh_known_ids(srv, ids, n_ids); /* takes ids */
     if (evbuffer_add(out, body, len) != 0) {
         fp_set_err(err, err_size, "out of memory");
         status = FP_HTTP_INTERNAL_ERROR;
     }
     free(body);
     return status;
-}
-
-/* Serialises body into out and, keyed by key, into the cache. Returns 0 or -ENOMEM. */
-static int reply_cached(struct fp_query_server *srv, const char *key, const json_t *body,
-                        struct evbuffer *out)
-{
-    char *bytes = NULL;
-    size_t len = 0;
-    int r = json_bytes(body, &bytes, &len);
-
-    if (r == 0) {
-        fp_query_cache_put(srv, key, bytes, len);
-        r = evbuffer_add(out, bytes, len) == 0 ? 0 : -ENOMEM;
-    }
-    free(bytes);
-    return r;
 }
 
 int fp_api_fleet_summary(struct fp_query_server *srv, const char *arg, const char *query,
@@ -968,7 +961,7 @@ int fp_api_fleet_summary(struct fp_query_server *srv, const char *arg, const cha
     }
     (void)snprintf(key, sizeof(key), "summary window=%" PRId64 " top=%" PRIu64, job.window_ms,
                    job.top);
-    status = serve_job(srv, key, &job, out, err, err_size);
+    status = fp_fleet_serve(srv, key, &job, out, err, err_size);
 out:
     fp_query_params_fini(&params);
     return status;
@@ -1137,114 +1130,68 @@ static json_t *verdict_new(const struct cohort *a, const struct cohort *b, doubl
     return fp_jsonout_string_new(text);
 }
 
-int fp_api_compare(struct fp_query_server *srv, const char *arg, const char *query,
-                   struct evbuffer *out, char *err, size_t err_size)
+/* Opens a reader as env allows: timed on the server's thread, plain elsewhere. */
+static int env_reader_open(const struct fp_fleet_env *env, struct fp_store_reader **ret)
 {
-    struct fp_query_params params;
+    return env->srv != NULL ? fp_query_reader_open(env->srv, ret)
+                            : fp_store_reader_open(env->store, ret);
+}
+
+static void env_reader_close(const struct fp_fleet_env *env, struct fp_store_reader **rd)
+{
+    if (env->srv != NULL)
+        fp_query_reader_close(env->srv, rd);
+    else
+        fp_store_reader_close(rd);
+}
+
+static int compare_render(const struct fp_fleet_env *env, const struct fp_fleet_job *job,
+                          char **ret_body, size_t *ret_len, char *err, size_t err_size)
+{
+    struct fp_query_params params = {0};
     struct fp_query_matchers *extra = NULL;
     struct fp_matcher base[FP_QUERY_PARAMS_MAX + 2];
-    struct cohort ca = {0}, cb = {0};
+    struct cohort ca = {.value = job->a}, cb = {.value = job->b};
     struct fp_store_reader *rd = NULL;
     struct fp_mwu mwu = {0};
-    const char *metric, *by;
-    char *key = NULL;
-    size_t key_len = 0;
-    FILE *kf = NULL;
     json_t *body = NULL;
-    int64_t window_ms, now_ms;
     uint64_t scanned = 0;
     bool has_p = false;
     double change = NAN, med_a, med_b;
-    int status = FP_HTTP_BAD_REQUEST, r;
+    int status, r;
 
-    (void)arg;
-    if (fp_query_params_parse(query, &params, err, err_size) < 0)
-        return FP_HTTP_BAD_REQUEST;
-    if (fp_query_params_check(&params, compare_params, err, err_size) < 0)
-        goto out;
-    metric = fp_query_params_get(&params, "metric");
-    by = fp_query_params_get(&params, "by");
-    ca.value = fp_query_params_get(&params, "a");
-    cb.value = fp_query_params_get(&params, "b");
-    if (metric == NULL || by == NULL || ca.value == NULL || cb.value == NULL) {
-        fp_set_err(err, err_size, "missing parameter \"%s\" (compare needs metric, by, a and b)",
-                   metric == NULL     ? "metric"
-                   : by == NULL       ? "by"
-                   : ca.value == NULL ? "a"
-                                      : "b");
-        goto out;
-    }
-    if (!fp_query_metric_name_valid(metric)) {
-        fp_set_err(err, err_size, "parameter \"metric\": \"%.64s\" is not a valid metric name",
-                   metric);
-        goto out;
-    }
-    if (!fp_query_label_name_valid(by) || strcmp(by, "__name__") == 0) {
-        fp_set_err(err, err_size, "parameter \"by\": \"%.64s\" is not a label name", by);
-        goto out;
-    }
-    if (ca.value[0] == '\0' || cb.value[0] == '\0' || strlen(ca.value) > FP_QUERY_VALUE_MAX ||
-        strlen(cb.value) > FP_QUERY_VALUE_MAX) {
-        fp_set_err(err, err_size, "parameters \"a\" and \"b\": must be 1 to %d bytes",
-                   FP_QUERY_VALUE_MAX);
-        goto out;
-    }
-    if (strcmp(ca.value, cb.value) == 0) {
-        fp_set_err(err, err_size, "parameters \"a\" and \"b\" name the same cohort");
-        goto out;
-    }
-    if (parse_window(&params, WINDOW_DEFAULT_MS, &window_ms, err, err_size) < 0)
-        goto out;
+    /* The matchers were checked on the request's thread; parsed again here from the raw
+     * strings, which are all a queued job keeps. */
+    for (size_t i = 0; i < job->n_match && i < FP_QUERY_PARAMS_MAX; i++)
+        params.items[params.n++] = (struct fp_query_param){.name = "match", .value = job->match[i]};
     extra = malloc(sizeof(*extra));
     if (extra == NULL) {
-        status = FP_HTTP_INTERNAL_ERROR;
-        fp_set_err(err, err_size, "out of memory");
+        r = -ENOMEM;
+        goto fail;
+    }
+    if (fp_query_matchers_parse(&params, extra, err, err_size) < 0) {
+        status = FP_HTTP_BAD_REQUEST;
         goto out;
     }
-    if (fp_query_matchers_parse(&params, extra, err, err_size) < 0)
-        goto out;
-
-    /* The cache key: every parameter, length-prefixed so no value can forge another's. */
-    kf = open_memstream(&key, &key_len);
-    if (kf != NULL) {
-        fprintf(kf, "compare %zu:%s %zu:%s %zu:%s %zu:%s %" PRId64, strlen(metric), metric,
-                strlen(by), by, strlen(ca.value), ca.value, strlen(cb.value), cb.value, window_ms);
-        for (size_t i = 0; i < extra->n; i++)
-            fprintf(kf, " %d %zu:%s %zu:%s", (int)extra->m[i].op, strlen(extra->m[i].name),
-                    extra->m[i].name, strlen(extra->m[i].value), extra->m[i].value);
-    }
-    if (kf == NULL || ferror(kf) || fclose(kf) != 0) {
-        kf = NULL;
-        status = FP_HTTP_INTERNAL_ERROR;
-        fp_set_err(err, err_size, "out of memory");
-        goto out;
-    }
-    kf = NULL;
-    if (fp_query_cache_get(srv, key, out)) {
-        status = FP_HTTP_OK;
-        goto out;
-    }
-
-    now_ms = srv->now_ms();
-    base[0] = (struct fp_matcher){.name = "__name__", .value = metric, .op = FP_MATCH_EQ};
+    base[0] = (struct fp_matcher){.name = "__name__", .value = job->metric, .op = FP_MATCH_EQ};
     for (size_t i = 0; i < extra->n; i++)
         base[2 + i] = extra->m[i];
-    r = fp_query_reader_open(srv, &rd);
+    r = env_reader_open(env, &rd);
     if (r == 0) {
-        base[1] = (struct fp_matcher){.name = by, .value = ca.value, .op = FP_MATCH_EQ};
-        r = cohort_read(rd, base, 2 + extra->n, now_ms - window_ms, now_ms, &scanned,
-                        srv->max_scan_samples, &ca);
+        base[1] = (struct fp_matcher){.name = job->by, .value = job->a, .op = FP_MATCH_EQ};
+        r = cohort_read(rd, base, 2 + extra->n, env->now_ms - job->window_ms, env->now_ms,
+                        &scanned, env->max_scan_samples, &ca);
     }
     if (r == 0) {
-        base[1] = (struct fp_matcher){.name = by, .value = cb.value, .op = FP_MATCH_EQ};
-        r = cohort_read(rd, base, 2 + extra->n, now_ms - window_ms, now_ms, &scanned,
-                        srv->max_scan_samples, &cb);
+        base[1] = (struct fp_matcher){.name = job->by, .value = job->b, .op = FP_MATCH_EQ};
+        r = cohort_read(rd, base, 2 + extra->n, env->now_ms - job->window_ms, env->now_ms,
+                        &scanned, env->max_scan_samples, &cb);
     }
-    fp_query_reader_close(srv, &rd);
+    env_reader_close(env, &rd);
     if (r == 1) {
         fp_set_err(err, err_size,
                    "the window holds more than %" PRIu64 " samples; shorten it (window)",
-                   srv->max_scan_samples);
+                   env->max_scan_samples);
         status = FP_HTTP_UNPROCESSABLE;
         goto out;
     }
@@ -1254,14 +1201,8 @@ int fp_api_compare(struct fp_query_server *srv, const char *arg, const char *que
         if (r == -EINVAL) /* a mean overflowed to infinity: no test, still an answer */
             r = 0;
     }
-    if (r != 0) {
-        status = FP_HTTP_INTERNAL_ERROR;
-        if (r == -ENOMEM)
-            fp_set_err(err, err_size, "out of memory");
-        else
-            fp_set_err(err, err_size, "store: %s", fp_store_strerror(r));
-        goto out;
-    }
+    if (r != 0)
+        goto fail;
     med_a = fp_stats_quantile_sorted(ca.values, ca.n, 0.5);
     med_b = fp_stats_quantile_sorted(cb.values, cb.n, 0.5);
     if (ca.n > 0 && cb.n > 0 && med_a != 0)
@@ -1269,10 +1210,10 @@ int fp_api_compare(struct fp_query_server *srv, const char *arg, const char *que
 
     body = json_object();
     r = body == NULL ? -ENOMEM : 0;
-    r = r < 0 ? r : set(body, "metric", json_string(metric));
-    r = r < 0 ? r : set(body, "by", json_string(by));
-    r = r < 0 ? r : set(body, "window", fp_jsonout_real_new((double)window_ms / 1000));
-    r = r < 0 ? r : set(body, "time", fp_jsonout_real_new((double)now_ms / 1000));
+    r = r < 0 ? r : set(body, "metric", fp_jsonout_string_new(job->metric));
+    r = r < 0 ? r : set(body, "by", fp_jsonout_string_new(job->by));
+    r = r < 0 ? r : set(body, "window", fp_jsonout_real_new((double)job->window_ms / 1000));
+    r = r < 0 ? r : set(body, "time", fp_jsonout_real_new((double)env->now_ms / 1000));
     r = r < 0 ? r : set(body, "a", cohort_new(&ca));
     r = r < 0 ? r : set(body, "b", cohort_new(&cb));
     r = r < 0 ? r : set(body, "change", real_or_null(!isnan(change), change));
@@ -1280,22 +1221,196 @@ int fp_api_compare(struct fp_query_server *srv, const char *arg, const char *que
     r = r < 0 ? r : set(body, "z", real_or_null(has_p, mwu.z));
     r = r < 0 ? r : set(body, "p", real_or_null(has_p, mwu.p));
     r = r < 0 ? r : set(body, "summary", verdict_new(&ca, &cb, change, has_p, mwu.p));
-    r = r < 0 ? r : reply_cached(srv, key, body, out);
-    if (r < 0) {
-        fp_set_err(err, err_size, "out of memory");
-        status = FP_HTTP_INTERNAL_ERROR;
-        goto out;
-    }
+    r = r < 0 ? r : json_bytes(body, ret_body, ret_len);
+    if (r != 0)
+        goto fail;
     status = FP_HTTP_OK;
+    goto out;
+
+fail:
+    status = FP_HTTP_INTERNAL_ERROR;
+    if (r == -ENOMEM)
+        fp_set_err(err, err_size, "out of memory");
+    else
+        fp_set_err(err, err_size, "store: %s", fp_store_strerror(r));
 out:
-    fp_query_reader_close(srv, &rd);
+    env_reader_close(env, &rd);
     json_decref(body);
     free(ca.values);
     free(cb.values);
     free(extra);
+    return status;
+}
+
+int fp_api_compare(struct fp_query_server *srv, const char *arg, const char *query,
+                   struct evbuffer *out, char *err, size_t err_size)
+{
+    struct fp_query_params params;
+    struct fp_query_matchers *extra = NULL;
+    struct fp_fleet_job job = {.kind = FP_FLEET_JOB_COMPARE};
+    const char *match;
+    size_t pos = 0, key_len = 0;
+    char *key = NULL;
+    FILE *kf;
+    int status = FP_HTTP_BAD_REQUEST;
+
+    (void)arg;
+    if (fp_query_params_parse(query, &params, err, err_size) < 0)
+        return FP_HTTP_BAD_REQUEST;
+    if (fp_query_params_check(&params, compare_params, err, err_size) < 0)
+        goto out;
+    job.metric = fp_query_params_get(&params, "metric");
+    job.by = fp_query_params_get(&params, "by");
+    job.a = fp_query_params_get(&params, "a");
+    job.b = fp_query_params_get(&params, "b");
+    if (job.metric == NULL || job.by == NULL || job.a == NULL || job.b == NULL) {
+        fp_set_err(err, err_size, "missing parameter \"%s\" (compare needs metric, by, a and b)",
+                   job.metric == NULL ? "metric"
+                   : job.by == NULL   ? "by"
+                   : job.a == NULL    ? "a"
+                                      : "b");
+        goto out;
+    }
+    if (!fp_query_metric_name_valid(job.metric)) {
+        fp_set_err(err, err_size, "parameter \"metric\": \"%.64s\" is not a valid metric name",
+                   job.metric);
+        goto out;
+    }
+    if (!fp_query_label_name_valid(job.by) || strcmp(job.by, "__name__") == 0) {
+        fp_set_err(err, err_size, "parameter \"by\": \"%.64s\" is not a label name", job.by);
+        goto out;
+    }
+    if (job.a[0] == '\0' || job.b[0] == '\0' || strlen(job.a) > FP_QUERY_VALUE_MAX ||
+        strlen(job.b) > FP_QUERY_VALUE_MAX) {
+        fp_set_err(err, err_size, "parameters \"a\" and \"b\": must be 1 to %d bytes",
+                   FP_QUERY_VALUE_MAX);
+        goto out;
+    }
+    if (strcmp(job.a, job.b) == 0) {
+        fp_set_err(err, err_size, "parameters \"a\" and \"b\" name the same cohort");
+        goto out;
+    }
+    if (parse_window(&params, WINDOW_DEFAULT_MS, &job.window_ms, err, err_size) < 0)
+        goto out;
+    /* Checked here, so a bad matcher is a 400 before anything is computed or queued. */
+    extra = malloc(sizeof(*extra));
+    if (extra == NULL) {
+        status = FP_HTTP_INTERNAL_ERROR;
+        fp_set_err(err, err_size, "out of memory");
+        goto out;
+    }
+    if (fp_query_matchers_parse(&params, extra, err, err_size) < 0)
+        goto out;
+    while ((match = fp_query_params_next(&params, "match", &pos)) != NULL &&
+           job.n_match < FP_FLEET_JOB_MATCH_MAX)
+        job.match[job.n_match++] = match;
+
+    /* The cache key: every parameter, length-prefixed so no value can forge another's. */
+    kf = open_memstream(&key, &key_len);
+    if (kf != NULL) {
+        fprintf(kf, "compare %zu:%s %zu:%s %zu:%s %zu:%s %" PRId64, strlen(job.metric),
+                job.metric, strlen(job.by), job.by, strlen(job.a), job.a, strlen(job.b), job.b,
+                job.window_ms);
+        for (size_t i = 0; i < job.n_match; i++)
+            fprintf(kf, " %zu:%s", strlen(job.match[i]), job.match[i]);
+    }
+    if (kf == NULL || (ferror(kf) | fclose(kf)) != 0) {
+        status = FP_HTTP_INTERNAL_ERROR;
+        fp_set_err(err, err_size, "out of memory");
+        goto out;
+    }
+    status = fp_fleet_serve(srv, key, &job, out, err, err_size);
+out:
+    free(extra);
     free(key);
     fp_query_params_fini(&params);
     return status;
+}
+
+/* --- /api/v1/devices?sort=: latest values ----------------------------------------------------- */
+
+/* One series' latest value while the answer is assembled. */
+struct sort_entry {
+    const char *device; /**< borrowed from the reader */
+    double value;
+};
+
+static int cmp_sort_entry(const void *a, const void *b)
+{
+    const struct sort_entry *x = a, *y = b;
+    int c = strcmp(x->device, y->device);
+
+    if (c != 0)
+        return c;
+    return x->value < y->value ? -1 : x->value > y->value;
+}
+
+static int sort_values_render(const struct fp_fleet_env *env, const struct fp_fleet_job *job,
+                              char **ret_body, size_t *ret_len, char *err, size_t err_size)
+{
+    struct fp_matcher m = {.name = "__name__", .value = job->metric, .op = FP_MATCH_EQ};
+    struct fp_store_reader *rd = NULL;
+    struct fp_series_desc desc;
+    struct sort_entry *entries = NULL;
+    uint64_t *ids = NULL;
+    size_t n_ids = 0, n = 0, len = 0;
+    char *text = NULL;
+    FILE *fp = NULL;
+    int r;
+
+    r = env_reader_open(env, &rd);
+    if (r == 0)
+        r = fp_store_select(rd, &m, 1, &ids, &n_ids);
+    if (r == 0 && n_ids > 0 && (entries = malloc(n_ids * sizeof(*entries))) == NULL)
+        r = -ENOMEM;
+    for (size_t i = 0; i < n_ids && r == 0; i++) {
+        const char *device;
+        int64_t ts;
+        double v;
+
+        r = fp_store_series_get(rd, ids[i], &desc);
+        if (r != 0)
+            break;
+        device = desc_label(&desc, "device");
+        if (device == NULL || device[0] == '@')
+            continue;
+        r = fp_store_latest(rd, ids[i], &ts, &v);
+        if (r == FP_STORE_E_NOTFOUND || (r == 0 && isnan(v))) { /* NaN marks staleness */
+            r = 0;
+            continue;
+        }
+        if (r == 0)
+            entries[n++] = (struct sort_entry){device, v};
+    }
+    /* By device, then value: a device's largest value ends its run. Written before the reader
+     * closes: the device strings point into it. */
+    if (r == 0 && n > 1)
+        qsort(entries, n, sizeof(*entries), cmp_sort_entry);
+    fp = r == 0 ? open_memstream(&text, &len) : NULL;
+    if (r == 0 && fp == NULL)
+        r = -ENOMEM;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        if (i + 1 < n && strcmp(entries[i].device, entries[i + 1].device) == 0)
+            continue;
+        (void)fwrite(entries[i].device, 1, strlen(entries[i].device) + 1, fp);
+        (void)fwrite(&entries[i].value, sizeof(entries[i].value), 1, fp);
+    }
+    if (fp != NULL && (ferror(fp) | fclose(fp)) != 0 && r == 0)
+        r = -ENOMEM;
+    env_reader_close(env, &rd);
+    free(entries);
+    free(ids);
+    if (r != 0) {
+        free(text);
+        if (r == -ENOMEM)
+            fp_set_err(err, err_size, "out of memory");
+        else
+            fp_set_err(err, err_size, "store: %s", fp_store_strerror(r));
+        return FP_HTTP_INTERNAL_ERROR;
+    }
+    *ret_body = text;
+    *ret_len = len;
+    return FP_HTTP_OK;
 }
 
 /* --- /metrics: fleet part --------------------------------------------------------------------- */
@@ -1462,5 +1577,5 @@ int fp_fleet_metrics(struct fp_query_server *srv, struct evbuffer *out, char *er
 {
     static const struct fp_fleet_job job = {.kind = FP_FLEET_JOB_METRICS};
 
-    return serve_job(srv, "metrics fleet", &job, out, err, err_size);
+    return fp_fleet_serve(srv, "metrics fleet", &job, out, err, err_size);
 }

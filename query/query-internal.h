@@ -38,9 +38,9 @@ struct fp_query_route_stats {
     struct fp_query_histogram latency;     /**< from request to reply handed to libevent */
 };
 
-/* Reused responses of fleet computations (summary, /metrics' fleet part), keyed by their
- * normalised parameters. */
-#define FP_QUERY_CACHE_SLOTS 8
+/* Reused answers of fleet computations (summary, compare, /metrics' fleet part, sort values),
+ * keyed by their normalised parameters. */
+#define FP_QUERY_CACHE_SLOTS 16
 struct fp_query_cache_entry {
     char *key;            /**< normalised query; NULL: slot free */
     char *body;           /**< the response body */

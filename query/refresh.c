@@ -62,10 +62,44 @@ static void free_ids(char **ids, size_t n)
     free(ids);
 }
 
+/* The job's strings, owned by the task. */
+static void job_strings_free(struct fp_fleet_job *j)
+{
+    free((char *)j->metric);
+    free((char *)j->by);
+    free((char *)j->a);
+    free((char *)j->b);
+    for (size_t i = 0; i < j->n_match; i++)
+        free((char *)j->match[i]);
+}
+
+/* Copies job's strings into dst (already a shallow copy). Returns 0 or -ENOMEM (dst's strings
+ * then freeable). */
+static int job_strings_copy(struct fp_fleet_job *dst)
+{
+    const char **fields[] = {&dst->metric, &dst->by, &dst->a, &dst->b};
+    int r = 0;
+
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        if (*fields[i] == NULL)
+            continue;
+        *fields[i] = strdup(*fields[i]);
+        if (*fields[i] == NULL)
+            r = -ENOMEM;
+    }
+    for (size_t i = 0; i < dst->n_match; i++) {
+        dst->match[i] = strdup(dst->match[i]);
+        if (dst->match[i] == NULL)
+            r = -ENOMEM;
+    }
+    return r;
+}
+
 static void task_free(struct task *t)
 {
     if (t == NULL)
         return;
+    job_strings_free(&t->job);
     free(t->key);
     free(t->body);
     free_ids(t->ids, t->n_ids);
@@ -127,9 +161,11 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
         struct task *t = done[i];
         if (t->status == FP_HTTP_OK) {
             fp_query_cache_put(srv, t->key, t->body, t->len);
-            fp_refresh_known_ids(srv, t->ids, t->n_ids);
-            t->ids = NULL;
-            t->n_ids = 0;
+            if (t->ids != NULL) {
+                fp_refresh_known_ids(srv, t->ids, t->n_ids);
+                t->ids = NULL;
+                t->n_ids = 0;
+            }
         } else {
             fp_query_cache_drop(srv, t->key);
         }
@@ -211,6 +247,10 @@ void fp_refresh_schedule(struct fp_query_server *srv, const char *key,
         return;
     t->key = strdup(key);
     t->job = *job;
+    if (job_strings_copy(&t->job) < 0) {
+        task_free(t);
+        return;
+    }
     fp_fleet_env_sync(srv, &t->env);
     t->env.srv = NULL;
     t->env.firing = malloc((srv->n_known_ids ? srv->n_known_ids : 1) * sizeof(char *));

@@ -1704,6 +1704,33 @@ static void test_background_refresh(uint16_t port)
         json_decref(v);
     } while (t != 1732499261 && ++tries < 4000);
     check_double(t, 1732499261);
+
+    /* The same for a comparison with a matcher (the queued job keeps its own copies of the
+     * request's strings) and for the values a sorted listing orders by. */
+    test_now_ms = S0 + 60000;
+#define CMP "/api/v1/compare?metric=llamacpp_generation_tokens_per_second&by=model_version" \
+            "&a=v1&b=v2&window=1m&match=quant=~Q.*"
+    v = get_json(port, CMP, 200, NULL);
+    check_double(NUM(v, "time"), 1732499260);
+    check_int(json_integer_value(json_object_get(json_object_get(v, "a"), "devices")), 7);
+    json_decref(v);
+    test_now_ms = S0 + 61000;
+    tries = 0;
+    do {
+        nanosleep(&pause, NULL);
+        v = get_json(port, CMP, 200, NULL);
+        t = NUM(v, "time");
+        if (t == 1732499261)
+            check_int(json_integer_value(json_object_get(json_object_get(v, "b"), "devices")), 4);
+        json_decref(v);
+    } while (t != 1732499261 && ++tries < 4000);
+    check_double(t, 1732499261);
+#undef CMP
+    for (int i = 0; i < 3; i++) {
+        expect_ids(port, "/api/v1/devices?sort=-llamacpp_generation_tokens_per_second&limit=3",
+                   "a-05,a-04,a-03");
+        nanosleep(&pause, NULL);
+    }
     test_now_ms = S0 + 60000;
 }
 
@@ -1839,6 +1866,9 @@ static void test_cache_and_budget(uint16_t port)
     expect_error(port, "GET",
                  "/api/v1/compare?metric=temperature_celsius&by=site&a=lab&b=home&window=1h", 422,
                  "more than 100 samples");
+    /* Sorted listings take their values from the cache as well. */
+    expect_ids(port, "/api/v1/devices?sort=temperature_celsius&limit=3", "q-01,n-00,a-00");
+    expect_ids(port, "/api/v1/devices?sort=temperature_celsius&limit=3&state=ok", "n-00,a-00,a-01");
     /* Compare answers are cached too. */
     v1 = get_json(port,
                   "/api/v1/compare?metric=llamacpp_generation_tokens_per_second&by=cohort"
