@@ -81,8 +81,8 @@ static int service_metrics(struct fp_query_server *srv, struct evbuffer *out)
                             &srv->store_reads);
 
     r |= evbuffer_add_printf(out,
-                             "# HELP fleetpulse_query_cache_requests_total Fleet summary, compare "
-                             "and /metrics computations served from the cache (hit) or "
+                             "# HELP fleetpulse_query_cache_requests_total Fleet summary, compare, "
+                             "/metrics and sort-value answers served from the cache (hit) or "
                              "computed (miss).\n"
                              "# TYPE fleetpulse_query_cache_requests_total counter\n"
                              "fleetpulse_query_cache_requests_total{result=\"hit\"} %" PRIu64 "\n"
