@@ -39,6 +39,9 @@ struct fp_alert_service {
     struct fp_alert_engine *engine;
     struct fp_alert_push *push; /**< NULL without --alertmanager */
     struct event *timer;
+    struct event *step;   /**< runs the next rule of the round in progress */
+    int64_t round_now_ms; /**< the time the round in progress evaluates at */
+    int64_t round_ns;     /**< time spent in its rules so far */
     char *rules_path;
     int64_t eval_interval_ms;
     bool evaluated;       /**< at least one round ran */
@@ -95,16 +98,19 @@ static void log_push(struct fp_alert_service *svc)
     }
 }
 
-static void eval_round(struct fp_alert_service *svc)
+/* After the last rule of a round: transitions, logs, the push. */
+static void finish_round(struct fp_alert_service *svc)
 {
     struct fp_alert_eval_result res;
-    int64_t start_ns = fp_clock_mono_ns(), now_ms = svc->srv->now_ms();
-    int r = fp_alert_engine_eval(svc->engine, svc->srv->store, now_ms, &res);
+    int r = fp_alert_engine_round_end(svc->engine, &res);
 
+    /* -EINVAL: the round was cancelled by a reload; the next tick starts a fresh one. */
+    if (r == -EINVAL)
+        return;
     svc->evaluations++;
     svc->evaluated = true;
-    svc->last_eval_ms = now_ms;
-    svc->last_eval_s = (double)(fp_clock_mono_ns() - start_ns) / 1e9;
+    svc->last_eval_ms = svc->round_now_ms;
+    svc->last_eval_s = (double)svc->round_ns / 1e9;
     if (r != 0) {
         fp_log_error("alerts", "evaluation abandoned: %s", strerror(-r));
         return;
@@ -133,6 +139,44 @@ static void eval_round(struct fp_alert_service *svc)
     }
 }
 
+/* One rule per loop turn: a round over 10,000 devices reads millions of samples, and requests
+ * that arrive meanwhile are served between its rules rather than after all of them. */
+static void on_step(evutil_socket_t fd, short what, void *arg)
+{
+    struct fp_alert_service *svc = arg;
+    struct timeval zero = {0, 0};
+    int64_t start_ns = fp_clock_mono_ns();
+
+    if (!fp_alert_engine_round_done(svc->engine)) {
+        (void)fp_alert_engine_round_step(svc->engine, svc->srv->store);
+        svc->round_ns += fp_clock_mono_ns() - start_ns;
+        if (!fp_alert_engine_round_done(svc->engine) && evtimer_add(svc->step, &zero) == 0)
+            return;
+    }
+    finish_round(svc);
+}
+
+static void start_round(struct fp_alert_service *svc)
+{
+    struct timeval zero = {0, 0};
+    int r;
+
+    svc->round_now_ms = svc->srv->now_ms();
+    svc->round_ns = 0;
+    r = fp_alert_engine_round_begin(svc->engine, svc->round_now_ms);
+    if (r == -EBUSY) {
+        /* The previous round is still going: one round at a time, this tick is skipped. */
+        fp_log_debug("alerts", "previous evaluation still running, skipping a round");
+        return;
+    }
+    if (r != 0) {
+        fp_log_error("alerts", "cannot start an evaluation: %s", strerror(-r));
+        return;
+    }
+    if (evtimer_add(svc->step, &zero) < 0)
+        on_step(-1, 0, svc);
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct fp_alert_service *svc = arg;
@@ -141,14 +185,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         .tv_usec = (svc->eval_interval_ms % 1000) * 1000,
     };
 
-    eval_round(svc);
+    start_round(svc);
     if (evtimer_add(svc->timer, &tv) < 0)
         fp_log_error("alerts", "cannot schedule the next evaluation");
-}
-
-void fp_alert_service_eval_now(struct fp_alert_service *svc)
-{
-    eval_round(svc);
 }
 
 int fp_alert_service_new(struct event_base *base, struct fp_query_server *srv,
@@ -216,7 +255,8 @@ int fp_alert_service_new(struct event_base *base, struct fp_query_server *srv,
             goto fail;
     }
     svc->timer = evtimer_new(base, on_timer, svc);
-    if (svc->timer == NULL || evtimer_add(svc->timer, &now) < 0) {
+    svc->step = evtimer_new(base, on_step, svc);
+    if (svc->timer == NULL || svc->step == NULL || evtimer_add(svc->timer, &now) < 0) {
         r = -ENOMEM;
         goto oom;
     }
@@ -280,6 +320,8 @@ void fp_alert_service_destroy(struct fp_alert_service **svc)
         fp_query_server_set_alert_hook((*svc)->srv, NULL);
     if ((*svc)->timer != NULL)
         event_free((*svc)->timer);
+    if ((*svc)->step != NULL)
+        event_free((*svc)->step);
     fp_alert_push_destroy(&(*svc)->push);
     if ((*svc)->engine != NULL && fp_alert_engine_save((*svc)->engine, err, sizeof(err)) != 0)
         fp_log_error("alerts", "%s", err);

@@ -24,7 +24,9 @@ struct fp_alert_service_options {
 
 /* Loads the rules (a bad file fails here), creates the engine with the state of an earlier run
  * (an unreadable state file is logged and ignored), installs the query service's alert hook,
- * and schedules the first evaluation at once and the next every eval_interval_ms.
+ * and schedules the first evaluation at once and the next every eval_interval_ms. A round runs
+ * one rule per loop turn, so requests are served between rules; a tick that finds the previous
+ * round still running is skipped.
  * base, srv: borrowed; both must outlive the service. opts: strings copied.
  * ret: out, new (fp_alert_service_destroy).
  * Returns 0; -EINVAL with err the one-line reason (the rules file's, naming rule and field, or a
@@ -36,9 +38,6 @@ int fp_alert_service_new(struct event_base *base, struct fp_query_server *srv,
 /* Reads the rules file again and, when it is valid, evaluates with the new rules from the next
  * round on; when it is not, logs why and keeps the rules it had. Returns 0 or the load error. */
 int fp_alert_service_reload(struct fp_alert_service *svc);
-
-/* Runs one evaluation round now (and pushes), as the timer does. For tests and SIGHUP. */
-void fp_alert_service_eval_now(struct fp_alert_service *svc);
 
 /* Appends the alerting counters in Prometheus text format (fleetpulse_alerts_* and
  * fleetpulse_alertmanager_*; see docs/metrics.md) to out. Without a service (srv has no alert

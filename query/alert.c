@@ -76,6 +76,13 @@ struct fp_alert_engine {
     size_t n_firing_devices;
     int64_t last_eval_ms;
     size_t changed; /**< state changes in the current round */
+    /* The round in progress (fp_alert_engine_round_*). */
+    bool in_round;
+    int64_t round_now_ms;
+    bool *round_failed; /**< per rule of the current set: its evaluation failed */
+    size_t round_next;  /**< next rule to evaluate */
+    int round_err;      /**< -ENOMEM: the round takes no transition */
+    struct fp_alert_eval_result round_res;
     uint64_t dropped;
 };
 
@@ -377,6 +384,7 @@ void fp_alert_engine_destroy(struct fp_alert_engine **e)
     free((*e)->alerts);
     free((*e)->slots);
     free((*e)->firing_devices);
+    free((*e)->round_failed);
     fp_ruleset_destroy(&(*e)->rules);
     free((*e)->state_path);
     free((*e)->external_url);
@@ -393,6 +401,8 @@ uint64_t fp_alert_engine_dropped(const struct fp_alert_engine *e)
 {
     return e->dropped;
 }
+
+static void round_cancel(struct fp_alert_engine *e);
 
 /* Resolves (firing) or drops (pending) the alerts whose rule is not in the current set. */
 static void retire_orphans(struct fp_alert_engine *e, int64_t now_ms)
@@ -421,6 +431,8 @@ static void retire_orphans(struct fp_alert_engine *e, int64_t now_ms)
 
 int fp_alert_engine_set_rules(struct fp_alert_engine *e, struct fp_ruleset *rules, int64_t now_ms)
 {
+    /* A round half done belongs to the old rules: drop it, the next one starts afresh. */
+    round_cancel(e);
     fp_ruleset_destroy(&e->rules);
     e->rules = rules;
     e->changed = 0;
@@ -1054,47 +1066,82 @@ static int eval_rule(struct fp_alert_engine *e, struct fp_store *store, const st
     return r;
 }
 
-int fp_alert_engine_eval(struct fp_alert_engine *e, struct fp_store *store, int64_t now_ms,
-                         struct fp_alert_eval_result *ret)
+int fp_alert_engine_round_begin(struct fp_alert_engine *e, int64_t now_ms)
 {
-    struct fp_alert_eval_result res = {0};
-    bool *failed = NULL;
-    int r = 0;
-
+    if (e->in_round)
+        return -EBUSY;
+    e->round_failed = calloc(e->rules->n_rules + 1, sizeof(*e->round_failed));
+    if (e->round_failed == NULL)
+        return -ENOMEM;
+    e->in_round = true;
+    e->round_now_ms = now_ms;
+    e->round_next = 0;
+    e->round_err = 0;
+    e->round_res = (struct fp_alert_eval_result){0};
     e->changed = 0;
-    if (e->rules->n_rules > 0) {
-        failed = calloc(e->rules->n_rules, sizeof(*failed));
-        if (failed == NULL)
-            return -ENOMEM;
-    }
     for (size_t i = 0; i < e->n_alerts; i++)
         e->alerts[i].seen = false;
+    return 0;
+}
 
-    for (size_t i = 0; i < e->rules->n_rules; i++) {
-        const struct fp_rule *rule = &e->rules->rules[i];
-        int rr = eval_rule(e, store, rule, now_ms);
-        if (rr == -ENOMEM) {
-            r = -ENOMEM;
-            break;
-        }
-        if (rr != 0) {
-            failed[i] = true;
-            res.rules_failed++;
-            if (res.first_error == 0) {
-                res.first_error = rr;
-                (void)snprintf(res.first_error_rule, sizeof(res.first_error_rule), "%s",
-                               rule->name);
-            }
+bool fp_alert_engine_round_done(const struct fp_alert_engine *e)
+{
+    return !e->in_round || e->round_err != 0 || e->round_next >= e->rules->n_rules;
+}
+
+int fp_alert_engine_round_step(struct fp_alert_engine *e, struct fp_store *store)
+{
+    struct fp_alert_eval_result *res = &e->round_res;
+    const struct fp_rule *rule;
+    size_t i = e->round_next;
+    int r;
+
+    if (fp_alert_engine_round_done(e))
+        return 0;
+    rule = &e->rules->rules[i];
+    e->round_next++;
+    r = eval_rule(e, store, rule, e->round_now_ms);
+    if (r == -ENOMEM) {
+        e->round_err = -ENOMEM;
+        return -ENOMEM;
+    }
+    if (r != 0) {
+        e->round_failed[i] = true;
+        res->rules_failed++;
+        if (res->first_error == 0) {
+            res->first_error = r;
+            (void)snprintf(res->first_error_rule, sizeof(res->first_error_rule), "%s", rule->name);
         }
     }
+    return 0;
+}
 
-    /* Transitions. Out of memory mid-round: some alerts were marked seen and others not, so no
-     * transition is taken this round (new pending alerts stay; they are true). */
+/* Drops the round's bookkeeping without taking any transition. */
+static void round_cancel(struct fp_alert_engine *e)
+{
+    free(e->round_failed);
+    e->round_failed = NULL;
+    e->in_round = false;
+}
+
+int fp_alert_engine_round_end(struct fp_alert_engine *e, struct fp_alert_eval_result *ret)
+{
+    struct fp_alert_eval_result res;
+    int64_t now_ms = e->round_now_ms;
+    int r;
+
+    if (!e->in_round)
+        return -EINVAL;
+    res = e->round_res;
+    /* Out of memory mid-round, or rules left unevaluated: some alerts were marked seen and
+     * others not, so no transition is taken this round (new pending alerts stay; they are
+     * true). */
+    r = e->round_err != 0 ? e->round_err : (e->round_next < e->rules->n_rules ? -EINVAL : 0);
     for (size_t i = 0; r == 0 && i < e->n_alerts;) {
         struct alert *a = &e->alerts[i];
         const char *name = label_get(a->labels, a->n_labels, "alertname");
         const struct fp_rule *rule = fp_ruleset_find(e->rules, name);
-        bool rule_failed = rule != NULL && failed[rule - e->rules->rules];
+        bool rule_failed = rule != NULL && e->round_failed[rule - e->rules->rules];
 
         if (rule_failed) {
             i++;
@@ -1122,7 +1169,7 @@ int fp_alert_engine_eval(struct fp_alert_engine *e, struct fp_store *store, int6
             i++;
         }
     }
-    free(failed);
+    round_cancel(e);
     e->last_eval_ms = now_ms;
     if (index_rebuild(e) < 0 || firing_rebuild(e) < 0)
         r = -ENOMEM;
@@ -1146,6 +1193,18 @@ int fp_alert_engine_eval(struct fp_alert_engine *e, struct fp_store *store, int6
     if (ret != NULL)
         *ret = res;
     return r;
+}
+
+int fp_alert_engine_eval(struct fp_alert_engine *e, struct fp_store *store, int64_t now_ms,
+                         struct fp_alert_eval_result *ret)
+{
+    int r = fp_alert_engine_round_begin(e, now_ms);
+
+    if (r != 0)
+        return r;
+    while (!fp_alert_engine_round_done(e))
+        (void)fp_alert_engine_round_step(e, store);
+    return fp_alert_engine_round_end(e, ret);
 }
 
 /* --- JSON out -------------------------------------------------------------------------------- */

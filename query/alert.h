@@ -85,9 +85,21 @@ const struct fp_ruleset *fp_alert_engine_rules(const struct fp_alert_engine *e);
 /* Evaluates every rule at now_ms through short read transactions on store (borrowed), moves
  * alerts between states, and writes the state file when something changed. A rule that fails
  * (store error) leaves its alerts as they were. ret: out, may be NULL.
- * Returns 0, or -ENOMEM (the round was abandoned; states unchanged). */
+ * Returns 0, -EBUSY while a sliced round (below) is in progress, or -ENOMEM (the round was
+ * abandoned; states unchanged). */
 int fp_alert_engine_eval(struct fp_alert_engine *e, struct fp_store *store, int64_t now_ms,
                          struct fp_alert_eval_result *ret);
+
+/* The same round in slices, so a caller on an event loop can serve requests between rules:
+ * round_begin(now_ms), then round_step (one rule each) until round_done, then round_end
+ * (transitions, state file; ret as for eval). Alerts become visible as pending during the
+ * round; states change only at its end. set_rules during a round cancels it.
+ * round_begin returns 0, -EBUSY (a round is in progress) or -ENOMEM; round_step 0 or -ENOMEM
+ * (the round then ends without transitions); round_end as eval, or -EINVAL without a round. */
+int fp_alert_engine_round_begin(struct fp_alert_engine *e, int64_t now_ms);
+int fp_alert_engine_round_step(struct fp_alert_engine *e, struct fp_store *store);
+bool fp_alert_engine_round_done(const struct fp_alert_engine *e);
+int fp_alert_engine_round_end(struct fp_alert_engine *e, struct fp_alert_eval_result *ret);
 
 /* Writes the state file now (atomically: a temporary file, fsync, rename, fsync of the
  * directory). Returns 0 (also without a state file), or -errno with err set. */

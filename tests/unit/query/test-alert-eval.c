@@ -609,6 +609,51 @@ static void test_regression_strata(void)
     fp_alert_engine_destroy(&e);
 }
 
+/* The round in slices, as the service runs it: one rule per step, transitions at the end; one
+ * round at a time; a reload cancels a round half done. */
+static void test_sliced_round(void)
+{
+    static const char two[] =
+        "{\"rules\":[{\"name\":\"S1\",\"kind\":\"threshold\",\"metric\":\"temperature_celsius\","
+        "\"agg\":\"max\",\"window\":\"1m\",\"op\":\">\",\"value\":80,\"by\":[\"device\"]},"
+        "{\"name\":\"S2\",\"kind\":\"threshold\",\"metric\":\"temperature_celsius\","
+        "\"agg\":\"max\",\"window\":\"1m\",\"op\":\">\",\"value\":70,\"by\":[\"device\"]}]}";
+    const int64_t t8 = T0 + 8 * 3600 * SEC;
+    struct fp_alert_engine *e = engine(two, NULL);
+    struct fp_alert_eval_result res;
+
+    temp("slice-1", t8 - SEC, 90);
+    check_int(fp_alert_engine_round_end(e, &res), -EINVAL); /* no round */
+    check(fp_alert_engine_round_done(e));
+    check_int(fp_alert_engine_round_begin(e, t8), 0);
+    check_int(fp_alert_engine_round_begin(e, t8), -EBUSY);
+    check_int(fp_alert_engine_eval(e, store, t8, &res), -EBUSY);
+    check(!fp_alert_engine_round_done(e));
+    check_int(fp_alert_engine_round_step(e, store), 0);
+    check(!fp_alert_engine_round_done(e)); /* S2 left */
+    check(!fp_alert_engine_device_firing(e, "slice-1"));
+    check_int(fp_alert_engine_round_step(e, store), 0);
+    check(fp_alert_engine_round_done(e));
+    check_int(fp_alert_engine_round_step(e, store), 0); /* nothing left: no-op */
+    check_int(fp_alert_engine_round_end(e, &res), 0);
+    check_int(res.firing, 2);
+    check_int(res.changed, 4);
+    check(fp_alert_engine_device_firing(e, "slice-1"));
+
+    /* A reload in the middle: the round is dropped, states stay as they were. */
+    check_int(fp_alert_engine_round_begin(e, t8 + 2 * MIN), 0);
+    check_int(fp_alert_engine_round_step(e, store), 0);
+    check_int(fp_alert_engine_set_rules(e, rules(two), t8 + 2 * MIN), 0);
+    check(fp_alert_engine_round_done(e));
+    check_int(fp_alert_engine_round_end(e, &res), -EINVAL);
+    check(fp_alert_engine_device_firing(e, "slice-1"));
+    /* The next round sees the data gone from the window: both resolve. */
+    res = eval(e, t8 + 3 * MIN);
+    check_int(res.firing, 0);
+    check_int(res.resolved, 2);
+    fp_alert_engine_destroy(&e);
+}
+
 /* max_alerts bounds the alerts kept; the rest are counted. */
 static void test_max_alerts(void)
 {
@@ -658,6 +703,7 @@ int main(void)
     test_below_cohort();
     test_regression();
     test_regression_strata();
+    test_sliced_round();
     test_max_alerts();
     fp_store_close(&store);
     (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
