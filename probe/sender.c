@@ -5,7 +5,10 @@
  * means it never will be (counted, not retried), retry means send again later. A batch in
  * flight longer than ack_timeout_ms is sent again; the collector's dedup makes that safe.
  *
- * ZeroMQ reconnects by itself with exponential backoff (RECONNECT_IVL to RECONNECT_IVL_MAX).
+ * ZeroMQ reconnects by itself with exponential backoff (RECONNECT_IVL to RECONNECT_IVL_MAX) but
+ * without jitter, so each sender draws its first interval from [100, 200) ms and its ack
+ * timeout from [1, 1.25) x the configured one: after a collector restart a fleet's reconnects
+ * and retransmissions spread out instead of arriving in lockstep.
  * ZMQ_IMMEDIATE keeps it from queueing our messages on a connection that is not up, so "could
  * not send" stays visible here instead of vanishing into a pipe. */
 #include "sender.h"
@@ -16,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <zmq.h>
 
 #include "batch.h"
@@ -54,10 +58,15 @@ int fp_sender_new(const struct fp_sender_options *opts, struct fp_sender **ret, 
 {
     struct fp_sender *s = calloc(1, sizeof(*s));
     int one = 1, zero = 0, ivl = RECONNECT_MIN_MS, ivl_max = RECONNECT_MAX_MS, r;
+    uint32_t jitter = 0;
 
     if (s == NULL)
         return -ENOMEM;
     s->opts = *opts;
+    if (getrandom(&jitter, sizeof(jitter), GRND_NONBLOCK) != (ssize_t)sizeof(jitter))
+        jitter = (uint32_t)fp_clock_mono_ns();
+    ivl += (int)(jitter % RECONNECT_MIN_MS);
+    s->opts.ack_timeout_ms += s->opts.ack_timeout_ms * (int64_t)((jitter >> 8) % 256) / 1024;
     if (s->opts.window == 0)
         s->opts.window = 1;
     s->endpoint = strdup(opts->endpoint);
