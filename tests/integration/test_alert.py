@@ -100,6 +100,21 @@ def test(st):
     check(len(lines) == 1 and lines[0].startswith("fleetpulse-query: " + bad) and
           'rule "Hot" (#1): field "window": missing' in lines[0],
           "bad rules: %r" % p.stderr)
+    # The other alert flags: each mistake is one line and exit 2.
+    missing = os.path.join(st.tmp, "missing.json")
+    for args, needle in [
+        (["--rules", missing], missing + ": cannot open"),
+        (["--alertmanager", "http://127.0.0.1:1"], "need --rules FILE"),
+        (["--alert-state", rules + ".state"], "need --rules FILE"),
+        (["--rules", rules, "--alertmanager", "ftp://x"], 'invalid Alertmanager URL "ftp://x"'),
+        (["--rules", rules, "--eval-interval", "10ms"], 'invalid --eval-interval "10ms"'),
+    ]:
+        p = subprocess.run([st.exe("fleetpulse-query"), "--data", data, "--listen",
+                            "127.0.0.1:%d" % qport] + args, capture_output=True, text=True,
+                           timeout=10)
+        lines = p.stderr.strip().splitlines()
+        check(p.returncode == 2 and len(lines) == 1 and needle in lines[0],
+              "%s: exit %d, %r" % (args, p.returncode, p.stderr))
 
     probe = st.start("fleetpulse-probe", "--collector", endpoint, "--interval", "300ms",
                      "--device-id", "fixture-dev", "--site", "lab-1",
