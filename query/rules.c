@@ -507,7 +507,10 @@ static int get_selection(struct ctx *c, const json_t *obj, struct fp_rule *rule)
     r = get_agg(c, obj, rule);
     if (r < 0)
         return r;
-    return get_duration(c, obj, "window", true, false, &rule->window_ms);
+    r = get_duration(c, obj, "window", true, false, &rule->window_ms);
+    if (r == 0 && rule->window_ms > FP_RULE_WINDOW_MAX_MS)
+        return fail(c, "window", "longer than 31 days");
+    return r;
 }
 
 static int get_min_devices(struct ctx *c, const json_t *obj, struct fp_rule *rule)

@@ -24,6 +24,10 @@
 #define FP_RULE_VALUE_MAX 1024
 #define FP_RULE_TEXT_MAX 4096
 
+/* Longest window a rule may read: every evaluation round reads it again, and the query API
+ * bounds its ranges the same way (FP_QUERY_MAX_RANGE_MS_DEFAULT). */
+#define FP_RULE_WINDOW_MAX_MS (31LL * 24 * 3600 * 1000)
+
 /* Largest rules file read, in bytes. */
 #define FP_RULES_FILE_MAX (4 * 1024 * 1024)
 

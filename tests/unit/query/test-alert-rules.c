@@ -141,6 +141,9 @@ static void test_threshold_fields(void)
                        "\"metric\":\"m\",\"window\":\"0s\",\"op\":\">\","
                        "\"value\":1"),
                   "field \"window\": \"0s\" is not a duration > 0");
+    check_refused(
+        rule("t", "threshold", "\"metric\":\"m\",\"window\":\"32d\",\"op\":\">\",\"value\":1"),
+        "field \"window\": longer than 31 days");
     check_refused(rule("t", "threshold", "\"metric\":\"m\",\"window\":\"5m\",\"value\":1"),
                   "field \"op\": missing");
     check_refused(rule("t", "threshold",
