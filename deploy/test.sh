@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 2: install what is missing, build llama.cpp into its cache (once), then build and
 # run the whole test suite twice: a warnings-as-errors build, and an AddressSanitizer +
-# UndefinedBehaviorSanitizer build. Extra arguments go to `meson test` (e.g. --suite unit).
+# UndefinedBehaviorSanitizer build, then the threading tests under ThreadSanitizer. Extra
+# arguments go to `meson test` (e.g. --suite unit).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,4 +38,20 @@ echo "== build-test: -Dwerror=true -Dllama=enabled"
 run_suite build-test -Dwerror=true -Dllama=enabled || status=1
 echo "== build-asan: -Db_sanitize=address,undefined -Dllama=enabled"
 run_suite build-asan -Dwerror=true -Db_sanitize=address,undefined -Dllama=enabled || status=1
+# Shared-store threading (the query service reads from several threads) under ThreadSanitizer:
+# only the tests of suite 'threads', and only what they need is built.
+echo "== build-tsan: -Db_sanitize=thread, suite threads"
+if [ ! -d build-tsan ]; then
+  meson setup build-tsan -Dwerror=true -Db_sanitize=thread -Dllama=disabled >/dev/null ||
+    { echo "fleetpulse: meson setup build-tsan failed" >&2; status=1; }
+fi
+if [ -d build-tsan ]; then
+  if ninja -C build-tsan tests/unit/storage/test-threads; then
+    TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1} \
+      meson test -C build-tsan --no-rebuild --print-errorlogs --suite threads || status=1
+  else
+    echo "fleetpulse: build in build-tsan failed" >&2
+    status=1
+  fi
+fi
 exit $status

@@ -65,26 +65,44 @@ static void part_forget(struct fp_store *s, int64_t day)
     }
 }
 
-/* Opens the partition of day (creating it when create). Returns an LMDB rc: MDB_NOTFOUND when it
- * does not exist, MDB_DBS_FULL when there are too many. */
+static void parts_lock(struct fp_store *s)
+{
+    if (!s->parts_held)
+        (void)pthread_mutex_lock(&s->parts_lock);
+}
+
+static void parts_unlock(struct fp_store *s)
+{
+    if (!s->parts_held)
+        (void)pthread_mutex_unlock(&s->parts_lock);
+}
+
+/* Opens the partition of day (creating it when create) in the writer's txn. Returns an LMDB rc:
+ * MDB_NOTFOUND when it does not exist, MDB_DBS_FULL when there are too many. */
 static int part_open(MDB_txn *txn, struct fp_store *s, int64_t day, bool create, MDB_dbi *ret)
 {
-    struct fp_partition *p = part_cached(s, day);
+    struct fp_partition *p;
     char name[48];
     int rc;
 
+    parts_lock(s);
+    p = part_cached(s, day);
     if (p != NULL) {
         *ret = p->dbi;
+        parts_unlock(s);
         return 0;
     }
-    if (s->n_parts >= MAX_PARTITIONS)
+    if (s->n_parts >= MAX_PARTITIONS) {
+        parts_unlock(s);
         return MDB_DBS_FULL;
+    }
     part_name(name, sizeof(name), day);
     rc = mdb_dbi_open(txn, name, create ? MDB_CREATE : 0, ret);
-    if (rc != 0)
-        return rc;
-    s->parts[s->n_parts++] = (struct fp_partition){.day = day, .dbi = *ret, .fresh = create};
-    return 0;
+    if (rc == 0)
+        s->parts[s->n_parts++] = (struct fp_partition){.day = day, .dbi = *ret, .fresh = create};
+    /* This transaction used mdb_dbi_open: no other may until it ends (fp_samples_txn_end). */
+    s->parts_held = true;
+    return rc;
 }
 
 void fp_samples_txn_end(struct fp_store *s, bool committed)
@@ -94,6 +112,7 @@ void fp_samples_txn_end(struct fp_store *s, bool committed)
     if (!committed)
         for (size_t i = 0; i < s->states_cap; i++)
             s->states[i].max_ts = INT64_MIN;
+    parts_lock(s);
     /* LMDB closes handles opened in a transaction that aborts. */
     for (size_t i = 0; i < s->n_parts;) {
         if (s->parts[i].fresh && !committed) {
@@ -102,6 +121,8 @@ void fp_samples_txn_end(struct fp_store *s, bool committed)
         }
         s->parts[i++].fresh = false;
     }
+    s->parts_held = false;
+    (void)pthread_mutex_unlock(&s->parts_lock);
 }
 
 /* Lists the days that have a partition, ascending, into days (at most max). */
@@ -163,8 +184,11 @@ int fp_samples_retention(MDB_txn *txn, struct fp_store *s, int64_t now_ms)
         rc = part_open(txn, s, days[i], false, &dbi);
         if (rc == 0)
             rc = mdb_drop(txn, dbi, 1);
-        if (rc == 0)
+        if (rc == 0) {
+            parts_lock(s);
             part_forget(s, days[i]);
+            parts_unlock(s);
+        }
     }
     return rc;
 }
@@ -627,6 +651,51 @@ static int gather_push(struct gather *g, int64_t ts, double v, uint32_t order)
     return 0;
 }
 
+static bool reader_part(const struct fp_store_reader *r, int64_t day, MDB_dbi *ret)
+{
+    for (size_t i = 0; i < r->n_parts; i++) {
+        if (r->parts[i].day == day) {
+            *ret = r->parts[i].dbi;
+            return true;
+        }
+    }
+    return false;
+}
+
+int fp_samples_reader_parts(struct fp_store *s, struct fp_store_reader *r)
+{
+    int64_t days[MAX_PARTITIONS];
+    MDB_txn *txn = NULL;
+    size_t n = 0;
+    bool opened = false;
+    int rc;
+
+    (void)pthread_mutex_lock(&s->parts_lock);
+    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc == 0)
+        rc = part_list(txn, days, MAX_PARTITIONS, &n);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        char name[48];
+        MDB_dbi dbi;
+        if (part_cached(s, days[i]) != NULL || s->n_parts >= MAX_PARTITIONS)
+            continue;
+        part_name(name, sizeof(name), days[i]);
+        if (mdb_dbi_open(txn, name, 0, &dbi) != 0)
+            continue; /* dropped meanwhile */
+        s->parts[s->n_parts++] = (struct fp_partition){.day = days[i], .dbi = dbi};
+        opened = true;
+    }
+    /* A read txn's handles become the environment's when it commits. */
+    if (txn != NULL && opened)
+        rc = rc == 0 ? mdb_txn_commit(txn) : (mdb_txn_abort(txn), rc);
+    else if (txn != NULL)
+        mdb_txn_abort(txn);
+    memcpy(r->parts, s->parts, s->n_parts * sizeof(s->parts[0]));
+    r->n_parts = s->n_parts;
+    (void)pthread_mutex_unlock(&s->parts_lock);
+    return rc;
+}
+
 int fp_samples_read(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int64_t to_ms,
                     fp_point_fn fn, void *userdata)
 {
@@ -649,9 +718,9 @@ int fp_samples_read(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int
 
         if (days[d] < day_of(from_ms) || days[d] > day_of(to_ms))
             continue;
-        rc = part_open(r->txn, r->store, days[d], false, &dbi);
-        if (rc != 0)
-            continue; /* dropped by retention since we listed it */
+        if (!reader_part(r, days[d], &dbi))
+            continue; /* created after the reader's handles were taken: nothing acked in it
+                         before this reader began is missed but the last instant's */
         if (mdb_cursor_open(r->txn, dbi, &cur) != 0)
             continue;
         put_u64(kb, id);

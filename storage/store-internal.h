@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +16,8 @@
 #define MAX_LABELS 63   /* + device fits struct fp_series_desc.labels */
 #define KEY_MAX 511     /* LMDB's default maximum key size */
 #define DEVICE_HEADER_BYTES 88
+/* What a read-only opener maps: more than any store will grow to (address space, not memory). */
+#define READER_MAP_BYTES ((size_t)1 << 38)
 #define MAX_PARTITIONS 192 /* named databases for raw time partitions (one per UTC day) */
 #define DAY_MS INT64_C(86400000)
 
@@ -48,6 +51,14 @@ struct fp_store {
     bool readonly;
     struct fp_store_options opts;
     uint64_t map_bytes;
+    /* Day partition handles. LMDB lets one transaction at a time in a process open database
+     * handles, and that transaction must end before another may: parts_lock guards the cache
+     * and every mdb_dbi_open. A write transaction that opened a handle keeps holding it until
+     * it ends (parts_held); readers open what they miss in a short transaction of their own
+     * before they begin, and then read a copy (struct fp_store_reader), so query threads never
+     * open handles inside their snapshots. */
+    pthread_mutex_t parts_lock;
+    bool parts_held;
     struct fp_partition parts[MAX_PARTITIONS];
     size_t n_parts;
     /* writer only */
@@ -62,6 +73,8 @@ struct fp_store {
 struct fp_store_reader {
     struct fp_store *store;
     MDB_txn *txn;
+    struct fp_partition parts[MAX_PARTITIONS]; /* the store's handles when the reader began */
+    size_t n_parts;
 };
 
 /* A growable byte buffer for building keys and values. */
@@ -183,6 +196,10 @@ int fp_samples_retention(MDB_txn *txn, struct fp_store *s, int64_t now_ms);
 
 /* After a write txn: keep (committed) or forget (aborted) partitions it created. */
 void fp_samples_txn_end(struct fp_store *s, bool committed);
+
+/* Opens the handles of every day partition that exists and copies them into r (before r's
+ * transaction begins). Returns an LMDB rc. */
+int fp_samples_reader_parts(struct fp_store *s, struct fp_store_reader *r);
 
 /* Frees the writer's series states and encoder. */
 void fp_samples_fini(struct fp_store *s);

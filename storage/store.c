@@ -213,6 +213,7 @@ int fp_store_open(const char *dir, unsigned flags, const struct fp_store_options
     if (s == NULL)
         return -ENOMEM;
     s->readonly = (flags & FP_STORE_READONLY) != 0;
+    (void)pthread_mutex_init(&s->parts_lock, NULL);
     if (opts != NULL)
         s->opts = *opts;
     else
@@ -226,6 +227,14 @@ int fp_store_open(const char *dir, unsigned flags, const struct fp_store_options
     (void)mdb_env_set_maxdbs(s->env, 16 + MAX_PARTITIONS);
     if (s->readonly) {
         env_flags |= MDB_RDONLY;
+        /* Map more than the writer will reach, so a grown store never needs a remap here:
+         * mdb_env_set_mapsize with transactions open in other threads would pull the map from
+         * under them. Address space only; pages are read as they are used. */
+        rc = mdb_env_set_mapsize(s->env, READER_MAP_BYTES);
+        if (rc != 0) {
+            r = fp_store_map_lmdb(rc);
+            goto fail;
+        }
     } else {
         /* Start at the file's size when it is larger, so a grown store keeps its map. */
         s->map_bytes = s->opts.initial_map_bytes;
@@ -254,6 +263,7 @@ int fp_store_open(const char *dir, unsigned flags, const struct fp_store_options
 fail:
     if (s->env != NULL)
         mdb_env_close(s->env);
+    (void)pthread_mutex_destroy(&s->parts_lock);
     free(s);
     return r;
 }
@@ -266,6 +276,7 @@ void fp_store_close(struct fp_store **sp)
     mdb_env_close(s->env);
     fp_samples_fini(s);
     key_cache_clear(s);
+    (void)pthread_mutex_destroy(&s->parts_lock);
     free(s);
     *sp = NULL;
 }
@@ -993,13 +1004,9 @@ int fp_store_reader_open(struct fp_store *s, struct fp_store_reader **ret)
     if (r == NULL)
         return -ENOMEM;
     r->store = s;
-    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
-    if (rc == MDB_MAP_RESIZED) {
-        /* The writer (another process) grew the map: adopt its size and retry once. */
-        rc = mdb_env_set_mapsize(s->env, 0);
-        if (rc == 0)
-            rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
-    }
+    rc = fp_samples_reader_parts(s, r);
+    if (rc == 0)
+        rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
     if (rc != 0) {
         free(r);
         return fp_store_map_lmdb(rc);
