@@ -799,17 +799,35 @@ static void check_http(int q, const char *body_path, const struct query_ctx *c)
         if (strstr(text, want) == NULL)
             die("http: Q2: the answer does not carry the in-process p95 %s: %.200s", want + 1,
                 text);
+    } else if (q == Q4) {
+        char key[96];
+        for (const char *p = text; (p = strstr(p, "{\"device\":")) != NULL; p++)
+            n++;
+        if (n != c->n_top)
+            die("http: Q4: %zu devices in the answer, %zu in-process", n, c->n_top);
+        for (size_t i = 0; i < c->n_top; i++) {
+            (void)snprintf(key, sizeof(key), "{\"device\":\"%s\"", c->top_dev[i]);
+            if (strstr(text, key) == NULL)
+                die("http: Q4: %s (place %zu in-process) is not in the answer", c->top_dev[i],
+                    i + 1);
+        }
+    } else if (q == Q5) {
+        (void)snprintf(want, sizeof(want), "\"total\":%zu,", c->silent);
+        if (strstr(text, want) == NULL)
+            die("http: Q5: the answer does not count %zu silent devices: %.200s", c->silent,
+                text);
     }
 }
 
 /* Starts fleetpulse-query on 127.0.0.1, port 0, logging to log; returns the port or 0 (why in
  * err). */
-static unsigned start_server(const char *bin, const char *data_dir, const char *log, char *err,
-                             size_t err_size)
+static unsigned start_server(const char *bin, const char *data_dir, const char *as_of,
+                             const char *log, char *err, size_t err_size)
 {
     posix_spawn_file_actions_t fa;
-    char *argv[] = {(char *)bin, (char *)"--data", (char *)data_dir, (char *)"--listen",
-                    (char *)"127.0.0.1:0", NULL};
+    /* --as-of: device states (Q4, Q5) at the workload's "now", as the in-process queries. */
+    char *argv[] = {(char *)bin,    (char *)"--data",  (char *)data_dir,    (char *)"--listen",
+                    (char *)"127.0.0.1:0", (char *)"--as-of", (char *)as_of, NULL};
     char text[8192];
     int r;
 
@@ -878,27 +896,24 @@ static void run_http(const struct settings *set, const char *data_dir, const str
 
     for (int q = 0; q < N_QUERIES; q++)
         res->http_ms[q] = NAN;
-    (void)snprintf(res->http_missing[Q4], sizeof(res->http_missing[Q4]),
-                   "no endpoint yet (comes with the dashboards issue)");
-    (void)snprintf(res->http_missing[Q5], sizeof(res->http_missing[Q5]),
-                   "no endpoint yet (comes with the dashboards issue)");
     if (set->query_bin == NULL) {
-        for (int q = Q1; q <= Q3; q++)
+        for (int q = Q1; q <= Q5; q++)
             (void)snprintf(res->http_missing[q], sizeof(res->http_missing[q]),
                            "fleetpulse-query was not built");
         return;
     }
     if (system("command -v curl >/dev/null 2>&1") != 0) {
-        for (int q = Q1; q <= Q3; q++)
+        for (int q = Q1; q <= Q5; q++)
             (void)snprintf(res->http_missing[q], sizeof(res->http_missing[q]),
                            "curl not found");
         return;
     }
     path_join(log, sizeof(log), tmp_root, "query.log");
     path_join(body, sizeof(body), tmp_root, "body.json");
-    port = start_server(set->query_bin, data_dir, log, err, sizeof(err));
+    time_fmt(now, sizeof(now), c->now_ms);
+    port = start_server(set->query_bin, data_dir, now, log, err, sizeof(err));
     if (port == 0) {
-        for (int q = Q1; q <= Q3; q++)
+        for (int q = Q1; q <= Q5; q++)
             (void)snprintf(res->http_missing[q], sizeof(res->http_missing[q]), "%.200s", err);
         progress("http: %s", err);
         return;
@@ -922,8 +937,16 @@ static void run_http(const struct settings *set, const char *data_dir, const str
                    "http://127.0.0.1:%u/api/v1/series?device=%s&from=%s&to=%s"
                    "&step=60&agg=avg&by=__name__,zone",
                    port, c->w->dev[c->q3_device].id, h6, now);
+    /* The device listing sorted by the latest temperature (the hotter zone), silent devices
+     * (nothing for 5 min, Q4's lookback) left out; and the silent ones counted ("total"). */
+    (void)snprintf(urls[Q4], sizeof(urls[Q4]),
+                   "http://127.0.0.1:%u/api/v1/devices?sort=-temperature_celsius&limit=%d"
+                   "&state=ok,stale,degraded",
+                   port, TOPK);
+    (void)snprintf(urls[Q5], sizeof(urls[Q5]),
+                   "http://127.0.0.1:%u/api/v1/devices?state=silent&limit=1", port);
 
-    for (int q = Q1; q <= Q3; q++) {
+    for (int q = Q1; q <= Q5; q++) {
         double t[REPS_MAX], ms;
         int code = curl_get(urls[q], body, &ms); /* warm-up, and does the API take it? */
 

@@ -23,6 +23,7 @@ enum {
     OPT_LOG_LEVEL = 256, /* long-only options take values past any char */
     OPT_SILENT_AFTER,
     OPT_SUMMARY_REFRESH,
+    OPT_AS_OF,
     OPT_RULES,
     OPT_ALERT_STATE,
     OPT_EVAL_INTERVAL,
@@ -36,6 +37,7 @@ static const struct option long_options[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"silent-after", required_argument, NULL, OPT_SILENT_AFTER},
     {"summary-refresh", required_argument, NULL, OPT_SUMMARY_REFRESH},
+    {"as-of", required_argument, NULL, OPT_AS_OF},
     {"rules", required_argument, NULL, OPT_RULES},
     {"alert-state", required_argument, NULL, OPT_ALERT_STATE},
     {"eval-interval", required_argument, NULL, OPT_EVAL_INTERVAL},
@@ -45,6 +47,14 @@ static const struct option long_options[] = {
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
+
+/* --as-of: the service's clock stands still there. */
+static int64_t as_of_ms;
+
+static int64_t as_of_now(void)
+{
+    return as_of_ms;
+}
 
 static void usage(FILE *f)
 {
@@ -59,6 +69,8 @@ static void usage(FILE *f)
             "      --silent-after DUR  a device without a batch for DUR is silent (default 5m)\n"
             "      --summary-refresh DUR  reuse a fleet summary, compare or /metrics answer for\n"
             "                          DUR (default 1s; 0: compute every time)\n"
+            "      --as-of UNIX_SECONDS  answer as if the clock stood at this time: device\n"
+            "                          states and default windows (replaying old data)\n"
             "      --rules FILE        alert rules (docs/alerts.md); reloaded on SIGHUP\n"
             "      --alert-state FILE  alert state kept across restarts (default FILE.state)\n"
             "      --eval-interval DUR evaluate the rules every DUR (default 15s)\n"
@@ -132,6 +144,16 @@ int main(int argc, char **argv)
                                             "1s; 0 to turn reuse off)",
                                       optarg);
             break;
+        case OPT_AS_OF: {
+            double t;
+            if (fp_parse_double(optarg, &t) < 0 || !(t > 0 && t < 1e11))
+                return fp_usage_error(PROG, "invalid --as-of \"%s\" (Unix seconds, e.g. "
+                                            "1754006400)",
+                                      optarg);
+            as_of_ms = (int64_t)(t * 1000.0);
+            opts.now_ms = as_of_now;
+            break;
+        }
         case OPT_RULES:
             alert_opts.rules_path = optarg;
             break;
