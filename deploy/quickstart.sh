@@ -46,7 +46,9 @@ start collector "$BUILD/collector/fleetpulse-collector" \
   --listen "tcp://127.0.0.1:$CPORT" --data "$RUN_DIR/data"
 # The query service needs the store the collector creates.
 for _ in $(seq 50); do [ -f "$RUN_DIR/data/data.mdb" ] && break; sleep 0.1; done
-start query "$BUILD/query/fleetpulse-query" --listen "127.0.0.1:$QPORT" --data "$RUN_DIR/data"
+# The stock alert rules (docs/alerts.md): silent and stale devices, the canary regression.
+start query "$BUILD/query/fleetpulse-query" --listen "127.0.0.1:$QPORT" --data "$RUN_DIR/data" \
+  --rules deploy/rules.json --alert-state "$RUN_DIR/alerts.state"
 start probe "$BUILD/probe/fleetpulse-probe" --collector "tcp://127.0.0.1:$CPORT" \
   --interval "$INTERVAL" --cohort local
 # A fleet to look at: an hour of history, then live every 10 s; model_version v2 is a canary
