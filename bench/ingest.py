@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,14 +26,9 @@ import threading
 import time
 import urllib.request
 
+from daemons import free_port, stop, wait_listening
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_s(pid):
@@ -65,28 +59,6 @@ class Sampler(threading.Thread):
             except OSError:
                 return
             time.sleep(0.05)
-
-
-def wait_listening(port, proc, timeout=10):
-    import socket
-    end = time.time() + timeout
-    while time.time() < end:
-        if proc.poll() is not None:
-            sys.exit("bench/ingest: %s exited early" % proc.args[0])
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    sys.exit("bench/ingest: %s did not listen on %d" % (proc.args[0], port))
-
-
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def run_sim(a, endpoint, tmp, sim_args):

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rng.h"
 #include "workload.h"
 
 const struct fp_workload_series_def fp_workload_series[FP_WORKLOAD_SERIES] = {
@@ -31,7 +32,7 @@ static const char *const model_names[3] = {"llama-3.1-8b-instruct", "qwen2.5-7b-
 static const char *const site_names[10] = {"site-00", "site-01", "site-02", "site-03", "site-04",
                                            "site-05", "site-06", "site-07", "site-08", "site-09"};
 
-/* --- a seeded generator (splitmix64) ----------------------------------------------------------- */
+/* --- a seeded generator (common/rng.h: splitmix64) ------------------------------------------ */
 
 struct rng {
     uint64_t state;
@@ -39,21 +40,17 @@ struct rng {
 
 static uint64_t rnd(struct rng *g)
 {
-    uint64_t z = (g->state += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
+    return fp_rng_next(&g->state);
 }
 
 static double unif(struct rng *g, double lo, double hi)
 {
-    return lo + (hi - lo) * ((double)(rnd(g) >> 11) * 0x1p-53);
+    return fp_rng_unif(&g->state, lo, hi);
 }
 
 static double gauss(struct rng *g)
 {
-    double u1 = unif(g, 0, 1), u2 = unif(g, 0, 1);
-    return sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586 * u2);
+    return fp_rng_gauss(&g->state);
 }
 
 static double lognormal(struct rng *g, double sigma)
