@@ -294,12 +294,12 @@ static char *prom_key(const struct fp_series_desc *d, const struct fp_device_des
     return buf;
 }
 
-/* Adds "series" (count) and "metrics" (latest value per series) to one device's object.
- * Returns 0 or a store code / -errno. */
-static int add_device_series(struct fp_store_reader *rd, struct device_row *row)
+/* Adds "series" (count) and "metrics" (latest value per series) to one device's object; dev is
+ * the device as rd shows it (borrowed). Returns 0 or a store code / -errno. */
+static int add_device_series(struct fp_store_reader *rd, struct device_row *row,
+                             const struct fp_device_desc *dev)
 {
     struct fp_matcher m = {.name = "device", .value = row->id, .op = FP_MATCH_EQ};
-    struct fp_device_desc dev;
     struct fp_series_desc desc;
     struct metric_row *series = NULL;
     struct metric_entry *entries = NULL;
@@ -309,9 +309,6 @@ static int add_device_series(struct fp_store_reader *rd, struct device_row *row)
     int r;
 
     r = fp_store_select(rd, &m, 1, &ids, &n_ids);
-    if (r != 0)
-        goto out;
-    r = fp_store_device_get(rd, row->id, &dev);
     if (r != 0)
         goto out;
 
@@ -357,7 +354,7 @@ static int add_device_series(struct fp_store_reader *rd, struct device_row *row)
                 r = fp_store_series_get(rd, series[j].id, &desc);
                 if (r != 0)
                     goto out;
-                entries[n_entries].key = prom_key(&desc, &dev);
+                entries[n_entries].key = prom_key(&desc, dev);
             }
             if (entries[n_entries].key == NULL) {
                 r = -ENOMEM;
@@ -393,7 +390,8 @@ struct device_sort {
 
 /* A device that passed the filters, before its page is chosen. */
 struct device_key {
-    char *id;       /**< our copy */
+    char *id;       /**< into device_filter.names once listed; a decoded cursor's own copy */
+    size_t id_off;  /**< while listing: the id's offset in device_filter.names (it moves) */
     bool has_value; /**< sorting by a metric: whether the device has it */
     double value;   /**< the largest latest value over its series of the metric */
 };
@@ -407,6 +405,10 @@ struct device_filter {
     int64_t now_ms;
     struct device_key *keys; /**< the devices that passed */
     size_t n, cap;
+    /* Their ids, NUL-terminated one after another: one allocation where 10,000 strdup()s and
+     * free()s were a tenth of a sorted listing's time. */
+    char *names;
+    size_t names_len, names_cap;
 };
 
 static const char *const devices_params[] = {"match", "state", "sort", "limit", "cursor", NULL};
@@ -456,6 +458,7 @@ static int filter_device(void *userdata, const struct fp_device_desc *d)
 {
     struct device_filter *f = userdata;
     enum fp_device_state st;
+    size_t len;
 
     if (d->device[0] == '@') /* fleetpulse's own components have their own endpoints */
         return 0;
@@ -475,10 +478,22 @@ static int filter_device(void *userdata, const struct fp_device_desc *d)
         f->keys = k;
         f->cap = cap;
     }
-    f->keys[f->n] = (struct device_key){.id = strdup(d->device)};
-    if (f->keys[f->n].id == NULL)
-        return -ENOMEM;
-    f->n++;
+    len = strlen(d->device) + 1;
+    if (f->names_cap - f->names_len < len) {
+        size_t cap = f->names_cap ? 2 * f->names_cap : 4096;
+        char *names;
+
+        while (cap - f->names_len < len)
+            cap *= 2;
+        names = realloc(f->names, cap);
+        if (names == NULL)
+            return -ENOMEM;
+        f->names = names;
+        f->names_cap = cap;
+    }
+    memcpy(f->names + f->names_len, d->device, len);
+    f->keys[f->n++] = (struct device_key){.id_off = f->names_len};
+    f->names_len += len;
     return 0;
 }
 
@@ -498,9 +513,102 @@ static int cmp_device_key_asc(const void *a, const void *b)
     return cmp_device_key(a, b, false);
 }
 
-static int cmp_device_key_desc(const void *a, const void *b)
+/* Whether keys[] is in ascending id order (the store's listing order, as a rule). */
+static bool sorted_by_id(const struct device_key *keys, size_t n)
 {
-    return cmp_device_key(a, b, true);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(keys[i - 1].id, keys[i].id) > 0)
+            return false;
+    return true;
+}
+
+/* A max-heap of key indices under the listing's order: the root is the last of the page so
+ * far. */
+struct page_heap {
+    const struct device_key *keys;
+    size_t *idx;
+    size_t n;
+    bool descending;
+};
+
+static bool heap_after(const struct page_heap *h, size_t i, size_t j)
+{
+    return cmp_device_key(&h->keys[h->idx[i]], &h->keys[h->idx[j]], h->descending) > 0;
+}
+
+static void heap_swap(struct page_heap *h, size_t i, size_t j)
+{
+    size_t t = h->idx[i];
+    h->idx[i] = h->idx[j];
+    h->idx[j] = t;
+}
+
+static void heap_down(struct page_heap *h, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, top = i;
+
+        if (l < h->n && heap_after(h, l, top))
+            top = l;
+        if (r < h->n && heap_after(h, r, top))
+            top = r;
+        if (top == i)
+            return;
+        heap_swap(h, i, top);
+        i = top;
+    }
+}
+
+static _Thread_local const struct page_heap *current_heap; /* qsort context */
+
+static int cmp_heap_idx(const void *a, const void *b)
+{
+    const struct page_heap *h = current_heap;
+
+    return cmp_device_key(&h->keys[*(const size_t *)a], &h->keys[*(const size_t *)b],
+                          h->descending);
+}
+
+/* The page: the first `limit` keys after `after` (NULL: from the start) in the listing's order,
+ * as indices into keys, in order (*ret new, free()). *ret_more tells whether keys beyond the page
+ * follow. A bounded heap, O(n log limit): sorting all of a 10,000-device fleet for a page of 100
+ * was a fifth of a sorted listing's time. Returns 0 or -ENOMEM. */
+static int select_page(const struct device_key *keys, size_t n, const struct device_key *after,
+                       bool descending, size_t limit, size_t **ret, size_t *ret_n, bool *ret_more)
+{
+    struct page_heap h = {.keys = keys, .descending = descending};
+    size_t cap = limit < n ? limit : n;
+
+    *ret_more = false;
+    h.idx = malloc((cap ? cap : 1) * sizeof(*h.idx));
+    if (h.idx == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (after != NULL && cmp_device_key(&keys[i], after, descending) <= 0)
+            continue;
+        if (h.n < cap) {
+            /* Sift up. */
+            size_t c = h.n++;
+            h.idx[c] = i;
+            while (c > 0 && heap_after(&h, c, (c - 1) / 2)) {
+                heap_swap(&h, c, (c - 1) / 2);
+                c = (c - 1) / 2;
+            }
+            continue;
+        }
+        *ret_more = true;
+        if (cap > 0 && cmp_device_key(&keys[i], &keys[h.idx[0]], descending) < 0) {
+            h.idx[0] = i;
+            heap_down(&h, 0);
+        }
+    }
+    current_heap = &h;
+    if (h.n > 1)
+        qsort(h.idx, h.n, sizeof(*h.idx), cmp_heap_idx);
+    current_heap = NULL;
+    *ret = h.idx;
+    *ret_n = h.n;
+    return 0;
 }
 
 /* Sets has_value/value of every key (sorted by id) from a SORT_VALUES answer (refresh.h):
@@ -654,7 +762,8 @@ int fp_api_devices(struct fp_query_server *srv, const char *arg, const char *que
     struct fp_store_reader *rd = NULL;
     struct device_list list = {0};
     struct fp_device_desc desc;
-    size_t limit = DEVICES_LIMIT_DEFAULT, first = 0, n_regex = 0;
+    size_t limit = DEVICES_LIMIT_DEFAULT, n_regex = 0, n_page = 0, *page = NULL;
+    bool more = false;
     json_t *body = NULL, *arr = NULL;
     struct evbuffer *sort_values = NULL;
     char *next = NULL;
@@ -746,9 +855,11 @@ int fp_api_devices(struct fp_query_server *srv, const char *arg, const char *que
     r = fp_store_devices(rd, filter_device, &f);
     if (r != 0)
         goto fail;
-    /* The store lists devices in byte order of their ids, which strcmp agrees with; sorted
+    for (size_t i = 0; i < f.n; i++)
+        f.keys[i].id = f.names + f.keys[i].id_off;
+    /* The store lists devices in byte order of their ids, which strcmp agrees with; checked
      * anyway so the documented order does not depend on the store's key layout. */
-    if (f.n > 1)
+    if (f.n > 1 && !sorted_by_id(f.keys, f.n))
         qsort(f.keys, f.n, sizeof(*f.keys), cmp_device_key_asc);
     if (sort.metric != NULL) {
         size_t len = evbuffer_get_length(sort_values);
@@ -759,26 +870,24 @@ int fp_api_devices(struct fp_query_server *srv, const char *arg, const char *que
             goto fail;
         }
         apply_sort_values(bytes, len, f.keys, f.n);
-        if (f.n > 1)
-            qsort(f.keys, f.n, sizeof(*f.keys),
-                  sort.descending ? cmp_device_key_desc : cmp_device_key_asc);
     }
-    if (after.id != NULL)
-        while (first < f.n && cmp_device_key(&f.keys[first], &after, sort.descending) <= 0)
-            first++;
+    r = select_page(f.keys, f.n, after.id != NULL ? &after : NULL, sort.descending, limit, &page,
+                    &n_page, &more);
+    if (r != 0)
+        goto fail;
 
-    for (size_t i = first; i < f.n && i < first + limit; i++) {
-        r = fp_store_device_get(rd, f.keys[i].id, &desc);
+    for (size_t i = 0; i < n_page; i++) {
+        r = fp_store_device_get(rd, f.keys[page[i]].id, &desc);
         if (r == 0)
             r = collect_device(&list, &desc, srv, f.now_ms);
         if (r == 0)
-            r = add_device_series(rd, &list.rows[list.n - 1]);
+            r = add_device_series(rd, &list.rows[list.n - 1], &desc);
         if (r != 0)
             goto fail;
     }
     fp_query_reader_close(srv, &rd);
-    if (first + limit < f.n) {
-        next = cursor_encode(&sort, &f.keys[first + limit - 1]);
+    if (more) {
+        next = cursor_encode(&sort, &f.keys[page[n_page - 1]]);
         if (next == NULL) {
             r = -ENOMEM;
             goto fail;
@@ -808,9 +917,9 @@ out:
     json_decref(arr);
     json_decref(body);
     device_list_fini(&list);
-    for (size_t i = 0; i < f.n; i++)
-        free(f.keys[i].id);
+    free(f.names);
     free(f.keys);
+    free(page);
     for (size_t i = 0; f.re != NULL && matchers != NULL && i < n_regex && i < matchers->n; i++)
         if (matchers->m[i].op == FP_MATCH_RE || matchers->m[i].op == FP_MATCH_NRE)
             regfree(&f.re[i]);
@@ -846,7 +955,7 @@ int fp_api_collector(struct fp_query_server *srv, const char *arg, const char *q
     if (r == 0)
         r = collect_device(&list, &d, NULL, 0);
     if (r == 0)
-        r = add_device_series(rd, &list.rows[0]);
+        r = add_device_series(rd, &list.rows[0], &d);
     fp_query_reader_close(srv, &rd);
     if (r != 0) {
         status = internal_error(r, err, err_size);
@@ -1496,7 +1605,7 @@ int fp_api_device(struct fp_query_server *srv, const char *arg, const char *quer
         r = set(obj, "identity", identity_new(&d));
     }
     if (r == 0)
-        r = add_device_series(rd, &list.rows[0]);
+        r = add_device_series(rd, &list.rows[0], &d);
     if (r == 0)
         r = fp_store_events(rd, id, now_ms - DEVICE_EVENTS_WINDOW_MS, now_ms,
                             collect_recent_event, &events);
