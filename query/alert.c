@@ -837,43 +837,10 @@ out:
     return r;
 }
 
-/* A device in a cohort regression: its value over the window, the cohort it belongs to and,
- * with strata, the key of its stratum. */
-struct cohort_member {
-    char *stratum; /**< encoded strata label values; "" without strata */
-    double value;
-    bool is_b;
-};
-
-/* A growing array of doubles. */
-struct dvec {
-    double *v;
-    size_t n, cap;
-};
-
-static int dvec_push(struct dvec *d, double x)
-{
-    if (d->n == d->cap) {
-        size_t cap = d->cap == 0 ? 16 : 2 * d->cap;
-        double *p = realloc(d->v, cap * sizeof(*p));
-        if (p == NULL)
-            return -ENOMEM;
-        d->v = p;
-        d->cap = cap;
-    }
-    d->v[d->n++] = x;
-    return 0;
-}
-
-static int cmp_cohort_member(const void *a, const void *b)
-{
-    return strcmp(((const struct cohort_member *)a)->stratum,
-                  ((const struct cohort_member *)b)->stratum);
-}
-
-/* Appends the devices with label == value (one value each over the window) to *mem. */
+/* Appends the devices with label == value (one value each over the window) to *mem, each with
+ * its stratum's key (new, freed by the caller; "" without strata). */
 static int cohort_collect(struct fp_store_reader *rd, const struct fp_rule *rule, const char *value,
-                          bool is_b, int64_t now_ms, struct cohort_member **mem, size_t *n,
+                          bool is_b, int64_t now_ms, struct fp_stats_member **mem, size_t *n,
                           size_t *cap)
 {
     const char *by[FP_RULE_BY_MAX + 1] = {"device"};
@@ -893,7 +860,7 @@ static int cohort_collect(struct fp_store_reader *rd, const struct fp_rule *rule
             continue;
         if (*n == *cap) {
             size_t nc = *cap == 0 ? 64 : 2 * *cap;
-            struct cohort_member *p = realloc(*mem, nc * sizeof(*p));
+            struct fp_stats_member *p = realloc(*mem, nc * sizeof(*p));
             if (p == NULL) {
                 r = -ENOMEM;
                 break;
@@ -905,7 +872,7 @@ static int cohort_collect(struct fp_store_reader *rd, const struct fp_rule *rule
             const char *v = label_get(grp->labels, grp->n_labels, rule->by[i]);
             sl[i] = (struct fp_label){.name = rule->by[i], .value = v != NULL ? v : ""};
         }
-        (*mem)[*n] = (struct cohort_member){.value = x, .is_b = is_b};
+        (*mem)[*n] = (struct fp_stats_member){.value = x, .is_b = is_b};
         (*mem)[*n].stratum = labels_key(sl, rule->n_by);
         if ((*mem)[*n].stratum == NULL) {
             r = -ENOMEM;
@@ -917,84 +884,11 @@ static int cohort_collect(struct fp_store_reader *rd, const struct fp_rule *rule
     return r;
 }
 
-/* The per-device values of a cohort regression, split into a and b three ways. */
-struct cohort_split {
-    struct dvec raw_a, raw_b; /**< as measured: the medians shown */
-    struct dvec cmp_a, cmp_b; /**< what the Mann-Whitney test compares */
-    struct dvec eff_a, eff_b; /**< what the relative change is measured on */
-};
-
-static void cohort_split_fini(struct cohort_split *cs)
-{
-    free(cs->raw_a.v);
-    free(cs->raw_b.v);
-    free(cs->cmp_a.v);
-    free(cs->cmp_b.v);
-    free(cs->eff_a.v);
-    free(cs->eff_b.v);
-}
-
-static double median_of(struct dvec *d)
-{
-    qsort(d->v, d->n, sizeof(*d->v), cmp_double);
-    return fp_stats_quantile_sorted(d->v, d->n, 0.5);
-}
-
-/* Splits the members into a and b. Without strata all three views are the raw values. With
- * strata, each device is compared after dividing by its stratum's median over both cohorts (a
- * scale that treats a and b alike, so the test keeps its meaning when there is no difference),
- * and the change is measured after dividing by the stratum's median of a (so "b is 20% slower
- * on every model" reads as -20%, where the pooled median would halve it). Strata without
- * devices in both cohorts, or with a median of zero, are left out: they say nothing about a
- * versus b. */
-static int cohort_split(const struct fp_rule *rule, struct cohort_member *mem, size_t n,
-                        struct cohort_split *cs)
-{
-    struct dvec all = {0}, base = {0};
-    int r = 0;
-
-    if (n > 1)
-        qsort(mem, n, sizeof(*mem), cmp_cohort_member);
-    for (size_t i = 0; i < n && r == 0;) {
-        size_t j = i;
-        double m_all = 1, m_a = 1;
-
-        all.n = 0;
-        base.n = 0;
-        while (j < n && strcmp(mem[j].stratum, mem[i].stratum) == 0) {
-            r |= dvec_push(&all, mem[j].value);
-            if (!mem[j].is_b)
-                r |= dvec_push(&base, mem[j].value);
-            j++;
-        }
-        if (r == 0 && rule->n_by > 0) {
-            if (base.n == 0 || base.n == all.n) {
-                i = j;
-                continue;
-            }
-            m_all = median_of(&all);
-            m_a = median_of(&base);
-        }
-        if (r == 0 && m_all > 0 && m_a > 0) {
-            for (size_t k = i; k < j && r == 0; k++) {
-                bool b = mem[k].is_b;
-                r |= dvec_push(b ? &cs->raw_b : &cs->raw_a, mem[k].value);
-                r |= dvec_push(b ? &cs->cmp_b : &cs->cmp_a, mem[k].value / m_all);
-                r |= dvec_push(b ? &cs->eff_b : &cs->eff_a, mem[k].value / m_a);
-            }
-        }
-        i = j;
-    }
-    free(all.v);
-    free(base.v);
-    return r != 0 ? -ENOMEM : 0;
-}
-
 static int eval_regression(struct fp_alert_engine *e, struct fp_store_reader *rd,
                            const struct fp_rule *rule, int64_t now_ms)
 {
-    struct cohort_member *mem = NULL;
-    struct cohort_split cs = {0};
+    struct fp_stats_member *mem = NULL;
+    struct fp_stats_split cs = {0};
     size_t n = 0, cap = 0;
     double ma, mb, change, worse;
     struct fp_mwu mwu;
@@ -1006,11 +900,11 @@ static int eval_regression(struct fp_alert_engine *e, struct fp_store_reader *rd
     if (r == 0)
         r = cohort_collect(rd, rule, rule->b, true, now_ms, &mem, &n, &cap);
     if (r == 0)
-        r = cohort_split(rule, mem, n, &cs);
+        r = fp_stats_stratify(mem, n, rule->n_by > 0, &cs);
     if (r != 0 || cs.raw_a.n < rule->min_devices || cs.raw_b.n < rule->min_devices)
         goto out;
-    ma = median_of(&cs.eff_a);
-    mb = median_of(&cs.eff_b);
+    ma = fp_stats_median(&cs.eff_a);
+    mb = fp_stats_median(&cs.eff_b);
     /* The relative change needs a baseline away from zero. */
     if (!(fabs(ma) > 0))
         goto out;
@@ -1024,7 +918,7 @@ static int eval_regression(struct fp_alert_engine *e, struct fp_store_reader *rd
         x = (struct extra){
             .names = {"a_median", "b_median", "a_devices", "b_devices", "p_value",
                       "change_percent"},
-            .values = {median_of(&cs.raw_a), median_of(&cs.raw_b), (double)cs.raw_a.n,
+            .values = {fp_stats_median(&cs.raw_a), fp_stats_median(&cs.raw_b), (double)cs.raw_a.n,
                        (double)cs.raw_b.n, mwu.p, 100 * change},
             .n = 6,
         };
@@ -1033,9 +927,9 @@ static int eval_regression(struct fp_alert_engine *e, struct fp_store_reader *rd
 
 out:
     for (size_t i = 0; i < n; i++)
-        free(mem[i].stratum);
+        free((char *)mem[i].stratum);
     free(mem);
-    cohort_split_fini(&cs);
+    fp_stats_split_fini(&cs);
     return r;
 }
 

@@ -969,20 +969,38 @@ out:
 
 /* --- /api/v1/compare ------------------------------------------------------------------------- */
 
-static const char *const compare_params[] = {"metric", "by", "a", "b", "window", "match", NULL};
+static const char *const compare_params[] = {"metric", "by",    "a",      "b",
+                                             "window", "match", "strata", NULL};
+
+/* Most labels in "strata" (as a cohort_regression rule's). */
+#define STRATA_MAX 8
+
+/* A "strata" value split into label names. */
+struct strata {
+    char buf[FP_QUERY_VALUE_MAX + 1]; /**< the value, commas turned into NULs */
+    const char *names[STRATA_MAX];    /**< into buf */
+    size_t n;
+};
 
 /* Per-device means of one cohort's series. */
 struct cohort {
     const char *value; /**< the "by" label's value; borrowed from the request */
-    double *values;    /**< one mean per device, sorted */
+    double *values;    /**< one mean per device compared, sorted (set from the split) */
     size_t n;
 };
 
 /* One device's running sum while a cohort is read. */
 struct dev_mean {
     char *id;
+    char *stratum; /**< the series' strata label values ("len:value," each); "" without */
     double sum;
     uint64_t n;
+};
+
+/* The devices of both cohorts with their means, as fp_stats_stratify takes them; strata owned. */
+struct members {
+    struct fp_stats_member *m;
+    size_t n, cap;
 };
 
 struct mean_scan {
@@ -1010,14 +1028,49 @@ static int mean_point(void *userdata, int64_t ts_ms, double v)
 
 static int cmp_dev_mean(const void *a, const void *b)
 {
-    return strcmp(((const struct dev_mean *)a)->id, ((const struct dev_mean *)b)->id);
+    const struct dev_mean *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+
+    return c != 0 ? c : strcmp(x->stratum, y->stratum);
 }
 
-/* Reads cohort c: the series of metric with by=c->value (and the extra matchers), a mean per
- * device over [from, to]. Returns 0, 1 over budget, or a store code / -errno. */
+/* The stratum of a series: each strata label's value on it ("" when missing), length-prefixed
+ * so that no value can run into the next. Returns a new string or NULL. */
+static char *stratum_key(const struct fp_series_desc *desc, const struct strata *st)
+{
+    char *key = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&key, &len);
+
+    if (f == NULL)
+        return NULL;
+    for (size_t i = 0; i < st->n; i++) {
+        const char *v = desc_label(desc, st->names[i]);
+        if (v == NULL)
+            v = "";
+        fprintf(f, "%zu:%s,", strlen(v), v);
+    }
+    if ((ferror(f) | fclose(f)) != 0) {
+        free(key);
+        return NULL;
+    }
+    return key;
+}
+
+static void members_fini(struct members *ms)
+{
+    for (size_t i = 0; i < ms->n; i++)
+        free((char *)ms->m[i].stratum);
+    free(ms->m);
+    memset(ms, 0, sizeof(*ms));
+}
+
+/* Reads one cohort: the series of metric with by=value (and the extra matchers), a mean per
+ * device (and stratum) over [from, to], appended to ms as cohort b or a. Returns 0, 1 over
+ * budget, or a store code / -errno. */
 static int cohort_read(struct fp_store_reader *rd, const struct fp_matcher *base, size_t n_base,
                        int64_t from_ms, int64_t to_ms, uint64_t *scanned, uint64_t budget,
-                       struct cohort *c)
+                       const struct strata *st, bool is_b, struct members *ms)
 {
     struct fp_series_desc desc;
     struct dev_mean *devs = NULL;
@@ -1043,38 +1096,50 @@ static int cohort_read(struct fp_store_reader *rd, const struct fp_matcher *base
         if (device == NULL || device[0] == '@')
             continue;
         devs[n_devs].id = strdup(device);
-        if (devs[n_devs].id == NULL) {
+        devs[n_devs].stratum = stratum_key(&desc, st);
+        s.d = &devs[n_devs++];
+        if (s.d->id == NULL || s.d->stratum == NULL) {
             r = -ENOMEM;
             break;
         }
-        s.d = &devs[n_devs++];
         r = fp_store_read_range(rd, ids[i], from_ms, to_ms, mean_point, &s);
         if (s.over_budget)
             r = 1;
     }
     if (r == 0 && n_devs > 1)
         qsort(devs, n_devs, sizeof(*devs), cmp_dev_mean);
-    if (r == 0) {
-        c->values = malloc((n_devs ? n_devs : 1) * sizeof(*c->values));
-        if (c->values == NULL)
+    if (r == 0 && ms->cap - ms->n < n_devs) {
+        size_t cap = ms->n + n_devs;
+        struct fp_stats_member *m = realloc(ms->m, cap * sizeof(*m));
+
+        if (m == NULL)
             r = -ENOMEM;
+        else {
+            ms->m = m;
+            ms->cap = cap;
+        }
     }
-    /* A device with several series of the metric (zones) gets the mean of all its samples. */
+    /* A device with several series of the metric (zones) gets the mean of all its samples. (A
+     * device whose strata labels changed in the window counts once per stratum, as one whose
+     * "by" label changed counts in both cohorts.) */
     for (size_t i = 0, run; i < n_devs && r == 0; i += run) {
         double sum = devs[i].sum;
         uint64_t n = devs[i].n;
 
-        for (run = 1; i + run < n_devs && strcmp(devs[i].id, devs[i + run].id) == 0; run++) {
+        for (run = 1; i + run < n_devs && cmp_dev_mean(&devs[i], &devs[i + run]) == 0; run++) {
             sum += devs[i + run].sum;
             n += devs[i + run].n;
         }
-        if (n > 0)
-            c->values[c->n++] = sum / (double)n;
+        if (n == 0)
+            continue;
+        ms->m[ms->n++] = (struct fp_stats_member){
+            .stratum = devs[i].stratum, .value = sum / (double)n, .is_b = is_b};
+        devs[i].stratum = NULL; /* taken */
     }
-    if (r == 0 && c->n > 1)
-        qsort(c->values, c->n, sizeof(*c->values), cmp_double);
-    for (size_t i = 0; i < n_devs; i++)
+    for (size_t i = 0; i < n_devs; i++) {
         free(devs[i].id);
+        free(devs[i].stratum);
+    }
     free(devs);
     free(ids);
     return r;
@@ -1104,11 +1169,12 @@ static json_t *cohort_new(const struct cohort *c)
     return obj;
 }
 
-/* "v2 is 14.0% lower than v1 (median), p = 0.0021, 120 vs 880 devices". */
+/* "v2 is 14.0% lower than v1 (median), p = 0.0021, 120 vs 880 devices"; with strata the
+ * median is "median within strata model,quant". */
 static json_t *verdict_new(const struct cohort *a, const struct cohort *b, double change,
-                           bool has_p, double p)
+                           bool has_p, double p, const char *strata)
 {
-    char text[512], pbuf[32];
+    char text[1024], pbuf[32], how[300];
 
     if (!has_p)
         (void)snprintf(pbuf, sizeof(pbuf), "no test");
@@ -1116,6 +1182,10 @@ static json_t *verdict_new(const struct cohort *a, const struct cohort *b, doubl
         (void)snprintf(pbuf, sizeof(pbuf), "p < 0.0001");
     else
         (void)snprintf(pbuf, sizeof(pbuf), "p = %.2g", p);
+    if (strata != NULL)
+        (void)snprintf(how, sizeof(how), "median within strata %.256s", strata);
+    else
+        (void)snprintf(how, sizeof(how), "median");
     if (isnan(change))
         (void)snprintf(text, sizeof(text),
                        "%.100s vs %.100s: no comparable medians, %s, %zu vs "
@@ -1123,11 +1193,69 @@ static json_t *verdict_new(const struct cohort *a, const struct cohort *b, doubl
                        b->value, a->value, pbuf, b->n, a->n);
     else
         (void)snprintf(text, sizeof(text),
-                       "%.100s is %.1f%% %s than %.100s (median), %s, %zu vs "
+                       "%.100s is %.1f%% %s than %.100s (%s), %s, %zu vs "
                        "%zu devices",
                        b->value, fabs(change) * 100, change < 0 ? "lower" : "higher", a->value,
-                       pbuf, b->n, a->n);
+                       how, pbuf, b->n, a->n);
     return fp_jsonout_string_new(text);
+}
+
+static int strata_parse(const char *value, const char *by, struct strata *ret, char *err,
+                          size_t err_size)
+{
+    size_t len = strlen(value);
+    char *p;
+
+    ret->n = 0;
+    if (len == 0 || len > FP_QUERY_VALUE_MAX)
+        goto bad;
+    memcpy(ret->buf, value, len + 1);
+    for (p = ret->buf;; p++) {
+        char *comma = strchr(p, ',');
+
+        if (comma != NULL)
+            *comma = '\0';
+        if (ret->n == STRATA_MAX) {
+            fp_set_err(err, err_size, "parameter \"strata\": at most %d labels", STRATA_MAX);
+            return -EINVAL;
+        }
+        if (!fp_query_label_name_valid(p) || strcmp(p, "__name__") == 0)
+            goto bad;
+        if (strcmp(p, "device") == 0 || strcmp(p, by) == 0) {
+            fp_set_err(err, err_size, "parameter \"strata\": \"%.64s\" cannot be a stratum (it %s)",
+                       p, strcmp(p, "device") == 0 ? "makes strata of one device"
+                                                   : "splits the cohorts");
+            return -EINVAL;
+        }
+        ret->names[ret->n++] = p;
+        if (comma == NULL)
+            return 0;
+        p = comma;
+    }
+bad:
+    fp_set_err(err, err_size,
+               "parameter \"strata\": \"%.64s\" is not a comma-separated list of label names",
+               value);
+    return -EINVAL;
+}
+
+/* "strata": the labels, the strata compared and the devices left out. */
+static json_t *strata_new(const struct strata *st, const struct fp_stats_split *split)
+{
+    json_t *obj = json_object(), *labels = json_array();
+    int r = obj == NULL || labels == NULL ? -ENOMEM : 0;
+
+    for (size_t i = 0; i < st->n && r == 0; i++)
+        r = json_array_append_new(labels, fp_jsonout_string_new(st->names[i])) == 0 ? 0 : -ENOMEM;
+    r = r < 0 ? r : set(obj, "labels", json_incref(labels));
+    r = r < 0 ? r : set(obj, "compared", json_integer((json_int_t)split->strata));
+    r = r < 0 ? r : set(obj, "excluded_devices", json_integer((json_int_t)split->excluded));
+    json_decref(labels);
+    if (r < 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
 }
 
 /* Opens a reader as env allows: timed on the server's thread, plain elsewhere. */
@@ -1152,6 +1280,9 @@ static int compare_render(const struct fp_fleet_env *env, const struct fp_fleet_
     struct fp_query_matchers *extra = NULL;
     struct fp_matcher base[FP_QUERY_PARAMS_MAX + 2];
     struct cohort ca = {.value = job->a}, cb = {.value = job->b};
+    struct strata st = {.n = 0};
+    struct members ms = {0};
+    struct fp_stats_split split = {0};
     struct fp_store_reader *rd = NULL;
     struct fp_mwu mwu = {0};
     json_t *body = NULL;
@@ -1173,6 +1304,10 @@ static int compare_render(const struct fp_fleet_env *env, const struct fp_fleet_
         status = FP_HTTP_BAD_REQUEST;
         goto out;
     }
+    if (job->strata != NULL && strata_parse(job->strata, job->by, &st, err, err_size) < 0) {
+        status = FP_HTTP_BAD_REQUEST;
+        goto out;
+    }
     base[0] = (struct fp_matcher){.name = "__name__", .value = job->metric, .op = FP_MATCH_EQ};
     for (size_t i = 0; i < extra->n; i++)
         base[2 + i] = extra->m[i];
@@ -1180,12 +1315,12 @@ static int compare_render(const struct fp_fleet_env *env, const struct fp_fleet_
     if (r == 0) {
         base[1] = (struct fp_matcher){.name = job->by, .value = job->a, .op = FP_MATCH_EQ};
         r = cohort_read(rd, base, 2 + extra->n, env->now_ms - job->window_ms, env->now_ms,
-                        &scanned, env->max_scan_samples, &ca);
+                        &scanned, env->max_scan_samples, &st, false, &ms);
     }
     if (r == 0) {
         base[1] = (struct fp_matcher){.name = job->by, .value = job->b, .op = FP_MATCH_EQ};
         r = cohort_read(rd, base, 2 + extra->n, env->now_ms - job->window_ms, env->now_ms,
-                        &scanned, env->max_scan_samples, &cb);
+                        &scanned, env->max_scan_samples, &st, true, &ms);
     }
     env_reader_close(env, &rd);
     if (r == 1) {
@@ -1195,16 +1330,28 @@ static int compare_render(const struct fp_fleet_env *env, const struct fp_fleet_
         status = FP_HTTP_UNPROCESSABLE;
         goto out;
     }
+    /* Without strata every view of the split is the raw means, so one path serves both. */
+    if (r == 0)
+        r = fp_stats_stratify(ms.m, ms.n, st.n > 0, &split);
+    if (r == 0) {
+        (void)fp_stats_median(&split.raw_a); /* sorts: the quantiles shown need it */
+        (void)fp_stats_median(&split.raw_b);
+        ca.values = split.raw_a.v;
+        ca.n = split.raw_a.n;
+        cb.values = split.raw_b.v;
+        cb.n = split.raw_b.n;
+    }
     if (r == 0 && ca.n > 0 && cb.n > 0) {
-        r = fp_stats_mann_whitney(ca.values, ca.n, cb.values, cb.n, &mwu);
+        r = fp_stats_mann_whitney(split.cmp_a.v, split.cmp_a.n, split.cmp_b.v, split.cmp_b.n,
+                                  &mwu);
         has_p = r == 0;
         if (r == -EINVAL) /* a mean overflowed to infinity: no test, still an answer */
             r = 0;
     }
     if (r != 0)
         goto fail;
-    med_a = fp_stats_quantile_sorted(ca.values, ca.n, 0.5);
-    med_b = fp_stats_quantile_sorted(cb.values, cb.n, 0.5);
+    med_a = fp_stats_median(&split.eff_a);
+    med_b = fp_stats_median(&split.eff_b);
     if (ca.n > 0 && cb.n > 0 && med_a != 0)
         change = (med_b - med_a) / fabs(med_a);
 
@@ -1212,6 +1359,8 @@ static int compare_render(const struct fp_fleet_env *env, const struct fp_fleet_
     r = body == NULL ? -ENOMEM : 0;
     r = r < 0 ? r : set(body, "metric", fp_jsonout_string_new(job->metric));
     r = r < 0 ? r : set(body, "by", fp_jsonout_string_new(job->by));
+    if (st.n > 0)
+        r = r < 0 ? r : set(body, "strata", strata_new(&st, &split));
     r = r < 0 ? r : set(body, "window", fp_jsonout_real_new((double)job->window_ms / 1000));
     r = r < 0 ? r : set(body, "time", fp_jsonout_real_new((double)env->now_ms / 1000));
     r = r < 0 ? r : set(body, "a", cohort_new(&ca));
@@ -1220,7 +1369,9 @@ static int compare_render(const struct fp_fleet_env *env, const struct fp_fleet_
     r = r < 0 ? r : set(body, "u", real_or_null(has_p, mwu.u_b));
     r = r < 0 ? r : set(body, "z", real_or_null(has_p, mwu.z));
     r = r < 0 ? r : set(body, "p", real_or_null(has_p, mwu.p));
-    r = r < 0 ? r : set(body, "summary", verdict_new(&ca, &cb, change, has_p, mwu.p));
+    r = r < 0 ? r
+              : set(body, "summary",
+                    verdict_new(&ca, &cb, change, has_p, mwu.p, st.n > 0 ? job->strata : NULL));
     r = r < 0 ? r : json_bytes(body, ret_body, ret_len);
     if (r != 0)
         goto fail;
@@ -1236,8 +1387,8 @@ fail:
 out:
     env_reader_close(env, &rd);
     json_decref(body);
-    free(ca.values);
-    free(cb.values);
+    members_fini(&ms);
+    fp_stats_split_fini(&split);
     free(extra);
     return status;
 }
@@ -1248,6 +1399,7 @@ int fp_api_compare(struct fp_query_server *srv, const char *arg, const char *que
     struct fp_query_params params;
     struct fp_query_matchers *extra = NULL;
     struct fp_fleet_job job = {.kind = FP_FLEET_JOB_COMPARE};
+    struct strata st;
     const char *match;
     size_t pos = 0, key_len = 0;
     char *key = NULL;
@@ -1292,6 +1444,9 @@ int fp_api_compare(struct fp_query_server *srv, const char *arg, const char *que
     }
     if (parse_window(&params, WINDOW_DEFAULT_MS, &job.window_ms, err, err_size) < 0)
         goto out;
+    job.strata = fp_query_params_get(&params, "strata");
+    if (job.strata != NULL && strata_parse(job.strata, job.by, &st, err, err_size) < 0)
+        goto out;
     /* Checked here, so a bad matcher is a 400 before anything is computed or queued. */
     extra = malloc(sizeof(*extra));
     if (extra == NULL) {
@@ -1313,6 +1468,8 @@ int fp_api_compare(struct fp_query_server *srv, const char *arg, const char *que
                 job.window_ms);
         for (size_t i = 0; i < job.n_match; i++)
             fprintf(kf, " %zu:%s", strlen(job.match[i]), job.match[i]);
+        if (job.strata != NULL)
+            fprintf(kf, " strata %zu:%s", strlen(job.strata), job.strata);
     }
     if (kf == NULL || (ferror(kf) | fclose(kf)) != 0) {
         status = FP_HTTP_INTERNAL_ERROR;

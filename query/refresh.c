@@ -69,6 +69,7 @@ static void job_strings_free(struct fp_fleet_job *j)
     free((char *)j->by);
     free((char *)j->a);
     free((char *)j->b);
+    free((char *)j->strata);
     for (size_t i = 0; i < j->n_match; i++)
         free((char *)j->match[i]);
 }
@@ -77,7 +78,7 @@ static void job_strings_free(struct fp_fleet_job *j)
  * then freeable). */
 static int job_strings_copy(struct fp_fleet_job *dst)
 {
-    const char **fields[] = {&dst->metric, &dst->by, &dst->a, &dst->b};
+    const char **fields[] = {&dst->metric, &dst->by, &dst->a, &dst->b, &dst->strata};
     int r = 0;
 
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {

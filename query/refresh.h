@@ -42,6 +42,7 @@ struct fp_fleet_job {
     const char *metric; /**< compare, sort values */
     const char *by;     /**< compare */
     const char *a, *b;  /**< compare */
+    const char *strata; /**< compare: the raw "strata" value, checked; NULL: none */
     const char *match[FP_FLEET_JOB_MATCH_MAX]; /**< compare: raw "match" values, checked */
     size_t n_match;
 };

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 double fp_stats_quantile_sorted(const double *sorted, size_t n, double q)
 {
@@ -94,4 +95,100 @@ int fp_stats_mann_whitney(const double *a, size_t n_a, const double *b, size_t n
     ret->z = (u_b >= mu ? dev : -dev) / sqrt(var);
     ret->p = erfc(fabs(ret->z) / sqrt(2.0));
     return 0;
+}
+
+static int vec_push(struct fp_stats_vec *d, double x)
+{
+    if (d->n == d->cap) {
+        size_t cap = d->cap == 0 ? 16 : 2 * d->cap;
+        double *p = realloc(d->v, cap * sizeof(*p));
+        if (p == NULL)
+            return -ENOMEM;
+        d->v = p;
+        d->cap = cap;
+    }
+    d->v[d->n++] = x;
+    return 0;
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+
+    return a < b ? -1 : a > b;
+}
+
+double fp_stats_median(struct fp_stats_vec *d)
+{
+    if (d->n > 1)
+        qsort(d->v, d->n, sizeof(*d->v), cmp_double);
+    return fp_stats_quantile_sorted(d->v, d->n, 0.5);
+}
+
+static int cmp_member(const void *a, const void *b)
+{
+    return strcmp(((const struct fp_stats_member *)a)->stratum,
+                  ((const struct fp_stats_member *)b)->stratum);
+}
+
+/* Why divide and not subtract: tokens/s and latencies scale with the hardware and the model, so
+ * a canary that costs 20% costs 20% of each stratum's own level; ratios make strata of different
+ * speeds comparable, differences would let the fastest stratum dominate the ranks. */
+int fp_stats_stratify(struct fp_stats_member *members, size_t n, bool stratified,
+                      struct fp_stats_split *ret)
+{
+    struct fp_stats_vec all = {0}, base = {0};
+    int r = 0;
+
+    if (stratified && n > 1)
+        qsort(members, n, sizeof(*members), cmp_member);
+    for (size_t i = 0, j; i < n && r == 0; i = j) {
+        double m_all = 1, m_a = 1;
+
+        all.n = 0;
+        base.n = 0;
+        for (j = i; j < n && (!stratified || strcmp(members[j].stratum, members[i].stratum) == 0);
+             j++) {
+            r |= vec_push(&all, members[j].value);
+            if (!members[j].is_b)
+                r |= vec_push(&base, members[j].value);
+        }
+        if (r != 0)
+            break;
+        if (stratified) {
+            if (base.n == 0 || base.n == all.n) {
+                ret->excluded += j - i;
+                continue;
+            }
+            m_all = fp_stats_median(&all);
+            m_a = fp_stats_median(&base);
+            if (!(m_all > 0 && m_a > 0)) {
+                ret->excluded += j - i;
+                continue;
+            }
+        }
+        ret->strata++;
+        for (size_t k = i; k < j && r == 0; k++) {
+            bool b = members[k].is_b;
+            double v = members[k].value;
+
+            r |= vec_push(b ? &ret->raw_b : &ret->raw_a, v);
+            r |= vec_push(b ? &ret->cmp_b : &ret->cmp_a, v / m_all);
+            r |= vec_push(b ? &ret->eff_b : &ret->eff_a, v / m_a);
+        }
+    }
+    free(all.v);
+    free(base.v);
+    return r != 0 ? -ENOMEM : 0;
+}
+
+void fp_stats_split_fini(struct fp_stats_split *s)
+{
+    free(s->raw_a.v);
+    free(s->raw_b.v);
+    free(s->cmp_a.v);
+    free(s->cmp_b.v);
+    free(s->eff_a.v);
+    free(s->eff_b.v);
+    memset(s, 0, sizeof(*s));
 }

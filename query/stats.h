@@ -1,7 +1,10 @@
 /* Small statistics over per-device values for cohort comparison: quantiles of a sample and the
- * Mann-Whitney U test (two-sided, normal approximation with tie and continuity correction). */
+ * Mann-Whitney U test (two-sided, normal approximation with tie and continuity correction), and
+ * the stratification that compares like with like (the compare endpoint and the alert engine's
+ * cohort_regression rule share it). */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* The q-quantile of n sorted values (ascending, finite), q in [0, 1], interpolated linearly
@@ -28,3 +31,44 @@ struct fp_mwu {
  * Returns 0 and *ret; -EINVAL when n_a or n_b is 0 or a value is not finite; -ENOMEM. */
 int fp_stats_mann_whitney(const double *a, size_t n_a, const double *b, size_t n_b,
                           struct fp_mwu *ret);
+
+/* One device's value in a two-cohort comparison, and the stratum it is compared within. */
+struct fp_stats_member {
+    const char *stratum; /**< borrowed; devices with equal strings share a stratum ("" for all
+                              without strata) */
+    double value;        /**< the device's value, finite */
+    bool is_b;           /**< in cohort b (else a) */
+};
+
+/* A growing array of doubles. */
+struct fp_stats_vec {
+    double *v; /**< new (free()) */
+    size_t n, cap;
+};
+
+/* Per-device values of a comparison, split into a and b three ways (fp_stats_stratify). */
+struct fp_stats_split {
+    struct fp_stats_vec raw_a, raw_b; /**< as measured (medians, p95 shown) */
+    struct fp_stats_vec cmp_a, cmp_b; /**< what the Mann-Whitney test compares */
+    struct fp_stats_vec eff_a, eff_b; /**< what the relative change is measured on */
+    size_t strata;                    /**< strata compared (with devices in both cohorts) */
+    size_t excluded;                  /**< devices left out (their stratum lacks a or b) */
+};
+
+/* Splits members (borrowed; reordered by stratum) into *ret (zeroed by the caller; free with
+ * fp_stats_split_fini even on failure). Without stratified, all three views are the raw values
+ * and strata is 1. Stratified, each device is compared after dividing by its stratum's median
+ * over both cohorts (a scale that treats a and b alike, so the test keeps its meaning when there
+ * is no difference), and the change is measured after dividing by the stratum's median of a (so
+ * "b is 20% slower on every model" reads as -20% where pooling mixed models would blur it).
+ * Strata without devices in both cohorts, or whose medians are not positive, are left out and
+ * their devices counted in excluded. Values within a view are in no particular order.
+ * Returns 0 or -ENOMEM. */
+int fp_stats_stratify(struct fp_stats_member *members, size_t n, bool stratified,
+                      struct fp_stats_split *ret);
+
+/* Frees the vectors of *s and zeroes it. */
+void fp_stats_split_fini(struct fp_stats_split *s);
+
+/* Sorts d ascending and returns its median (NaN when empty). */
+double fp_stats_median(struct fp_stats_vec *d);

@@ -1628,6 +1628,28 @@ static void test_compare(uint16_t port)
               "canary is 22.2% lower than stable (median), p = 0.014, 4 vs 6 devices");
     json_decref(v);
 
+    /* Within strata: the llama/Q4_K_M/orin stratum holds a-00..a-05 (20..25) and b-00..b-03
+     * (16..19), medians 20.5 (all) and 22.5 (a); the qwen stratum has no v2 and its two devices
+     * are left out. Every b below every a after dividing by 20.5: U = 0, as stable vs canary.
+     * Change on the values over 22.5: 17.5 / 22.5 - 1. */
+    v = get_json(port,
+                 "/api/v1/compare?metric=llamacpp_generation_tokens_per_second&by=model_version"
+                 "&a=v1&b=v2&strata=model,quant,hw",
+                 200, &r);
+    check(strstr(r.body, "\"by\":\"model_version\",\"strata\":{\"labels\":[\"model\",\"quant\","
+                         "\"hw\"],\"compared\":1,\"excluded_devices\":2},\"window\":900,") != NULL);
+    check_int(json_integer_value(json_object_get(json_object_get(v, "a"), "devices")), 6);
+    check_double(NUM(json_object_get(v, "a"), "median"), 22.5);
+    check_double(NUM(json_object_get(v, "b"), "median"), 17.5);
+    check_near(NUM(v, "change"), 17.5 / 22.5 - 1, 1e-15);
+    check_double(NUM(v, "u"), 0);
+    check_near(NUM(v, "p"), erfc(11.5 / sd6x4 / sqrt(2.0)), 1e-12);
+    check_str(json_string_value(json_object_get(v, "summary")),
+              "v2 is 22.2% lower than v1 (median within strata model,quant,hw), p = 0.014, 4 vs 6 "
+              "devices");
+    json_decref(v);
+    reply_fini(&r);
+
     /* Extra matchers narrow both cohorts; an empty cohort gives nulls, not an error. */
     v = get_json(port,
                  "/api/v1/compare?metric=llamacpp_generation_tokens_per_second&by=model_version"
@@ -1668,6 +1690,20 @@ static void test_compare(uint16_t port)
                  "parameter \"window\"");
     expect_error(port, "GET", "/api/v1/compare?metric=m&by=x&a=1&b=2&match=x", 400,
                  "parameter \"match\"");
+    expect_error(port, "GET", "/api/v1/compare?metric=m&by=x&a=1&b=2&strata=", 400,
+                 "parameter \"strata\": \"\" is not a comma-separated list of label names");
+    expect_error(port, "GET", "/api/v1/compare?metric=m&by=x&a=1&b=2&strata=model,,hw", 400,
+                 "is not a comma-separated list");
+    expect_error(port, "GET", "/api/v1/compare?metric=m&by=x&a=1&b=2&strata=model,", 400,
+                 "is not a comma-separated list");
+    expect_error(port, "GET", "/api/v1/compare?metric=m&by=x&a=1&b=2&strata=__name__", 400,
+                 "is not a comma-separated list");
+    expect_error(port, "GET", "/api/v1/compare?metric=m&by=x&a=1&b=2&strata=hw,device", 400,
+                 "\"device\" cannot be a stratum (it makes strata of one device)");
+    expect_error(port, "GET", "/api/v1/compare?metric=m&by=x&a=1&b=2&strata=hw,x", 400,
+                 "\"x\" cannot be a stratum (it splits the cohorts)");
+    expect_error(port, "GET", "/api/v1/compare?metric=m&by=x&a=1&b=2&strata=a,b,c,d,e,f,g,h,i",
+                 400, "parameter \"strata\": at most 8 labels");
     expect_error(port, "GET", "/api/v1/compare?metric=m&by=x&a=1&b=2&step=60", 400,
                  "unknown parameter \"step\"");
 }

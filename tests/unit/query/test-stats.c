@@ -108,9 +108,70 @@ static void test_mann_whitney(void)
     }
 }
 
+/* Stratification as compare?strata= and the cohort_regression rule use it. Four strata:
+ *   fast:   a {100, 110, 90}, b {80, 88}: median of all 90, of a 100
+ *   slow:   a {10, 12}, b {8}:            median of all 10, of a 11
+ *   only-a: a {50, 60}:                   no b, left out
+ *   zero:   a {0, 0}, b {0}:              median 0, left out
+ * cmp (value / median of all): a {1.111, 1.222, 1, 1, 1.2}, b {0.889, 0.978, 0.8};
+ * eff (value / median of a):   a {1, 1.1, 0.9, 0.909, 1.091}, b {0.8, 0.88, 0.727}:
+ * medians 1 and 0.8, a change of -20% although the pooled raw medians are 90 and 80. */
+static void test_stratify(void)
+{
+    struct fp_stats_member m[] = {
+        {"slow", 8, true},      {"fast", 100, false}, {"zero", 0, false}, {"only-a", 50, false},
+        {"fast", 80, true},     {"slow", 10, false},  {"fast", 110, false}, {"zero", 0, true},
+        {"only-a", 60, false},  {"fast", 88, true},   {"slow", 12, false}, {"fast", 90, false},
+        {"zero", 0, false},
+    };
+    struct fp_stats_split s = {0};
+    struct fp_mwu res;
+
+    check_int(fp_stats_stratify(m, N(m), true, &s), 0);
+    check_int((int)s.strata, 2);
+    check_int((int)s.excluded, 5);
+    check_int((int)s.raw_a.n, 5);
+    check_int((int)s.raw_b.n, 3);
+    check_int((int)s.cmp_a.n, 5);
+    check_int((int)s.eff_b.n, 3);
+    check_double(fp_stats_median(&s.raw_a), 90);    /* {10, 12, 90, 100, 110} */
+    check_double(fp_stats_median(&s.raw_b), 80);    /* {8, 80, 88} */
+    check_double(fp_stats_median(&s.eff_a), 1);     /* 90 / 90 ... 100 / 100 */
+    check_near(fp_stats_median(&s.eff_b), 0.8, 1e-15);
+    check_near(fp_stats_median(&s.cmp_b), 80.0 / 90, 1e-15); /* {0.8, 80/90, 88/90} */
+    check_near(s.cmp_b.v[1], 80.0 / 90, 1e-15);             /* sorted by fp_stats_median */
+    check_near(fp_stats_median(&s.cmp_a), 100.0 / 90, 1e-15); /* {1, 1, 1.111, 1.2, 1.222} */
+    check_near(s.cmp_a.v[4], 110.0 / 90, 1e-15);
+    /* Every b below every a: U_b = 0, mu = 7.5; one tie, 1 (a) twice, sum(t^3 - t) = 6,
+     * sigma^2 = 15 / 12 * (9 - 6 / 56) = 11.116071428571427, z = -(7.5 - 0.5) / sigma. */
+    check_int(fp_stats_mann_whitney(s.cmp_a.v, s.cmp_a.n, s.cmp_b.v, s.cmp_b.n, &res), 0);
+    check_double(res.u_b, 0);
+    check_near(res.z, -2.0995314068891795, 1e-12);
+    check_near(res.p, 0.035770082232490806, 1e-12);
+    fp_stats_split_fini(&s);
+    check(s.raw_a.v == NULL && s.raw_a.n == 0);
+
+    /* Without strata: one group, nothing left out, every view the raw values. */
+    check_int(fp_stats_stratify(m, N(m), false, &s), 0);
+    check_int((int)s.strata, 1);
+    check_int((int)s.excluded, 0);
+    check_int((int)s.raw_a.n, 9);
+    check_int((int)s.raw_b.n, 4);
+    check_double(fp_stats_median(&s.raw_b), 44); /* {0, 8, 80, 88} */
+    check_double(fp_stats_median(&s.eff_b), 44);
+    check_double(fp_stats_median(&s.cmp_a), 50); /* {0, 0, 10, 12, 50, 60, 90, 100, 110} */
+    fp_stats_split_fini(&s);
+
+    /* Nothing to split. */
+    check_int(fp_stats_stratify(m, 0, true, &s), 0);
+    check_int((int)(s.strata + s.excluded + s.raw_a.n + s.raw_b.n), 0);
+    fp_stats_split_fini(&s);
+}
+
 int main(void)
 {
     test_quantiles();
     test_mann_whitney();
+    test_stratify();
     fp_test_end();
 }
