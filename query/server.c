@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -501,6 +502,10 @@ static int listen_on(struct fp_query_server *srv, const char *address, char *err
         /* A restart must not wait for the old process's connections to leave TIME_WAIT. On
          * Linux this does not let two processes listen on one port. */
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        /* Accepted sockets inherit it. Without it Nagle held the tail of a large answer (a
+         * devices page, ~150 KB) until the client's delayed ACK: 40 ms stalls, the whole of
+         * bench/query's devices p99 (measured 2026-11-24). */
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, LISTEN_BACKLOG) == 0)
             break;
         r = -errno;
