@@ -5,10 +5,6 @@
  * values point into the map and die with the transaction, and a reader held across a slow
  * client would stop the collector's file from reusing pages.
  *
- * The first page of /api/v1/devices is the exception to "one snapshot per request": it is a
- * fleet job (refresh.h), cached and refreshed in the background as the summary is, so its
- * rendering reads through a struct fp_fleet_env and may run on the refresh thread.
- *
  * Aggregated series (step, agg, by) are computed by storage/aggregate, whose result owns its
  * strings, so the same rule holds: the reader closes before the first byte is formatted.
  *
@@ -164,10 +160,10 @@ static json_t *ms_or_null(int64_t ms)
     return ms != 0 ? ms_to_seconds(ms) : json_null();
 }
 
-/* Copies one device into the list. env non-NULL adds what only fleet devices have: "state" at
- * env->now_ms and the timing fields. */
+/* Copies one device into the list. srv non-NULL adds what only fleet devices have: "state" at
+ * now_ms and the timing fields. */
 static int collect_device(struct device_list *l, const struct fp_device_desc *d,
-                          const struct fp_fleet_env *env)
+                          struct fp_query_server *srv, int64_t now_ms)
 {
     struct device_row row = {0};
     json_t *info = NULL;
@@ -192,15 +188,15 @@ static int collect_device(struct device_list *l, const struct fp_device_desc *d,
     for (size_t i = 0; i < d->n_info && r == 0; i++)
         r = set_data_key(info, d->info[i].name, fp_jsonout_string_new(d->info[i].value));
     r = r < 0 ? r : set(row.obj, "device", fp_jsonout_string_new(d->device));
-    if (env != NULL) {
+    if (srv != NULL) {
         enum fp_device_state st =
-            fp_state_of(env->now_ms, d->last_seen_ms, d->interval_ms, env->silent_after_ms,
-                        fp_fleet_env_firing(env, d->device));
+            fp_state_of(now_ms, d->last_seen_ms, d->interval_ms, srv->silent_after_ms,
+                        fp_query_device_firing(srv, d->device));
         r = r < 0 ? r : set(row.obj, "state", json_string(fp_state_name(st)));
     }
     r = r < 0 ? r : set(row.obj, "first_seen", ms_to_seconds(d->first_seen_ms));
     r = r < 0 ? r : set(row.obj, "last_seen", ms_to_seconds(d->last_seen_ms));
-    if (env != NULL) {
+    if (srv != NULL) {
         /* The device clock's newest sample, the interval its samples show (null until known)
          * and how far behind the collector its last batch arrived. */
         r = r < 0 ? r : set(row.obj, "last_sample", ms_or_null(d->last_sample_ms));
@@ -405,18 +401,14 @@ struct device_filter {
     const struct fp_query_matchers *matchers;
     regex_t *re;            /**< compiled regex per matcher (only =~, !~ entries are set) */
     unsigned states;        /**< bit per enum fp_device_state; 0: every state */
-    const struct fp_fleet_env *env;
+    struct fp_query_server *srv;
+    int64_t now_ms;
     struct device_key *keys; /**< the devices that passed */
     size_t n, cap;
     /* Their ids, NUL-terminated one after another: one allocation where 10,000 strdup()s and
      * free()s were a tenth of a sorted listing's time. */
     char *names;
     size_t names_len, names_cap;
-    /* Wanted by a cached first page: every fleet device listed, filters aside, for the next
-     * firing snapshot (refresh.h). NULL: not wanted. */
-    char **all;
-    size_t n_all, cap_all;
-    bool want_all;
 };
 
 static const char *const devices_params[] = {"match", "state", "sort", "limit", "cursor", NULL};
@@ -470,23 +462,9 @@ static int filter_device(void *userdata, const struct fp_device_desc *d)
 
     if (d->device[0] == '@') /* fleetpulse's own components have their own endpoints */
         return 0;
-    if (f->want_all) {
-        if (f->n_all == f->cap_all) {
-            size_t cap = f->cap_all ? 2 * f->cap_all : 64;
-            char **all = realloc(f->all, cap * sizeof(*all));
-            if (all == NULL)
-                return -ENOMEM;
-            f->all = all;
-            f->cap_all = cap;
-        }
-        f->all[f->n_all] = strdup(d->device);
-        if (f->all[f->n_all] == NULL)
-            return -ENOMEM;
-        f->n_all++;
-    }
     if (f->states != 0) {
-        st = fp_state_of(f->env->now_ms, d->last_seen_ms, d->interval_ms,
-                         f->env->silent_after_ms, fp_fleet_env_firing(f->env, d->device));
+        st = fp_state_of(f->now_ms, d->last_seen_ms, d->interval_ms, f->srv->silent_after_ms,
+                         fp_query_device_firing(f->srv, d->device));
         if ((f->states & (1u << st)) == 0)
             return 0;
     }
@@ -773,66 +751,29 @@ bad:
     return -EINVAL;
 }
 
-/* The latest values of metric to sort by, as a SORT_VALUES answer (refresh.h) in *ret (new,
- * free()). On the server's thread from the fleet cache (refreshed in the background as the
- * summary is: reading every device's latest sample is most of a sorted listing's cost); on the
- * refresh thread, which cannot touch the cache, read now. Returns an HTTP status with err set. */
-static int sort_values_get(const struct fp_fleet_env *env, const char *metric, char **ret,
-                           size_t *ret_len, char *err, size_t err_size)
+int fp_api_devices(struct fp_query_server *srv, const char *arg, const char *query,
+                   struct evbuffer *out, char *err, size_t err_size)
 {
-    const struct fp_fleet_job job = {.kind = FP_FLEET_JOB_SORT_VALUES, .metric = metric};
-    char key[FP_QUERY_NAME_MAX + 32], **ids = NULL;
-    struct evbuffer *buf;
-    size_t len, n_ids = 0;
-    int status;
-
-    if (env->srv == NULL)
-        return fp_fleet_render(env, &job, ret, ret_len, &ids, &n_ids, err, err_size);
-    buf = evbuffer_new();
-    if (buf == NULL)
-        return internal_error(-ENOMEM, err, err_size);
-    (void)snprintf(key, sizeof(key), "sort values %s", metric);
-    status = fp_fleet_serve(env->srv, key, &job, buf, err, err_size);
-    len = evbuffer_get_length(buf);
-    if (status == FP_HTTP_OK) {
-        *ret = malloc(len ? len : 1);
-        if (*ret == NULL || evbuffer_remove(buf, *ret, len) != (int)len) {
-            free(*ret);
-            *ret = NULL;
-            status = internal_error(-ENOMEM, err, err_size);
-        }
-        *ret_len = len;
-    }
-    evbuffer_free(buf);
-    return status;
-}
-
-/* One page of devices as job asks (filters, sort, limit), strictly after `after` (NULL: the
- * first page), appended to out. ret_ids non-NULL also gets every fleet device id the store
- * listed (*ret_ids new: each string and the array free()). Runs on any thread, per env: the
- * first page is rendered on the refresh thread too. Returns an HTTP status with err set. */
-static int devices_page(const struct fp_fleet_env *env, const struct fp_fleet_job *job,
-                        const struct device_key *after, struct evbuffer *out, char ***ret_ids,
-                        size_t *ret_n_ids, char *err, size_t err_size)
-{
-    struct fp_query_params params = {0};
+    struct fp_query_params params;
     struct fp_query_matchers *matchers = NULL;
-    struct device_filter f = {.states = job->states, .env = env, .want_all = ret_ids != NULL};
-    const struct device_sort sort = {.metric = job->metric, .descending = job->descending};
+    struct device_filter f = {0};
+    struct device_sort sort = {0};
+    struct device_key after = {0};
     struct fp_store_reader *rd = NULL;
     struct device_list list = {0};
     struct fp_device_desc desc;
-    size_t n_regex = 0, n_page = 0, *page = NULL, sort_len = 0;
+    size_t limit = DEVICES_LIMIT_DEFAULT, n_regex = 0, n_page = 0, *page = NULL;
     bool more = false;
     json_t *body = NULL, *arr = NULL;
-    char *sort_values = NULL, *next = NULL;
+    struct evbuffer *sort_values = NULL;
+    char *next = NULL;
+    const char *v;
     int status = FP_HTTP_BAD_REQUEST, r;
 
-    /* The matchers were checked on the request's thread; parsed again from the raw strings,
-     * which are all a queued job keeps. */
-    for (size_t i = 0; i < job->n_match && i < FP_QUERY_PARAMS_MAX; i++)
-        params.items[params.n++] =
-            (struct fp_query_param){.name = "match", .value = job->match[i]};
+    if (fp_query_params_parse(query, &params, err, err_size) < 0)
+        return FP_HTTP_BAD_REQUEST;
+    if (fp_query_params_check(&params, devices_params, err, err_size) < 0)
+        goto out;
     /* On the heap: the matcher names take ~4 KiB. */
     matchers = malloc(sizeof(*matchers));
     f.re = calloc(FP_QUERY_PARAMS_MAX, sizeof(*f.re));
@@ -856,13 +797,57 @@ static int devices_page(const struct fp_fleet_env *env, const struct fp_fleet_jo
         }
     }
     f.matchers = matchers;
-    if (sort.metric != NULL) {
-        status = sort_values_get(env, sort.metric, &sort_values, &sort_len, err, err_size);
-        if (status != FP_HTTP_OK)
+    if ((v = fp_query_params_get(&params, "state")) != NULL &&
+        parse_states(v, &f.states, err, err_size) < 0)
+        goto out;
+    if ((v = fp_query_params_get(&params, "sort")) != NULL) {
+        sort.descending = v[0] == '-';
+        sort.metric = sort.descending ? v + 1 : v;
+        if (!fp_query_metric_name_valid(sort.metric)) {
+            fp_set_err(err, err_size,
+                       "parameter \"sort\": \"%.64s\" is not a metric name (or -metric)", v);
+            goto out;
+        }
+    }
+    if ((v = fp_query_params_get(&params, "limit")) != NULL) {
+        uint64_t n;
+        if (strspn(v, "0123456789") != strlen(v) || fp_parse_u64(v, &n) < 0 || n < 1 ||
+            n > DEVICES_LIMIT_MAX) {
+            fp_set_err(err, err_size, "parameter \"limit\": not a count from 1 to %d",
+                       DEVICES_LIMIT_MAX);
+            goto out;
+        }
+        limit = (size_t)n;
+    }
+    if ((v = fp_query_params_get(&params, "cursor")) != NULL) {
+        r = cursor_decode(v, &sort, &after, err, err_size);
+        if (r == -ENOMEM)
+            status = internal_error(r, err, err_size);
+        if (r < 0)
             goto out;
     }
 
-    r = fp_fleet_env_reader_open(env, &rd);
+    /* The latest values to sort by come from the fleet cache (refreshed in the background as the
+     * summary is): reading every device's latest sample is most of a sorted listing's cost. */
+    if (sort.metric != NULL) {
+        const struct fp_fleet_job job = {.kind = FP_FLEET_JOB_SORT_VALUES, .metric = sort.metric};
+        char key[FP_QUERY_NAME_MAX + 32];
+
+        sort_values = evbuffer_new();
+        if (sort_values == NULL) {
+            status = internal_error(-ENOMEM, err, err_size);
+            goto out;
+        }
+        (void)snprintf(key, sizeof(key), "sort values %s", sort.metric);
+        status = fp_fleet_serve(srv, key, &job, sort_values, err, err_size);
+        if (status != FP_HTTP_OK)
+            goto out;
+        status = FP_HTTP_BAD_REQUEST;
+    }
+
+    f.srv = srv;
+    f.now_ms = srv->now_ms();
+    r = fp_query_reader_open(srv, &rd);
     if (r != 0)
         goto fail;
     /* Devices first, then their series: nesting store iterations inside a callback would
@@ -876,23 +861,31 @@ static int devices_page(const struct fp_fleet_env *env, const struct fp_fleet_jo
      * anyway so the documented order does not depend on the store's key layout. */
     if (f.n > 1 && !sorted_by_id(f.keys, f.n))
         qsort(f.keys, f.n, sizeof(*f.keys), cmp_device_key_asc);
-    if (sort.metric != NULL)
-        apply_sort_values((const unsigned char *)sort_values, sort_len, f.keys, f.n);
-    r = select_page(f.keys, f.n, after, sort.descending, (size_t)job->limit, &page, &n_page,
-                    &more);
+    if (sort.metric != NULL) {
+        size_t len = evbuffer_get_length(sort_values);
+        const unsigned char *bytes = evbuffer_pullup(sort_values, -1);
+
+        if (bytes == NULL && len > 0) {
+            r = -ENOMEM;
+            goto fail;
+        }
+        apply_sort_values(bytes, len, f.keys, f.n);
+    }
+    r = select_page(f.keys, f.n, after.id != NULL ? &after : NULL, sort.descending, limit, &page,
+                    &n_page, &more);
     if (r != 0)
         goto fail;
 
     for (size_t i = 0; i < n_page; i++) {
         r = fp_store_device_get(rd, f.keys[page[i]].id, &desc);
         if (r == 0)
-            r = collect_device(&list, &desc, env);
+            r = collect_device(&list, &desc, srv, f.now_ms);
         if (r == 0)
             r = add_device_series(rd, &list.rows[list.n - 1], &desc);
         if (r != 0)
             goto fail;
     }
-    fp_fleet_env_reader_close(env, &rd);
+    fp_query_reader_close(srv, &rd);
     if (more) {
         next = cursor_encode(&sort, &f.keys[page[n_page - 1]]);
         if (next == NULL) {
@@ -914,183 +907,28 @@ static int devices_page(const struct fp_fleet_env *env, const struct fp_fleet_jo
     r = r < 0 ? r : fp_jsonout_value(out, body);
     if (r != 0)
         goto fail;
-    if (ret_ids != NULL) {
-        *ret_ids = f.all;
-        *ret_n_ids = f.n_all;
-        f.all = NULL;
-        f.n_all = 0;
-    }
     status = FP_HTTP_OK;
     goto out;
 
 fail:
     status = internal_error(r, err, err_size);
 out:
-    fp_fleet_env_reader_close(env, &rd);
+    fp_query_reader_close(srv, &rd);
     json_decref(arr);
     json_decref(body);
     device_list_fini(&list);
     free(f.names);
     free(f.keys);
-    for (size_t i = 0; i < f.n_all; i++)
-        free(f.all[i]);
-    free(f.all);
     free(page);
     for (size_t i = 0; f.re != NULL && matchers != NULL && i < n_regex && i < matchers->n; i++)
         if (matchers->m[i].op == FP_MATCH_RE || matchers->m[i].op == FP_MATCH_NRE)
             regfree(&f.re[i]);
     free(f.re);
     free(matchers);
-    free(sort_values);
-    free(next);
-    return status;
-}
-
-int fp_api_devices_render(const struct fp_fleet_env *env, const struct fp_fleet_job *job,
-                          char **ret_body, size_t *ret_len, char ***ret_ids, size_t *ret_n_ids,
-                          char *err, size_t err_size)
-{
-    struct evbuffer *buf = evbuffer_new();
-    char **ids = NULL, *body = NULL;
-    size_t n_ids = 0, len;
-    int status;
-
-    if (buf == NULL)
-        return internal_error(-ENOMEM, err, err_size);
-    status = devices_page(env, job, NULL, buf, &ids, &n_ids, err, err_size);
-    len = evbuffer_get_length(buf);
-    if (status == FP_HTTP_OK) {
-        body = malloc(len ? len : 1);
-        if (body == NULL || evbuffer_remove(buf, body, len) != (int)len)
-            status = internal_error(-ENOMEM, err, err_size);
-    }
-    evbuffer_free(buf);
-    if (status != FP_HTTP_OK) {
-        free(body);
-        for (size_t i = 0; i < n_ids; i++)
-            free(ids[i]);
-        free(ids);
-        return status;
-    }
-    *ret_body = body;
-    *ret_len = len;
-    *ret_ids = ids;
-    *ret_n_ids = n_ids;
-    return FP_HTTP_OK;
-}
-
-static int cmp_str_ptr(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* The cache key of a first page: the query normalised (matchers sorted, since they are a
- * conjunction; states as a set; the default limit spelt out), each string length-prefixed so no
- * value can forge another's. Sorts job->match. Returns a new string, or NULL when out of
- * memory. */
-static char *devices_key(struct fp_fleet_job *job)
-{
-    char *key = NULL;
-    size_t len = 0;
-    FILE *kf;
-
-    if (job->n_match > 1)
-        qsort(job->match, job->n_match, sizeof(*job->match), cmp_str_ptr);
-    kf = open_memstream(&key, &len);
-    if (kf == NULL)
-        return NULL;
-    fprintf(kf, "devices states=%u limit=%" PRIu64 " sort=%s%zu:%s", job->states, job->limit,
-            job->descending ? "-" : "", job->metric ? strlen(job->metric) : 0,
-            job->metric ? job->metric : "");
-    for (size_t i = 0; i < job->n_match; i++)
-        fprintf(kf, " %zu:%s", strlen(job->match[i]), job->match[i]);
-    if ((ferror(kf) | fclose(kf)) != 0) {
-        free(key);
-        return NULL;
-    }
-    return key;
-}
-
-int fp_api_devices(struct fp_query_server *srv, const char *arg, const char *query,
-                   struct evbuffer *out, char *err, size_t err_size)
-{
-    struct fp_query_params params;
-    struct fp_query_matchers *matchers = NULL;
-    struct fp_fleet_job job = {.kind = FP_FLEET_JOB_DEVICES, .limit = DEVICES_LIMIT_DEFAULT};
-    struct device_sort sort = {0};
-    struct device_key after = {0};
-    struct fp_fleet_env env;
-    size_t pos = 0;
-    char *key = NULL;
-    const char *v;
-    int status = FP_HTTP_BAD_REQUEST, r;
-
-    (void)arg;
-    if (fp_query_params_parse(query, &params, err, err_size) < 0)
-        return FP_HTTP_BAD_REQUEST;
-    if (fp_query_params_check(&params, devices_params, err, err_size) < 0)
-        goto out;
-    /* Checked here, so a bad matcher is a 400 before anything is computed or queued. */
-    matchers = malloc(sizeof(*matchers));
-    if (matchers == NULL) {
-        status = internal_error(-ENOMEM, err, err_size);
-        goto out;
-    }
-    if (fp_query_matchers_parse(&params, matchers, err, err_size) < 0)
-        goto out;
-    while ((v = fp_query_params_next(&params, "match", &pos)) != NULL &&
-           job.n_match < FP_FLEET_JOB_MATCH_MAX)
-        job.match[job.n_match++] = v;
-    if ((v = fp_query_params_get(&params, "state")) != NULL &&
-        parse_states(v, &job.states, err, err_size) < 0)
-        goto out;
-    if ((v = fp_query_params_get(&params, "sort")) != NULL) {
-        sort.descending = v[0] == '-';
-        sort.metric = sort.descending ? v + 1 : v;
-        if (!fp_query_metric_name_valid(sort.metric)) {
-            fp_set_err(err, err_size,
-                       "parameter \"sort\": \"%.64s\" is not a metric name (or -metric)", v);
-            goto out;
-        }
-        job.metric = sort.metric;
-        job.descending = sort.descending;
-    }
-    if ((v = fp_query_params_get(&params, "limit")) != NULL) {
-        uint64_t n;
-        if (strspn(v, "0123456789") != strlen(v) || fp_parse_u64(v, &n) < 0 || n < 1 ||
-            n > DEVICES_LIMIT_MAX) {
-            fp_set_err(err, err_size, "parameter \"limit\": not a count from 1 to %d",
-                       DEVICES_LIMIT_MAX);
-            goto out;
-        }
-        job.limit = n;
-    }
-    if ((v = fp_query_params_get(&params, "cursor")) != NULL) {
-        r = cursor_decode(v, &sort, &after, err, err_size);
-        if (r == -ENOMEM)
-            status = internal_error(r, err, err_size);
-        if (r < 0)
-            goto out;
-    }
-
-    /* The first page is what dashboards poll: reused like the summary (fleet.c), recomputed in
-     * the background once stale. Later pages are read now, and never cached, so a client
-     * walking the pages cannot push the summary out of the cache's few slots. */
-    if (after.id != NULL) {
-        fp_fleet_env_sync(srv, &env);
-        status = devices_page(&env, &job, &after, out, NULL, NULL, err, err_size);
-        goto out;
-    }
-    key = devices_key(&job);
-    if (key == NULL) {
-        status = internal_error(-ENOMEM, err, err_size);
-        goto out;
-    }
-    status = fp_fleet_serve(srv, key, &job, out, err, err_size);
-out:
-    free(key);
-    free(matchers);
     free(after.id);
+    free(next);
+    if (sort_values != NULL)
+        evbuffer_free(sort_values);
     fp_query_params_fini(&params);
     return status;
 }
@@ -1115,7 +953,7 @@ int fp_api_collector(struct fp_query_server *srv, const char *arg, const char *q
         goto out;
     }
     if (r == 0)
-        r = collect_device(&list, &d, NULL);
+        r = collect_device(&list, &d, NULL, 0);
     if (r == 0)
         r = add_device_series(rd, &list.rows[0], &d);
     fp_query_reader_close(srv, &rd);
@@ -1734,7 +1572,6 @@ int fp_api_device(struct fp_query_server *srv, const char *arg, const char *quer
     struct fp_store_reader *rd = NULL;
     struct device_list list = {0};
     struct event_list events = {.max = DEVICE_EVENTS_MAX};
-    struct fp_fleet_env env;
     struct fp_device_desc d;
     json_t *obj, *alerts = NULL;
     int64_t now_ms;
@@ -1745,8 +1582,7 @@ int fp_api_device(struct fp_query_server *srv, const char *arg, const char *quer
     if (check_no_params(query, err, err_size) < 0)
         return FP_HTTP_BAD_REQUEST;
 
-    fp_fleet_env_sync(srv, &env);
-    now_ms = env.now_ms;
+    now_ms = srv->now_ms();
     events.arr = json_array();
     alerts = json_array();
     if (events.arr == NULL || alerts == NULL) {
@@ -1763,7 +1599,7 @@ int fp_api_device(struct fp_query_server *srv, const char *arg, const char *quer
         goto out;
     }
     if (r == 0)
-        r = collect_device(&list, &d, &env);
+        r = collect_device(&list, &d, srv, now_ms);
     if (r == 0) {
         obj = list.rows[0].obj;
         r = set(obj, "identity", identity_new(&d));

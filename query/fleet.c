@@ -13,10 +13,9 @@
  * Cost: every sample in the window is read once. A sample budget (max_scan_samples) bounds a
  * request's work, and answers are reused for summary_refresh_ms (keyed by their normalised
  * parameters): at 10,000 devices a summary takes far longer than one request may, and the
- * dashboards and scrapers that ask for it poll. Once stale, these answers (and the first pages of
- * /api/v1/devices, rendered by api.c as a job of their own) are recomputed on the refresh thread
- * (refresh.c) while the old one is still served, so everything a computation reads comes
- * through struct fp_fleet_env, never from the server directly.
+ * dashboards and scrapers that ask for it poll. Once stale, the summary and /metrics answers are
+ * recomputed on the refresh thread (refresh.c) while the old one is still served, so everything
+ * a computation reads comes through struct fp_fleet_env, never from the server directly.
  *
  * Rejected: aggregating through storage/aggregate once per grouping (five passes over the same
  * samples, and no per-device values for the cohort ratios); per-device p95s averaged (not a
@@ -133,7 +132,8 @@ static int cmp_str_ptr(const void *key, const void *elem)
     return strcmp(key, *(char *const *)elem);
 }
 
-bool fp_fleet_env_firing(const struct fp_fleet_env *env, const char *device)
+/* Whether an alert fires for device: the hook on the server's thread, else the snapshot. */
+static bool env_firing(const struct fp_fleet_env *env, const char *device)
 {
     if (env->srv != NULL)
         return fp_query_device_firing(env->srv, device);
@@ -168,7 +168,7 @@ static int add_device(void *userdata, const struct fp_device_desc *d)
             return -ENOMEM;
     }
     dev->state = fp_state_of(f->now_ms, d->last_seen_ms, d->interval_ms, f->env->silent_after_ms,
-                             fp_fleet_env_firing(f->env, d->device));
+                             env_firing(f->env, d->device));
     return 0;
 }
 
@@ -883,9 +883,6 @@ int fp_fleet_render(const struct fp_fleet_env *env, const struct fp_fleet_job *j
         return compare_render(env, job, ret_body, ret_len, err, err_size);
     if (job->kind == FP_FLEET_JOB_SORT_VALUES)
         return sort_values_render(env, job, ret_body, ret_len, err, err_size);
-    if (job->kind == FP_FLEET_JOB_DEVICES)
-        return fp_api_devices_render(env, job, ret_body, ret_len, ret_ids, ret_n_ids, err,
-                                     err_size);
     status = fleet_compute(env, &f,
                            job->kind == FP_FLEET_JOB_METRICS ? METRICS_WINDOW_MS : job->window_ms,
                            metrics, sizeof(metrics) / sizeof(metrics[0]), err, err_size);
@@ -1261,13 +1258,14 @@ static json_t *strata_new(const struct strata *st, const struct fp_stats_split *
     return obj;
 }
 
-int fp_fleet_env_reader_open(const struct fp_fleet_env *env, struct fp_store_reader **ret)
+/* Opens a reader as env allows: timed on the server's thread, plain elsewhere. */
+static int env_reader_open(const struct fp_fleet_env *env, struct fp_store_reader **ret)
 {
     return env->srv != NULL ? fp_query_reader_open(env->srv, ret)
                             : fp_store_reader_open(env->store, ret);
 }
 
-void fp_fleet_env_reader_close(const struct fp_fleet_env *env, struct fp_store_reader **rd)
+static void env_reader_close(const struct fp_fleet_env *env, struct fp_store_reader **rd)
 {
     if (env->srv != NULL)
         fp_query_reader_close(env->srv, rd);
@@ -1313,7 +1311,7 @@ static int compare_render(const struct fp_fleet_env *env, const struct fp_fleet_
     base[0] = (struct fp_matcher){.name = "__name__", .value = job->metric, .op = FP_MATCH_EQ};
     for (size_t i = 0; i < extra->n; i++)
         base[2 + i] = extra->m[i];
-    r = fp_fleet_env_reader_open(env, &rd);
+    r = env_reader_open(env, &rd);
     if (r == 0) {
         base[1] = (struct fp_matcher){.name = job->by, .value = job->a, .op = FP_MATCH_EQ};
         r = cohort_read(rd, base, 2 + extra->n, env->now_ms - job->window_ms, env->now_ms,
@@ -1324,7 +1322,7 @@ static int compare_render(const struct fp_fleet_env *env, const struct fp_fleet_
         r = cohort_read(rd, base, 2 + extra->n, env->now_ms - job->window_ms, env->now_ms,
                         &scanned, env->max_scan_samples, &st, true, &ms);
     }
-    fp_fleet_env_reader_close(env, &rd);
+    env_reader_close(env, &rd);
     if (r == 1) {
         fp_set_err(err, err_size,
                    "the window holds more than %" PRIu64 " samples; shorten it (window)",
@@ -1387,7 +1385,7 @@ fail:
     else
         fp_set_err(err, err_size, "store: %s", fp_store_strerror(r));
 out:
-    fp_fleet_env_reader_close(env, &rd);
+    env_reader_close(env, &rd);
     json_decref(body);
     members_fini(&ms);
     fp_stats_split_fini(&split);
@@ -1517,7 +1515,7 @@ static int sort_values_render(const struct fp_fleet_env *env, const struct fp_fl
     FILE *fp = NULL;
     int r;
 
-    r = fp_fleet_env_reader_open(env, &rd);
+    r = env_reader_open(env, &rd);
     if (r == 0)
         r = fp_store_select(rd, &m, 1, &ids, &n_ids);
     if (r == 0 && n_ids > 0 && (entries = malloc(n_ids * sizeof(*entries))) == NULL)
@@ -1556,7 +1554,7 @@ static int sort_values_render(const struct fp_fleet_env *env, const struct fp_fl
     }
     if (fp != NULL && (ferror(fp) | fclose(fp)) != 0 && r == 0)
         r = -ENOMEM;
-    fp_fleet_env_reader_close(env, &rd);
+    env_reader_close(env, &rd);
     free(entries);
     free(ids);
     if (r != 0) {

@@ -38,8 +38,8 @@ struct fp_query_route_stats {
     struct fp_query_histogram latency;     /**< from request to reply handed to libevent */
 };
 
-/* Reused answers of fleet computations (summary, compare, /metrics' fleet part, sort values,
- * first pages of /api/v1/devices), keyed by their normalised parameters. */
+/* Reused answers of fleet computations (summary, compare, /metrics' fleet part, sort values),
+ * keyed by their normalised parameters. */
 #define FP_QUERY_CACHE_SLOTS 16
 struct fp_query_cache_entry {
     char *key;            /**< normalised query; NULL: slot free */
@@ -83,7 +83,7 @@ struct fp_query_server {
     struct fp_query_histogram store_reads;  /**< read transactions, open to close */
     int64_t reader_opened_ns;               /**< monotonic ns when the current reader opened */
     struct fp_query_cache_entry cache[FP_QUERY_CACHE_SLOTS];
-    uint64_t cache_hits;                    /**< cached answers served (see cache above) */
+    uint64_t cache_hits;                    /**< summary/metrics answers served from cache */
     uint64_t cache_misses;                  /**< ... and computed */
     struct fp_refresh *refresh;             /**< the refresh thread (refresh.c); NULL until used */
     char **known_ids;                       /**< fleet device ids of the last computation, sorted */

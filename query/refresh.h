@@ -1,7 +1,6 @@
-/* Background refresh of fleet computations (summary, compare, /metrics' fleet part, sort values,
- * first pages of /api/v1/devices): a stale cached answer is served at once while one thread
- * beside the event loop recomputes it, so a recomputation that reads millions of samples never
- * holds up the requests queued behind it. */
+/* Background refresh of fleet computations (summary, /metrics' fleet part): a stale cached
+ * answer is served at once while one thread beside the event loop recomputes it, so a
+ * recomputation that reads millions of samples never holds up the requests queued behind it. */
 #pragma once
 
 #include <stdbool.h>
@@ -11,7 +10,6 @@
 struct evbuffer;
 struct fp_query_server;
 struct fp_store;
-struct fp_store_reader;
 
 /* What a fleet computation reads besides the store. Taken on the server's thread; with srv NULL
  * it may be used on any thread. */
@@ -30,7 +28,6 @@ enum fp_fleet_job_kind {
     FP_FLEET_JOB_METRICS,     /**< the fleet families of /metrics */
     FP_FLEET_JOB_COMPARE,     /**< /api/v1/compare */
     FP_FLEET_JOB_SORT_VALUES, /**< /api/v1/devices?sort=: each device's latest value of metric */
-    FP_FLEET_JOB_DEVICES,     /**< /api/v1/devices without a cursor: the first page */
 };
 
 /* Most "match" strings a compare job carries (the query string's parameter limit). */
@@ -42,16 +39,12 @@ struct fp_fleet_job {
     enum fp_fleet_job_kind kind;
     int64_t window_ms;  /**< summary, compare */
     uint64_t top;       /**< summary */
-    const char *metric; /**< compare, sort values; devices: sort by it (NULL: by id) */
+    const char *metric; /**< compare, sort values */
     const char *by;     /**< compare */
     const char *a, *b;  /**< compare */
     const char *strata; /**< compare: the raw "strata" value, checked; NULL: none */
-    const char *match[FP_FLEET_JOB_MATCH_MAX]; /**< compare, devices: raw "match" values,
-                                                    checked */
+    const char *match[FP_FLEET_JOB_MATCH_MAX]; /**< compare: raw "match" values, checked */
     size_t n_match;
-    bool descending; /**< devices: "sort=-metric" */
-    unsigned states; /**< devices: bit per enum fp_device_state; 0: every state */
-    uint64_t limit;  /**< devices: page size */
 };
 
 /* A SORT_VALUES answer is a sequence of entries, sorted by device id: the id and its NUL, then
@@ -60,26 +53,13 @@ struct fp_fleet_job {
 /* An environment for the server's own thread: its clock now, its hook, its limits. */
 void fp_fleet_env_sync(struct fp_query_server *srv, struct fp_fleet_env *ret);
 
-/* Whether an alert fires for device: env's hook on the server's thread, else its snapshot. */
-bool fp_fleet_env_firing(const struct fp_fleet_env *env, const char *device);
-
-/* A reader of env's store: timed into the server's histogram on its thread, plain elsewhere. */
-int fp_fleet_env_reader_open(const struct fp_fleet_env *env, struct fp_store_reader **ret);
-void fp_fleet_env_reader_close(const struct fp_fleet_env *env, struct fp_store_reader **rd);
-
-/* Computes job (fleet.c). On 200: *ret_body (new, free()) of *ret_len bytes, and for summary,
- * metrics and devices every fleet device id, sorted (*ret_ids new: each string and the array
- * free(); NULL for the other kinds), for the next firing snapshot. Otherwise an HTTP status with err set,
+/* Computes job (fleet.c). On 200: *ret_body (new, free()) of *ret_len bytes, and for summary and
+ * metrics every fleet device id, sorted (*ret_ids new: each string and the array free(); NULL
+ * for the other kinds), for the next firing snapshot. Otherwise an HTTP status with err set,
  * nothing returned. Thread: any, per env. */
 int fp_fleet_render(const struct fp_fleet_env *env, const struct fp_fleet_job *job, char **ret_body,
                     size_t *ret_len, char ***ret_ids, size_t *ret_n_ids, char *err,
                     size_t err_size);
-
-/* The first page of a devices job (api.c), as fp_fleet_render returns it, ids included (every
- * fleet device the store listed, whatever the filters). Thread: any, per env. */
-int fp_api_devices_render(const struct fp_fleet_env *env, const struct fp_fleet_job *job,
-                          char **ret_body, size_t *ret_len, char ***ret_ids, size_t *ret_n_ids,
-                          char *err, size_t err_size);
 
 /* Queues a recomputation of job whose answer the cache keeps under key (copied), unless one for
  * key is already queued or running, or the queue is full. The alert state is snapshot now, over

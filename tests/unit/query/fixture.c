@@ -381,20 +381,3 @@ int fixture_write_states(const char *dir, char *err, size_t err_size)
     fp_store_close(&store);
     return r;
 }
-
-int fixture_write_state_device(const char *dir, const char *id, int64_t ts, char *err,
-                               size_t err_size)
-{
-    const struct state_dev dev = {id, 'n', 0};
-    struct fp_store_options opts;
-    struct fp_store *store = NULL;
-    int r;
-
-    fp_store_options_default(&opts);
-    opts.raw_retention_ms = 0;
-    r = fp_store_open(dir, 0, &opts, &store, err, err_size);
-    if (r == 0)
-        r = write_state_batch(store, &dev, 0, ts, 1, err, err_size);
-    fp_store_close(&store);
-    return r;
-}

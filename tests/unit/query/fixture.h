@@ -67,9 +67,3 @@ int fixture_write_fleet(const char *dir, char *err, size_t err_size);
  *     q-01 30, n-00 35; zone1 the same minus 5 (not n-00).
  * Returns 0, or a store code / -errno with err set. */
 int fixture_write_states(const char *dir, char *err, size_t err_size);
-
-/* Adds device id to the state fleet in dir (a store fixture_write_states wrote; no other handle
- * on it may be open in this process): one batch like n-00's (no identity, temperature 35, its
- * events) stamped ts, received 500 ms later. Returns 0, or a store code / -errno with err set. */
-int fixture_write_state_device(const char *dir, const char *id, int64_t ts, char *err,
-                               size_t err_size);

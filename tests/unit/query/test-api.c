@@ -15,7 +15,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1771,128 +1770,6 @@ static void test_background_refresh(uint16_t port)
     test_now_ms = S0 + 60000;
 }
 
-/* --- /api/v1/devices: first pages reused -------------------------------------------------- */
-
-/* Adds the silent device id (one batch ten minutes before S0) to the store at dir from a child
- * process: LMDB must not have one environment open twice in a process, and the server holds
- * this one. */
-static void add_device(const char *dir, const char *id)
-{
-    int status = 0;
-    pid_t pid = fork();
-
-    fp_assert(pid >= 0);
-    if (pid == 0) {
-        char err[512];
-        int r = fixture_write_state_device(dir, id, S0 - 600000, err, sizeof(err));
-        if (r != 0)
-            fprintf(stderr, "fixture_write_state_device: %s\n", err);
-        _exit(r != 0);
-    }
-    fp_assert(waitpid(pid, &status, 0) == pid);
-    check(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
-
-/* The "state" of device in a devices answer; "" when it is not listed. */
-static const char *state_in(json_t *v, const char *device)
-{
-    json_t *devs = json_object_get(v, "devices");
-
-    for (size_t i = 0; i < json_array_size(devs); i++) {
-        json_t *d = json_array_get(devs, i);
-        if (strcmp(json_string_value(json_object_get(d, "device")), device) == 0)
-            return json_string_value(json_object_get(d, "state"));
-    }
-    return "";
-}
-
-#define TOTAL(v) json_integer_value(json_object_get(v, "total"))
-
-/* The one-hour cache: a first page is served again, byte for byte, though the store changed
- * under it; the same query spelt otherwise (states, matchers in another order) is the same
- * entry; another query, and any page with a cursor, is read now. */
-static void test_devices_cache(uint16_t port, const char *dir)
-{
-    struct reply r1, r2;
-    json_t *v1, *v2;
-    char url[1024];
-
-    test_now_ms = S0 + 60000;
-    v1 = get_json(port, "/api/v1/devices?limit=50", 200, &r1);
-    check_int(TOTAL(v1), 13);
-    expect_ids(port, "/api/v1/devices?state=silent,stale", "q-00,q-01");
-    expect_ids(port, "/api/v1/devices?match=model!=llama&match=site!=home", "n-00,q-00,q-01");
-    v2 = get_json(port, "/api/v1/devices?limit=10", 200, NULL);
-    snprintf(url, sizeof(url), "/api/v1/devices?limit=10&cursor=%s",
-             json_string_value(json_object_get(v2, "next_cursor")));
-    json_decref(v2);
-    expect_ids(port, url, "n-00,q-00,q-01");
-
-    add_device(dir, "n-01");
-    v2 = get_json(port, "/api/v1/devices?limit=50", 200, &r2);
-    check_str(r2.body, r1.body);
-    check_int(TOTAL(v2), 13);
-    json_decref(v1);
-    json_decref(v2);
-    reply_fini(&r1);
-    reply_fini(&r2);
-    expect_ids(port, "/api/v1/devices?state=stale,silent", "q-00,q-01");
-    expect_ids(port, "/api/v1/devices?match=site!=home&match=model!=llama", "n-00,q-00,q-01");
-    expect_ids(port, "/api/v1/devices?state=silent", "n-01,q-01");
-    expect_ids(port, "/api/v1/devices?limit=50&match=model!=llama", "n-00,n-01,q-00,q-01");
-    /* Later pages are never cached: this one was asked before the write. */
-    expect_ids(port, url, "n-00,n-01,q-00,q-01");
-    v2 = get_json(port, url, 200, NULL);
-    check_int(TOTAL(v2), 14);
-    json_decref(v2);
-}
-
-/* Answers stale after 1 ms, and no summary asked yet: once the store changed, the first page is
- * served stale at once, then the one the refresh thread renders shows the new device, and a-05
- * (its alert fires) degraded: the alert snapshot covers the devices the first page listed. */
-static void test_devices_refresh(uint16_t port, const char *dir)
-{
-    struct timespec pause = {.tv_nsec = 5 * 1000 * 1000};
-    json_t *v;
-    int tries = 0;
-    json_int_t total;
-
-    test_now_ms = S0 + 60000;
-    v = get_json(port, "/api/v1/devices", 200, NULL); /* computed here */
-    check_int(TOTAL(v), 13);
-    check_str(state_in(v, "a-05"), "degraded");
-    check_str(state_in(v, "a-04"), "ok");
-    json_decref(v);
-    add_device(dir, "n-01");
-    nanosleep(&pause, NULL);
-    v = get_json(port, "/api/v1/devices", 200, NULL); /* stale, refresh starts */
-    check_int(TOTAL(v), 13);
-    json_decref(v);
-    do {
-        nanosleep(&pause, NULL);
-        v = get_json(port, "/api/v1/devices", 200, NULL);
-        total = TOTAL(v);
-        if (total == 14) {
-            check_str(state_in(v, "a-05"), "degraded");
-            check_str(state_in(v, "a-04"), "ok");
-            check_str(state_in(v, "n-01"), "silent");
-        }
-        json_decref(v);
-    } while (total != 14 && ++tries < 4000);
-    check_int(total, 14);
-}
-
-/* --summary-refresh 0: every first page is read now. */
-static void test_devices_uncached(uint16_t port, const char *dir)
-{
-    test_now_ms = S0 + 60000;
-    expect_ids(port, "/api/v1/devices?state=silent", "q-01");
-    add_device(dir, "n-01");
-    expect_ids(port, "/api/v1/devices?state=silent", "n-01,q-01");
-}
-
-#undef TOTAL
-
 /* Checks every sample line of a text exposition: a valid name without colons, then labels and a
  * number; every family announced by HELP and TYPE before its samples. */
 static void check_exposition(const char *text)
@@ -2178,10 +2055,7 @@ int main(void)
     test_fleet_summary(states.port);
     test_compare(states.port);
     test_cache_and_budget(cache.port);
-    test_devices_cache(cache.port, cache_dir);
-    test_devices_uncached(states.port, state_dir); /* last on states: it adds a device */
     server_start_ex(&bg, bg_dir, FP_QUERY_MAX_POINTS_DEFAULT, &bg_extra);
-    test_devices_refresh(bg.port, bg_dir); /* first: before any summary */
     test_background_refresh(bg.port);
     server_stop(&bg);
     server_stop(&cache);
