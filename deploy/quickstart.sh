@@ -42,10 +42,15 @@ start() {
   nohup "$@" >>"$RUN_DIR/$name.log" 2>&1 &
   echo $! >"$RUN_DIR/$name.pid"
 }
+LOG_START=$(stat -c %s "$RUN_DIR/collector.log" 2>/dev/null || echo 0)
 start collector "$BUILD/collector/fleetpulse-collector" \
   --listen "tcp://127.0.0.1:$CPORT" --data "$RUN_DIR/data"
-# The query service needs the store the collector creates.
-for _ in $(seq 50); do [ -f "$RUN_DIR/data/data.mdb" ] && break; sleep 0.1; done
+# The query service needs the store the collector creates: wait for this start's "listening on"
+# (the log is appended to; the data file alone appears a moment before its databases do).
+for _ in $(seq 100); do
+  tail -c +$((LOG_START + 1)) "$RUN_DIR/collector.log" 2>/dev/null | grep -q "listening on" && break
+  sleep 0.1
+done
 # The stock alert rules (docs/alerts.md): silent and stale devices, the canary regression.
 start query "$BUILD/query/fleetpulse-query" --listen "127.0.0.1:$QPORT" --data "$RUN_DIR/data" \
   --rules deploy/rules.json --alert-state "$RUN_DIR/alerts.state"

@@ -36,8 +36,9 @@ def request(port, method, path, headers=None):
 def test(st):
     cport, qport = fplib.free_port(), fplib.free_port()
     data = os.path.join(st.tmp, "data")
-    st.start("fleetpulse-collector", "--listen", "tcp://127.0.0.1:%d" % cport, "--data", data)
-    fplib.wait_for(lambda: os.path.exists(os.path.join(data, "data.mdb")), 10, "the store")
+    collector = st.start("fleetpulse-collector", "--listen", "tcp://127.0.0.1:%d" % cport,
+                         "--data", data)
+    fplib.wait_collector(st, collector)
     query = st.start("fleetpulse-query", "--listen", "127.0.0.1:%d" % qport, "--data", data)
     fplib.wait_http(qport, query)
 

@@ -78,8 +78,8 @@ def test(st):
     cport, qport = fplib.free_port(), fplib.free_port()
     endpoint = "tcp://127.0.0.1:%d" % cport
     data = os.path.join(st.tmp, "data")
-    st.start("fleetpulse-collector", "--listen", endpoint, "--data", data)
-    fplib.wait_for(lambda: os.path.exists(os.path.join(data, "data.mdb")), 10, "the store")
+    collector = st.start("fleetpulse-collector", "--listen", endpoint, "--data", data)
+    fplib.wait_collector(st, collector)
     start_sim(st, endpoint)
     rules = os.path.join(st.tmp, "rules.json")
     with open(rules, "w") as f:

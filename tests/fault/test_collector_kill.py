@@ -27,8 +27,7 @@ def test(st):
         return st.start("fleetpulse-collector", "--listen", endpoint, "--data", data)
 
     collector = start_collector()
-    fplib.wait_for(lambda: os.path.exists(os.path.join(data, "data.mdb")), 10,
-                   "the collector to create its store")
+    fplib.wait_collector(st, collector)
     # 100 devices, 10 series, a batch every 100 ms each: 10,000 samples/s for 20 s. A short ack
     # timeout makes the devices resend soon after each kill.
     sim = st.start("fleetpulse-sim", "--collector", endpoint, "--devices", DEVICES,

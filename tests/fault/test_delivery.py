@@ -76,8 +76,7 @@ def exactly_once(fleet, device, rounds):
 def test(st):
     fleet = Fleet(st)
     fleet.start_collector()
-    fplib.wait_for(lambda: os.path.exists(os.path.join(fleet.data, "data.mdb")), 10,
-                   "the collector to create its store")
+    fplib.wait_collector(st, fleet.collector)
     fleet.start_query()
 
     # (c) The probe is killed with SIGKILL mid-stream and restarted on the same spool: the spool

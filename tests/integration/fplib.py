@@ -113,6 +113,17 @@ def wait_http(port, proc, timeout=10):
     raise Fail("query service did not answer /healthz within %ds" % timeout)
 
 
+def wait_collector(st, proc, timeout=10):
+    """Waits until the collector has opened (or created) its store and listens: its
+    "listening on" line. The store's file appears a moment before its databases do, so a query
+    service started on the file alone can find no store yet."""
+    def ready():
+        if proc.poll() is not None:
+            raise Fail("collector exited with %d before listening" % proc.returncode)
+        return "listening on" in st.output(proc)
+    wait_for(ready, timeout, "the collector to listen")
+
+
 def wait_for(pred, timeout, what):
     end = time.time() + timeout
     while time.time() < end:

@@ -91,7 +91,7 @@ def test(st):
                               "value": 1}]}, f)
     os.mkdir(data)
     collector = st.start("fleetpulse-collector", "--listen", endpoint, "--data", data)
-    fplib.wait_for(lambda: os.path.exists(os.path.join(data, "data.mdb")), 10, "the store")
+    fplib.wait_collector(st, collector)
     p = subprocess.run([st.exe("fleetpulse-query"), "--data", data, "--listen",
                         "127.0.0.1:%d" % qport, "--rules", bad], capture_output=True, text=True,
                        timeout=10)

@@ -39,8 +39,7 @@ def test(st):
     data = os.path.join(st.tmp, "data")
     summary = os.path.join(st.tmp, "summary.json")
     collector = st.start("fleetpulse-collector", "--listen", endpoint, "--data", data)
-    fplib.wait_for(lambda: os.path.exists(os.path.join(data, "data.mdb")), 10,
-                   "the collector to create its store")
+    fplib.wait_collector(st, collector)
     t_start = time.time()
     # 20 devices: 10 minutes of backfill at 10 s, then 3 s live at 1 s... one interval for all,
     # so 1 s throughout: 600 backfill steps and about 3 live ones per device.
