@@ -106,6 +106,8 @@ def main():
                           'invalid --silent-after "5x"')
     expect_one_line_error(["--data", "/tmp", "--summary-refresh", "-1"], 2,
                           'invalid --summary-refresh "-1"')
+    for bad in ("yesterday", "-5", "0", "1e12"):
+        expect_one_line_error(["--data", "/tmp", "--as-of", bad], 2, f'invalid --as-of "{bad}"')
     expect_one_line_error([], 2, "missing --data DIR")
     expect_one_line_error(["--data", "/tmp", "extra"], 2, 'unexpected argument "extra"')
 
@@ -164,6 +166,22 @@ def main():
                 status, _, body = get(port, "/api/v1/fleet/summary")
                 if status != 200 or body["states"][state] != 2:
                     fail(f"{extra}: /api/v1/fleet/summary {status} {body.get('states')!r}")
+            finally:
+                stop(p, signal.SIGTERM)
+
+        # --as-of stands the clock at the fixture's time: edge-01 (1 s interval, last seen at
+        # 1732412355.623) is ok 1 s later, stale 10 s later, silent after 5 min; edge-02 (no
+        # interval yet: 10 s assumed, last seen at 1732412347.123) is stale 31 s later.
+        for as_of, want in (("1732412356.623", {"edge-01": "ok", "edge-02": "ok"}),
+                            ("1732412365.623", {"edge-01": "stale", "edge-02": "ok"}),
+                            ("1732412378.2", {"edge-01": "stale", "edge-02": "stale"}),
+                            ("1732412700", {"edge-01": "silent", "edge-02": "silent"})):
+            p, port = start(store, extra=("--as-of", as_of))
+            try:
+                status, _, body = get(port, "/api/v1/devices")
+                got = {d["device"]: d["state"] for d in body.get("devices", [])}
+                if status != 200 or got != want:
+                    fail(f"--as-of {as_of}: /api/v1/devices states {status} {got!r}, want {want!r}")
             finally:
                 stop(p, signal.SIGTERM)
 
