@@ -662,7 +662,9 @@ static bool reader_part(const struct fp_store_reader *r, int64_t day, MDB_dbi *r
     return false;
 }
 
-int fp_samples_reader_parts(struct fp_store *s, struct fp_store_reader *r)
+/* Opens the handles of every day partition that exists and is not open yet, in a short read
+ * transaction of its own (its handles become the environment's when it commits). */
+static int parts_open_all(struct fp_store *s)
 {
     int64_t days[MAX_PARTITIONS];
     MDB_txn *txn = NULL;
@@ -685,15 +687,45 @@ int fp_samples_reader_parts(struct fp_store *s, struct fp_store_reader *r)
         s->parts[s->n_parts++] = (struct fp_partition){.day = days[i], .dbi = dbi};
         opened = true;
     }
-    /* A read txn's handles become the environment's when it commits. */
-    if (txn != NULL && opened)
-        rc = rc == 0 ? mdb_txn_commit(txn) : (mdb_txn_abort(txn), rc);
+    if (txn != NULL && rc == 0 && opened)
+        rc = mdb_txn_commit(txn);
     else if (txn != NULL)
         mdb_txn_abort(txn);
-    memcpy(r->parts, s->parts, s->n_parts * sizeof(s->parts[0]));
-    r->n_parts = s->n_parts;
     (void)pthread_mutex_unlock(&s->parts_lock);
     return rc;
+}
+
+int fp_samples_reader_begin(struct fp_store *s, struct fp_store_reader *r)
+{
+    for (int attempt = 0;; attempt++) {
+        int64_t days[MAX_PARTITIONS];
+        size_t n = 0;
+        bool missing = false;
+        MDB_dbi dbi;
+        int rc;
+
+        /* The handles first, then the snapshot: a handle opened after a transaction began is
+         * not valid in it. */
+        (void)pthread_mutex_lock(&s->parts_lock);
+        memcpy(r->parts, s->parts, s->n_parts * sizeof(s->parts[0]));
+        r->n_parts = s->n_parts;
+        (void)pthread_mutex_unlock(&s->parts_lock);
+        rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
+        if (rc != 0 || attempt > 0)
+            return rc;
+        /* Usually every day of the snapshot has its handle: one transaction, no lock held. */
+        rc = part_list(r->txn, days, MAX_PARTITIONS, &n);
+        for (size_t i = 0; rc == 0 && i < n && !missing; i++)
+            missing = !reader_part(r, days[i], &dbi);
+        if (rc == 0 && !missing)
+            return 0;
+        mdb_txn_abort(r->txn);
+        r->txn = NULL;
+        if (rc == 0)
+            rc = parts_open_all(s);
+        if (rc != 0)
+            return rc;
+    }
 }
 
 int fp_samples_read(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int64_t to_ms,

@@ -197,9 +197,10 @@ int fp_samples_retention(MDB_txn *txn, struct fp_store *s, int64_t now_ms);
 /* After a write txn: keep (committed) or forget (aborted) partitions it created. */
 void fp_samples_txn_end(struct fp_store *s, bool committed);
 
-/* Opens the handles of every day partition that exists and copies them into r (before r's
- * transaction begins). Returns an LMDB rc. */
-int fp_samples_reader_parts(struct fp_store *s, struct fp_store_reader *r);
+/* Begins r's read transaction with a copy of the store's partition handles taken before it,
+ * opening (in a short transaction of their own) those of days the snapshot has that no handle
+ * covers yet. Returns an LMDB rc. */
+int fp_samples_reader_begin(struct fp_store *s, struct fp_store_reader *r);
 
 /* Frees the writer's series states and encoder. */
 void fp_samples_fini(struct fp_store *s);

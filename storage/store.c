@@ -326,6 +326,24 @@ struct identity {
     char buf[IDENTITY_MAX * (KEY_MAX + 1)];
 };
 
+/* Splits a device record's identity pairs (name\0value\0 ...) in [p, end) into out, at most
+ * max of them. Returns the number, or -1 when the bytes are not such pairs. */
+static long info_pairs(const char *p, const char *end, struct fp_label *out, size_t max)
+{
+    size_t n = 0;
+
+    if (p < end && end[-1] != '\0')
+        return -1;
+    while (p < end && n < max) {
+        const char *name = p, *value = p + strlen(p) + 1;
+        if (value >= end)
+            return -1;
+        out[n++] = (struct fp_label){name, value};
+        p = value + strlen(value) + 1;
+    }
+    return (long)n;
+}
+
 static void identity_from_pairs(struct identity *id, const struct fp_label *pairs, size_t n)
 {
     size_t used = 0;
@@ -627,48 +645,91 @@ static void rec_time(struct device_rec *rec, const struct batch_timing *t, int64
     rec->ingest_lag = received_ms - t->newest;
 }
 
-static int update_device(MDB_txn *txn, struct fp_store *s, const struct fp_write_batch *b,
-                         bool duplicate, uint64_t samples, const struct batch_timing *timing,
-                         struct buf *tmp)
+/* A device's stored record as one batch found it: the counters, and a copy of the identity pairs
+ * (copied: a page read early in a large transaction can be spilled to disk before the record is
+ * written back, which would leave a pointer into it dangling). Read once per batch. */
+struct device_state {
+    bool found;
+    struct device_rec rec;
+    struct buf *info; /* identity pair bytes, or empty */
+};
+
+static int device_load(MDB_txn *txn, struct fp_store *s, const char *device,
+                       struct device_state *ret)
 {
-    MDB_val k = {strlen(b->device) + 1, (void *)b->device}, v;
-    struct device_rec rec = {0};
-    const uint8_t *old_info = NULL;
-    size_t old_info_len = 0;
+    MDB_val k = {strlen(device) + 1, (void *)device}, v;
     int rc;
 
+    ret->found = false;
+    ret->rec = (struct device_rec){0};
+    ret->info->len = 0;
     rc = mdb_get(txn, s->devices, &k, &v);
-    if (rc == 0 && v.mv_size >= DEVICE_HEADER_BYTES) {
-        rec_decode(v.mv_data, &rec);
-        old_info = (const uint8_t *)v.mv_data + DEVICE_HEADER_BYTES;
-        old_info_len = v.mv_size - DEVICE_HEADER_BYTES;
-    } else if (rc != 0 && rc != MDB_NOTFOUND) {
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
         return rc;
-    } else {
-        rec.first_seen = b->received_ms;
+    if (v.mv_size < DEVICE_HEADER_BYTES)
+        return 0; /* not a record of ours: written anew */
+    rec_decode(v.mv_data, &ret->rec);
+    ret->found = true;
+    if (buf_add(ret->info, (const uint8_t *)v.mv_data + DEVICE_HEADER_BYTES,
+                v.mv_size - DEVICE_HEADER_BYTES) < 0)
+        return ENOMEM;
+    return 0;
+}
+
+/* The identity labels of b's device: from the batch when it carries DeviceInfo, else from the
+ * stored record (a probe sends its identity only when it changes). Returns an LMDB rc. */
+static int device_identity(const struct fp_write_batch *b, const struct device_state *dev,
+                           struct identity *ret)
+{
+    struct fp_label pairs[64];
+    const char *p = (const char *)dev->info->data;
+    long n;
+
+    if (b->n_info > 0) {
+        identity_from_pairs(ret, b->info, b->n_info);
+        return 0;
     }
+    n = info_pairs(p, p + dev->info->len, pairs, sizeof(pairs) / sizeof(pairs[0]));
+    if (n < 0)
+        return MDB_CORRUPTED;
+    identity_from_pairs(ret, pairs, (size_t)n);
+    return 0;
+}
+
+/* Writes back the record of b's device with b counted (as applied, or as a duplicate). */
+static int update_device(MDB_txn *txn, struct fp_store *s, const struct fp_write_batch *b,
+                         struct device_state *dev, bool duplicate, uint64_t samples,
+                         const struct batch_timing *timing, struct buf *tmp)
+{
+    MDB_val k = {strlen(b->device) + 1, (void *)b->device}, v;
+    struct device_rec *rec = &dev->rec;
+
+    if (!dev->found)
+        rec->first_seen = b->received_ms;
     if (duplicate) {
-        rec.duplicates++;
+        rec->duplicates++;
     } else {
-        rec.batches++;
-        rec.samples += samples;
-        rec.last_seen = b->received_ms > rec.last_seen ? b->received_ms : rec.last_seen;
-        rec.dropped = b->dropped_samples_total;
-        if (b->epoch != rec.last_epoch || b->seq > rec.last_seq)
-            rec.last_seq = b->seq;
-        rec.last_epoch = b->epoch;
-        rec_time(&rec, timing, b->received_ms);
+        rec->batches++;
+        rec->samples += samples;
+        rec->last_seen = b->received_ms > rec->last_seen ? b->received_ms : rec->last_seen;
+        rec->dropped = b->dropped_samples_total;
+        if (b->epoch != rec->last_epoch || b->seq > rec->last_seq)
+            rec->last_seq = b->seq;
+        rec->last_epoch = b->epoch;
+        rec_time(rec, timing, b->received_ms);
     }
     tmp->len = 0;
     if (buf_reserve(tmp, DEVICE_HEADER_BYTES) < 0)
         return ENOMEM;
-    rec_encode(tmp->data, &rec);
+    rec_encode(tmp->data, rec);
     tmp->len = DEVICE_HEADER_BYTES;
     if (b->n_info > 0 && !duplicate) {
         for (size_t i = 0; i < b->n_info; i++)
             if (buf_str(tmp, b->info[i].name) < 0 || buf_str(tmp, b->info[i].value) < 0)
                 return ENOMEM;
-    } else if (old_info_len > 0 && buf_add(tmp, old_info, old_info_len) < 0) {
+    } else if (dev->info->len > 0 && buf_add(tmp, dev->info->data, dev->info->len) < 0) {
         return ENOMEM;
     }
     v = (MDB_val){tmp->len, tmp->data};
@@ -784,46 +845,12 @@ static void batch_timing_add(struct batch_timing *t, const struct fp_series_in *
     }
 }
 
-/* The identity labels of b's device: from the batch when it carries DeviceInfo, else from the
- * stored record (a probe sends its identity only when it changes). Returns an LMDB rc. */
-static int device_identity(MDB_txn *txn, struct fp_store *s, const struct fp_write_batch *b,
-                           struct identity *ret)
-{
-    struct fp_label pairs[64];
-    MDB_val k = {strlen(b->device) + 1, (void *)b->device}, v;
-    const char *p, *end;
-    size_t n = 0;
-    int rc;
-
-    if (b->n_info > 0) {
-        identity_from_pairs(ret, b->info, b->n_info);
-        return 0;
-    }
-    ret->n = 0;
-    rc = mdb_get(txn, s->devices, &k, &v);
-    if (rc == MDB_NOTFOUND || (rc == 0 && v.mv_size <= DEVICE_HEADER_BYTES))
-        return 0;
-    if (rc != 0)
-        return rc;
-    p = (const char *)v.mv_data + DEVICE_HEADER_BYTES;
-    end = (const char *)v.mv_data + v.mv_size;
-    if (end[-1] != '\0')
-        return MDB_CORRUPTED;
-    while (p < end && n < sizeof(pairs) / sizeof(pairs[0])) {
-        const char *name = p, *value = p + strlen(p) + 1;
-        if (value >= end)
-            return MDB_CORRUPTED;
-        pairs[n++] = (struct fp_label){name, value};
-        p = value + strlen(value) + 1;
-    }
-    identity_from_pairs(ret, pairs, n);
-    return 0;
-}
-
 /* One attempt at writing everything in one transaction. Returns an LMDB rc (or errno). */
 static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, size_t n,
-                     struct fp_write_result *res, struct buf *key, struct buf *tmp)
+                     struct fp_write_result *res, struct buf *key, struct buf *tmp,
+                     struct buf *info)
 {
+    struct device_state dev = {.info = info};
     struct identity ident;
     MDB_txn *txn;
     uint64_t next_id;
@@ -840,22 +867,21 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
         bool dup = false;
 
         res[bi] = (struct fp_write_result){0};
-        if (b->device[0] != '@') {
-            rc = device_identity(txn, s, b, &ident);
-            if (rc != 0)
-                break;
-        } else {
-            ident.n = 0;
-        }
-        if (b->seq > 0) {
+        rc = device_load(txn, s, b->device, &dev);
+        if (rc == 0 && b->seq > 0)
             rc = dedup_check(txn, s, b, tmp, &dup);
-            if (rc != 0)
-                break;
-        }
+        if (rc != 0)
+            break;
         if (dup) {
             res[bi].status = FP_STORE_E_DUP;
-            rc = update_device(txn, s, b, true, 0, NULL, tmp);
+            rc = update_device(txn, s, b, &dev, true, 0, NULL, tmp);
             continue;
+        }
+        ident.n = 0;
+        if (b->device[0] != '@') {
+            rc = device_identity(b, &dev, &ident);
+            if (rc != 0)
+                break;
         }
         for (size_t si = 0; rc == 0 && si < b->n_series; si++) {
             const struct fp_series_in *in = &b->series[si];
@@ -881,7 +907,7 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
         if (rc == 0)
             rc = write_events(txn, s, b, key, tmp);
         if (rc == 0)
-            rc = update_device(txn, s, b, false, written, &timing, tmp);
+            rc = update_device(txn, s, b, &dev, false, written, &timing, tmp);
         res[bi].samples_written = written;
         res[bi].samples_refused = refused;
         res[bi].samples_too_old = too_old;
@@ -967,13 +993,13 @@ int fp_store_compact(struct fp_store *s)
 int fp_store_write(struct fp_store *s, const struct fp_write_batch *batches, size_t n,
                    struct fp_write_result *ret_results)
 {
-    struct buf key = {0}, tmp = {0};
+    struct buf key = {0}, tmp = {0}, info = {0};
     int rc;
 
     if (s->readonly)
         return -EROFS;
     for (;;) {
-        rc = write_txn(s, batches, n, ret_results, &key, &tmp);
+        rc = write_txn(s, batches, n, ret_results, &key, &tmp, &info);
         if (rc != MDB_MAP_FULL)
             break;
         /* Grow and redo the whole transaction: nothing of the failed attempt was committed. */
@@ -989,6 +1015,7 @@ int fp_store_write(struct fp_store *s, const struct fp_write_batch *batches, siz
     }
     free(key.data);
     free(tmp.data);
+    free(info.data);
     if (rc == ENOMEM)
         return -ENOMEM;
     return fp_store_map_lmdb(rc);
@@ -1004,9 +1031,7 @@ int fp_store_reader_open(struct fp_store *s, struct fp_store_reader **ret)
     if (r == NULL)
         return -ENOMEM;
     r->store = s;
-    rc = fp_samples_reader_parts(s, r);
-    if (rc == 0)
-        rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
+    rc = fp_samples_reader_begin(s, r);
     if (rc != 0) {
         free(r);
         return fp_store_map_lmdb(rc);
@@ -1360,6 +1385,7 @@ static int device_decode(const MDB_val *k, const MDB_val *v, struct fp_device_de
 {
     struct device_rec rec;
     const char *p, *end;
+    long n;
 
     if (v->mv_size < DEVICE_HEADER_BYTES || k->mv_size == 0 ||
         ((const char *)k->mv_data)[k->mv_size - 1] != '\0')
@@ -1377,18 +1403,12 @@ static int device_decode(const MDB_val *k, const MDB_val *v, struct fp_device_de
     d->last_sample_ms = rec.last_sample;
     d->interval_ms = rec.interval;
     d->ingest_lag_ms = rec.ingest_lag;
-    d->n_info = 0;
     p = (const char *)v->mv_data + DEVICE_HEADER_BYTES;
     end = (const char *)v->mv_data + v->mv_size;
-    if (p < end && end[-1] != '\0')
+    n = info_pairs(p, end, d->info, sizeof(d->info) / sizeof(d->info[0]));
+    if (n < 0)
         return -EIO;
-    while (p < end && d->n_info < sizeof(d->info) / sizeof(d->info[0])) {
-        const char *name = p, *value = p + strlen(p) + 1;
-        if (value >= end)
-            return -EIO;
-        d->info[d->n_info++] = (struct fp_label){name, value};
-        p = value + strlen(value) + 1;
-    }
+    d->n_info = (size_t)n;
     return 0;
 }
 
