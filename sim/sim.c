@@ -184,12 +184,8 @@ int fp_sim_new(const struct fp_sim_options *opts, struct fp_sim **ret, char *err
         d->win = calloc(s->opts.window, sizeof(*d->win));
         if (d->win == NULL)
             goto fail;
-        d->st.device = d->model.id;
-        d->st.epoch = d->epoch;
-        if (epoch_find(s, d->epoch) != NULL) {
+        while (epoch_find(s, d->epoch) != NULL)
             d->epoch = mix(d->epoch + i) | 1;
-            d->st.epoch = d->epoch;
-        }
         epoch_insert(s, i);
     }
 
@@ -266,16 +262,18 @@ void fp_sim_stop(struct fp_sim *s)
 static size_t due_steps(const struct fp_sim *s, const struct dev *d, int64_t now_ms)
 {
     int64_t limit = s->end_ms; /* exclusive */
-    size_t n = 0;
+    uint64_t span, n;
 
     if (!s->opts.fast && now_ms + 1 < limit)
         limit = now_ms + 1 > s->start_ms ? now_ms + 1 : s->start_ms;
     /* Backfill batches stop at the start of the live part, so live batches stay small. */
     if (d->next_ts < s->start_ms && limit > s->start_ms)
         limit = s->start_ms;
-    for (int64_t t = d->next_ts; t < limit && n < s->opts.batch_steps; t += s->opts.interval_ms)
-        n++;
-    return n;
+    if (limit <= d->next_ts)
+        return 0;
+    span = (uint64_t)(limit - d->next_ts);
+    n = span / (uint64_t)s->opts.interval_ms + (span % (uint64_t)s->opts.interval_ms != 0);
+    return n < s->opts.batch_steps ? (size_t)n : s->opts.batch_steps;
 }
 
 static void send_entry(struct fp_sim *s, struct dev *d, struct entry *e, int64_t now_ns)
@@ -383,7 +381,6 @@ static int make_batch(struct fp_sim *s, struct dev *d, size_t steps, int64_t now
     d->next_ts += (int64_t)steps * s->opts.interval_ms;
     d->st.generated += e->samples;
     d->st.batches++;
-    d->st.last_seq = e->seq;
     s->totals.generated += e->samples;
     s->totals.batches++;
     send_entry(s, d, e, now_ns);
@@ -624,7 +621,12 @@ size_t fp_sim_device_count(const struct fp_sim *s)
 
 void fp_sim_device_stats(const struct fp_sim *s, size_t i, struct fp_sim_device_stats *ret)
 {
-    *ret = s->devs[i].st;
+    const struct dev *d = &s->devs[i];
+
+    *ret = d->st;
+    ret->device = d->model.id;
+    ret->epoch = d->epoch;
+    ret->last_seq = d->next_seq - 1;
 }
 
 static json_t *round3(double x)
@@ -662,7 +664,9 @@ int fp_sim_write_summary(const struct fp_sim *s, const char *path)
     json_object_set_new(tot, "ack_latency_ms_p99", round3(t.ack_latency_ms_p99));
     json_object_set_new(root, "total", tot);
     for (size_t i = 0; i < s->opts.devices; i++) {
-        const struct fp_sim_device_stats *st = &s->devs[i].st;
+        struct fp_sim_device_stats dst;
+        const struct fp_sim_device_stats *st = &dst;
+        fp_sim_device_stats(s, i, &dst);
         json_t *o = json_pack(
             "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "device", st->device, "generated",
             (json_int_t)st->generated, "acknowledged", (json_int_t)st->acknowledged, "refused",

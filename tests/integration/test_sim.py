@@ -20,6 +20,19 @@ def cli_errors(st):
         (["--collector", "tcp://127.0.0.1:1", "--slow", "model_version=v2"], "--slow"),
         (["--collector", "tcp://127.0.0.1:1", "--slow", "model_version=v2:0"], "--slow"),
         (["--collector", "tcp://127.0.0.1:1", "--prefix", "@x"], "--prefix"),
+        (["--collector", "tcp://127.0.0.1:1", "--devices", "1000001"], "--devices"),
+        (["--collector", "tcp://127.0.0.1:1", "--duration", "0s"], "--duration"),
+        (["--collector", "tcp://127.0.0.1:1", "--backfill", "6x"], "--backfill"),
+        (["--collector", "tcp://127.0.0.1:1", "--batch-steps", "0"], "--batch-steps"),
+        (["--collector", "tcp://127.0.0.1:1", "--connections", "1001"], "--connections"),
+        (["--collector", "tcp://127.0.0.1:1", "--window", "0"], "--window"),
+        (["--collector", "tcp://127.0.0.1:1", "--ack-timeout", "0ms"], "--ack-timeout"),
+        (["--collector", "tcp://127.0.0.1:1", "--drain", "soon"], "--drain"),
+        (["--collector", "tcp://127.0.0.1:1", "--seed", "-1"], "--seed"),
+        (["--collector", "tcp://127.0.0.1:1", "--first-index", "x"], "--first-index"),
+        (["--collector", "tcp://127.0.0.1:1", "--slow", "=v2:0.5"], "--slow"),
+        (["--collector", "tcp://127.0.0.1:1", "--log-level", "loud"], "--log-level"),
+        (["--collector", "tcp://127.0.0.1:1", "extra"], "unexpected argument"),
         (["--collector", "tcp://127.0.0.1:1", "--bogus"], "unknown option"),
     ]:
         p = subprocess.run([sim] + args, capture_output=True, text=True, timeout=10)
@@ -87,6 +100,13 @@ def test(st):
     check(status == 200, raw)
     outcomes = sorted(s["labels"]["outcome"] for s in body["series"])
     check(outcomes == ["error", "fallback", "ok"], "outcomes: %s" % outcomes)
+    # A summary that cannot be written: one line naming the file, exit 1, the run itself done.
+    bad = os.path.join(st.tmp, "no-such-dir", "summary.json")
+    p = subprocess.run([st.exe("fleetpulse-sim"), "--collector", endpoint, "--devices", "2",
+                        "--backfill", "1m", "--summary", bad], capture_output=True, text=True,
+                       timeout=60)
+    check(p.returncode == 1 and ("cannot write the summary to %s" % bad) in p.stderr,
+          "unwritable summary: exit %d, %r" % (p.returncode, p.stderr))
     check(st.stop(collector) == 0, "collector exit")
 
 
