@@ -672,7 +672,8 @@ static int device_load(MDB_txn *txn, struct fp_store *s, const char *device,
         return 0; /* not a record of ours: written anew */
     rec_decode(v.mv_data, &ret->rec);
     ret->found = true;
-    if (buf_add(ret->info, (const uint8_t *)v.mv_data + DEVICE_HEADER_BYTES,
+    if (v.mv_size > DEVICE_HEADER_BYTES &&
+        buf_add(ret->info, (const uint8_t *)v.mv_data + DEVICE_HEADER_BYTES,
                 v.mv_size - DEVICE_HEADER_BYTES) < 0)
         return ENOMEM;
     return 0;
@@ -691,6 +692,9 @@ static int device_identity(const struct fp_write_batch *b, const struct device_s
         identity_from_pairs(ret, b->info, b->n_info);
         return 0;
     }
+    ret->n = 0;
+    if (dev->info->len == 0)
+        return 0;
     n = info_pairs(p, p + dev->info->len, pairs, sizeof(pairs) / sizeof(pairs[0]));
     if (n < 0)
         return MDB_CORRUPTED;
