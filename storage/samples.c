@@ -110,8 +110,11 @@ void fp_samples_txn_end(struct fp_store *s, bool committed)
     /* What an aborted txn did to the series states is unknown: re-read the newest timestamps
      * from the store rather than trust memory (pending counts only steer compaction). */
     if (!committed)
-        for (size_t i = 0; i < s->states_cap; i++)
+        for (size_t i = 0; i < s->states_cap; i++) {
             s->states[i].max_ts = INT64_MIN;
+            if (s->states[i].rollup.hour != INT64_MIN)
+                s->states[i].rollup.stale = true;
+        }
     parts_lock(s);
     /* LMDB closes handles opened in a transaction that aborts. */
     for (size_t i = 0; i < s->n_parts;) {
@@ -221,7 +224,8 @@ static struct fp_series_state *state_get(struct fp_store *s, uint64_t id)
         p = (p + 1) & (s->states_cap - 1);
     if (s->states[p].id == 0) {
         s->states[p] = (struct fp_series_state){.id = id, .max_ts = INT64_MIN,
-                                                .pending_day = INT64_MAX};
+                                                .pending_day = INT64_MAX,
+                                                .rollup = {.hour = INT64_MIN}};
         s->states_used++;
     }
     return &s->states[p];
@@ -229,6 +233,8 @@ static struct fp_series_state *state_get(struct fp_store *s, uint64_t id)
 
 void fp_samples_fini(struct fp_store *s)
 {
+    for (size_t i = 0; i < s->states_cap; i++)
+        fp_rollup_open_fini(&s->states[i].rollup);
     free(s->states);
     s->states = NULL;
     s->states_cap = s->states_used = 0;
@@ -559,6 +565,15 @@ static int update_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t 
     return mdb_put(txn, s->latest, &k, &v, 0);
 }
 
+/* Hands the stored points to the series' rollup (rollup.c), all in one call: the rollup tells
+ * in-order points from replaced ones by the series' newest timestamp before this write. */
+static int rollup_points(MDB_txn *txn, struct fp_store *s, struct fp_series_state *st,
+                         const struct point *pts, size_t m)
+{
+    return fp_rollup_update(txn, s, st->id, &st->rollup, st->max_ts, &pts[0].ts, &pts[0].v,
+                            sizeof(*pts), m);
+}
+
 int fp_samples_write(MDB_txn *txn, struct fp_store *s, uint64_t id, const int64_t *ts,
                      const double *values, size_t n, int64_t now_ms, uint64_t *ret_written,
                      uint64_t *ret_refused)
@@ -616,6 +631,8 @@ int fp_samples_write(MDB_txn *txn, struct fp_store *s, uint64_t id, const int64_
             st->pending_day = day;
         i = j;
     }
+    if (rc == 0 && m > 0)
+        rc = rollup_points(txn, s, st, pts, m);
     if (rc == 0 && m > 0) {
         *ret_written = m;
         if (pts[m - 1].ts >= st->max_ts || st->max_ts == INT64_MIN) {
@@ -728,8 +745,10 @@ int fp_samples_reader_begin(struct fp_store *s, struct fp_store_reader *r)
     }
 }
 
-int fp_samples_read(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int64_t to_ms,
-                    fp_point_fn fn, void *userdata)
+/* Reads through the reader's handles (r) or, in the writer's transaction, through part_open
+ * (r NULL, s and txn given). */
+static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_reader *r,
+                     uint64_t id, int64_t from_ms, int64_t to_ms, fp_point_fn fn, void *userdata)
 {
     int64_t days[MAX_PARTITIONS];
     struct gather g = {0};
@@ -739,7 +758,7 @@ int fp_samples_read(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int
 
     if (from_ms > to_ms)
         return 0;
-    rc = part_list(r->txn, days, MAX_PARTITIONS, &nd);
+    rc = part_list(txn, days, MAX_PARTITIONS, &nd);
     if (rc != 0)
         return fp_store_map_lmdb(rc);
     for (size_t d = 0; d < nd && err == 0; d++) {
@@ -750,10 +769,12 @@ int fp_samples_read(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int
 
         if (days[d] < day_of(from_ms) || days[d] > day_of(to_ms))
             continue;
-        if (!reader_part(r, days[d], &dbi))
+        if (r != NULL && !reader_part(r, days[d], &dbi))
             continue; /* created after the reader's handles were taken: nothing acked in it
                          before this reader began is missed but the last instant's */
-        if (mdb_cursor_open(r->txn, dbi, &cur) != 0)
+        if (r == NULL && part_open(txn, s, days[d], false, &dbi) != 0)
+            continue;
+        if (mdb_cursor_open(txn, dbi, &cur) != 0)
             continue;
         put_u64(kb, id);
         /* No chunk spans more than CHUNK_SPAN_MAX_MS, so none starting earlier reaches from. */
@@ -788,4 +809,25 @@ int fp_samples_read(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int
     }
     free(g.pts);
     return err != 0 ? err : res;
+}
+
+int fp_samples_read(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int64_t to_ms,
+                    fp_point_fn fn, void *userdata)
+{
+    return read_core(r->txn, NULL, r, id, from_ms, to_ms, fn, userdata);
+}
+
+int fp_samples_read_txn(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t from_ms,
+                        int64_t to_ms, fp_point_fn fn, void *userdata)
+{
+    return read_core(txn, s, NULL, id, from_ms, to_ms, fn, userdata);
+}
+
+int fp_samples_flush_rollups(MDB_txn *txn, struct fp_store *s)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < s->states_cap; i++)
+        if (s->states[i].id != 0)
+            rc = fp_rollup_flush(txn, s, s->states[i].id, &s->states[i].rollup);
+    return rc;
 }

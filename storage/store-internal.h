@@ -27,6 +27,19 @@ struct fp_partition {
     bool fresh;     /* opened (created) in the running write txn: forget it if that aborts */
 };
 
+struct fp_sketch;
+
+/* The newest hour of one series' rollup, in the writer's memory (rollup.c). */
+struct fp_rollup_open {
+    int64_t hour;        /* start of the hour; INT64_MIN: none yet */
+    bool stale;          /* memory may differ from raw: rebuild before use */
+    uint32_t unflushed;  /* samples added since the record was last stored */
+    uint64_t count;      /* non-NaN samples */
+    double sum, min, max, last;
+    int64_t through;     /* newest sample added; INT64_MIN none */
+    struct fp_sketch *sketch; /* finite samples; created on first use */
+};
+
 /* The writer's memory of one series between transactions. Lost on restart, which only delays
  * compaction and re-reads the newest timestamp from the "latest" database. */
 struct fp_series_state {
@@ -35,6 +48,7 @@ struct fp_series_state {
     uint32_t pending;        /* samples in small chunks since the last compaction */
     uint32_t pending_chunks; /* small chunks written since the last compaction */
     int64_t pending_day;     /* oldest day holding them; INT64_MAX none */
+    struct fp_rollup_open rollup;
 };
 
 /* One remembered series: its canonical key (owned) and id. Filled only by committed writes. */
@@ -47,7 +61,7 @@ struct key_cache_entry {
 
 struct fp_store {
     MDB_env *env;
-    MDB_dbi meta, series_key, series_id, postings, latest, devices, dedup, events;
+    MDB_dbi meta, series_key, series_id, postings, latest, devices, dedup, events, rollup_1h;
     bool readonly;
     struct fp_store_options opts;
     uint64_t map_bytes;
@@ -201,6 +215,34 @@ void fp_samples_txn_end(struct fp_store *s, bool committed);
  * opening (in a short transaction of their own) those of days the snapshot has that no handle
  * covers yet. Returns an LMDB rc. */
 int fp_samples_reader_begin(struct fp_store *s, struct fp_store_reader *r);
+
+/* fp_samples_read inside the writer's transaction (rollup rebuilds). */
+int fp_samples_read_txn(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t from_ms,
+                        int64_t to_ms, fp_point_fn fn, void *userdata);
+
+/* Stores every series' open rollup hour (fp_store_compact). Returns an LMDB rc or errno. */
+int fp_samples_flush_rollups(MDB_txn *txn, struct fp_store *s);
+
+/* --- rollup.c: one-hour rollups ------------------------------------------------------------ */
+
+/* After the samples of one write (n points at ts/values, stride bytes apart, sorted, unique)
+ * are stored: folds them into o, stores finished or due hours, and recomputes from raw the
+ * hours that points at or before max_ts_before (the series' newest before this write;
+ * INT64_MIN for none) touched. Returns an LMDB rc or errno. */
+int fp_rollup_update(MDB_txn *txn, struct fp_store *s, uint64_t id, struct fp_rollup_open *o,
+                     int64_t max_ts_before, const int64_t *ts, const double *values,
+                     size_t stride, size_t n);
+
+/* Stores o's hour if memory holds anything the record lacks. */
+int fp_rollup_flush(MDB_txn *txn, struct fp_store *s, uint64_t id, struct fp_rollup_open *o);
+
+void fp_rollup_open_fini(struct fp_rollup_open *o);
+
+/* Deletes up to a bounded number of records older than the rollup retention. */
+int fp_rollup_retention(MDB_txn *txn, struct fp_store *s, int64_t now_ms);
+
+/* Parses a stored record of the hour starting at hour_ms. Returns 0 or FP_STORE_E_FORMAT. */
+int fp_rollup_decode(const uint8_t *p, size_t len, int64_t hour_ms, struct fp_rollup *ret);
 
 /* Frees the writer's series states and encoder. */
 void fp_samples_fini(struct fp_store *s);

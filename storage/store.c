@@ -10,6 +10,7 @@
  *   devices     device -> fixed header, then (name\0value\0)* identity
  *   dedup       device\0 epoch -> highest applied seq, bitmap of the 256 seqs below it
  *   events      ts^sign, device\0, u32 n -> severity u8, kind\0message\0(name\0value\0)*
+ *   rollup_1h   hour ts^sign, series id -> one-hour rollup      see rollup.c
  *
  * Every string stored is NUL-terminated so readers can hand out pointers into the map instead of
  * copies; they stay valid until the read transaction ends.
@@ -37,6 +38,7 @@ void fp_store_options_default(struct fp_store_options *ret)
         .max_map_bytes = UINT64_C(1) << 40,
         .ooo_window_ms = INT64_C(3600) * 1000,
         .raw_retention_ms = INT64_C(15) * 86400 * 1000,
+        .rollup_retention_ms = INT64_C(730) * 86400 * 1000,
     };
 }
 
@@ -105,6 +107,7 @@ static const struct {
     {"devices", 0, offsetof(struct fp_store, devices)},
     {"dedup", 0, offsetof(struct fp_store, dedup)},
     {"events", 0, offsetof(struct fp_store, events)},
+    {"rollup_1h", 0, offsetof(struct fp_store, rollup_1h)},
 };
 
 static int open_dbs(struct fp_store *s, char *err, size_t err_size, const char *dir)
@@ -922,6 +925,8 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
     if (rc == 0 && n > 0 && batches[0].received_ms - s->retention_checked_ms >= 60000) {
         rc = fp_samples_retention(txn, s, batches[0].received_ms);
         if (rc == 0)
+            rc = fp_rollup_retention(txn, s, batches[0].received_ms);
+        if (rc == 0)
             s->retention_checked_ms = batches[0].received_ms;
     }
     if (rc != 0) {
@@ -969,7 +974,8 @@ static int run_txn(struct fp_store *s, int (*step)(MDB_txn *, struct fp_store *,
 
 static int compact_step(MDB_txn *txn, struct fp_store *s, int64_t unused)
 {
-    return fp_samples_compact_all(txn, s);
+    int rc = fp_samples_compact_all(txn, s);
+    return rc == 0 ? fp_samples_flush_rollups(txn, s) : rc;
 }
 
 int fp_store_compact(struct fp_store *s)

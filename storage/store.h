@@ -24,7 +24,7 @@ struct fp_store_reader;
 
 /* Version of the on-disk layout. A store with another version is refused at open with
  * FP_STORE_E_FORMAT. If you change what is written, bump this. */
-#define FP_STORE_FORMAT 3
+#define FP_STORE_FORMAT 4
 
 /* Outcomes a caller must act on (positive; negative values are -errno). */
 enum {
@@ -52,6 +52,8 @@ struct fp_store_options {
                                      older ones are refused and counted */
     int64_t raw_retention_ms;   /**< raw samples older than this (by wall clock) are dropped,
                                      a day partition at a time; 0 keeps everything */
+    int64_t rollup_retention_ms; /**< one-hour rollups older than this are dropped, a bounded
+                                      number per write; 0 keeps everything */
 };
 
 void fp_store_options_default(struct fp_store_options *ret);
@@ -189,6 +191,32 @@ int fp_store_read_range(struct fp_store_reader *r, uint64_t id, int64_t from_ms,
 /* The newest sample of series id, without scanning history. Returns 0, FP_STORE_E_NOTFOUND, or
  * -errno. */
 int fp_store_latest(struct fp_store_reader *r, uint64_t id, int64_t *ret_ts_ms, double *ret_value);
+
+/* One stored one-hour rollup of a series: the samples of [start_ms, start_ms + 1 h) up to and
+ * including through_ms. Samples of the hour after through_ms are not in it (the writer stores
+ * the hour every 60 samples and when it ends): read them raw. NaN samples are in nothing;
+ * +-Inf are in count, sum, min and max but not in the sketch. */
+struct fp_rollup {
+    int64_t start_ms;
+    int64_t through_ms;
+    uint64_t count;
+    double sum, min, max; /**< NaN when count is 0 */
+    double last;          /**< the newest non-NaN sample's value; NaN if none */
+    const uint8_t *sketch; /**< fp_sketch_encode bytes (storage/sketch.h), borrowed from the
+                                reader's snapshot; merge with fp_sketch_merge_encoded */
+    size_t sketch_len;
+};
+
+#define FP_ROLLUP_MS INT64_C(3600000)
+
+/* Called for each stored rollup in time order; non-zero stops the walk and is returned. */
+typedef int (*fp_rollup_fn)(void *userdata, const struct fp_rollup *r);
+
+/* Calls fn for the stored one-hour rollups of series id whose hour starts in
+ * [hour of from_ms, to_ms). Hours without a record (nothing stored yet, or expired) are skipped.
+ * Returns 0, fn's non-zero result, or -errno. */
+int fp_store_read_rollups(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int64_t to_ms,
+                          fp_rollup_fn fn, void *userdata);
 
 /* A device as the store knows it. Strings borrowed from the reader until it closes. */
 struct fp_device_desc {
