@@ -345,14 +345,18 @@ int fp_agent_new(const struct fp_agent_options *opts, struct fp_agent **ret, cha
             goto fail;
     }
 
+    char why[768];
     for (size_t i = 0; !opts->no_samplers && fp_samplers[i] != NULL && a->n_sources < MAX_SOURCES;
          i++) {
         const struct fp_sampler_ops *ops = fp_samplers[i];
         void *ctx = NULL;
-        char msg[256];
+        char msg[1024];
 
         if (ops->version < 1)
             continue;
+        why[0] = '\0';
+        env.open_error = why;
+        env.open_error_size = sizeof(why);
         r = ops->open(&env, &ctx);
         if (r == FP_SAMPLER_DISABLED)
             continue;
@@ -361,7 +365,9 @@ int fp_agent_new(const struct fp_agent_options *opts, struct fp_agent **ret, cha
             fp_log_debug("probe", "source %s: open", ops->name);
             continue;
         }
-        if (r == -ENOENT)
+        if (why[0] != '\0')
+            (void)snprintf(msg, sizeof(msg), "source %s: %s, skipping", ops->name, why);
+        else if (r == -ENOENT)
             (void)snprintf(msg, sizeof(msg), "source %s: not present on this machine, skipping",
                            ops->name);
         else

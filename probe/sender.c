@@ -5,12 +5,13 @@
  * means it never will be (counted, not retried), retry means send again later. A batch in
  * flight longer than ack_timeout_ms is sent again; the collector's dedup makes that safe.
  *
- * ZeroMQ reconnects by itself with exponential backoff (RECONNECT_IVL to RECONNECT_IVL_MAX) but
- * without jitter, so each sender draws its first interval from [100, 200) ms and its ack
- * timeout from [1, 1.25) x the configured one: after a collector restart a fleet's reconnects
- * and retransmissions spread out instead of arriving in lockstep.
- * ZMQ_IMMEDIATE keeps it from queueing our messages on a connection that is not up, so "could
- * not send" stays visible here instead of vanishing into a pipe. */
+ * The link is our own ZMTP client (zmtp.c, a DEALER talking to the collector's libzmq ROUTER):
+ * it reconnects by itself with exponential backoff from the first interval to RECONNECT_MAX_MS.
+ * Each sender draws that first interval from [100, 200) ms and its ack timeout from
+ * [1, 1.25) x the configured one: after a collector restart a fleet's reconnects and
+ * retransmissions spread out instead of arriving in lockstep. A send while the link is down is
+ * refused (as ZMQ_IMMEDIATE did), so "could not send" stays visible here instead of vanishing
+ * into a buffer. */
 #include "sender.h"
 
 #include <errno.h>
@@ -20,15 +21,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <zmq.h>
 
 #include "batch.h"
 #include "clock.h"
 #include "log.h"
+#include "zmtp.h"
 
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 30000
 #define COMPLAIN_EVERY_MS 30000
+/* What may wait in the link's buffer beyond the window: a few batches (the queue is the bound
+ * that matters, and it holds the bytes until they are acknowledged). */
+#define LINK_BUFFER_BYTES (4 * 1024 * 1024)
+/* An Ack is a few dozen bytes; anything near this is not one of ours. */
+#define MAX_ACK_BYTES (64 * 1024)
 
 struct entry {
     struct entry *next;
@@ -42,8 +48,7 @@ struct entry {
 };
 
 struct fp_sender {
-    void *zctx;
-    void *sock;
+    struct fp_zmtp *link;
     struct fp_sender_options opts;
     char *endpoint;
     struct entry *head, *tail;
@@ -51,13 +56,15 @@ struct fp_sender {
     struct fp_sender_stats st;
     int64_t complained_mono_ms; /* last "not answering" line; 0: collector answering */
     int64_t retry_after_mono_ms; /* after a RETRY ack, hold back until then */
+    bool in_multipart;           /* the last frame received had MORE set */
 };
 
 int fp_sender_new(const struct fp_sender_options *opts, struct fp_sender **ret, char *err,
                   size_t err_size)
 {
     struct fp_sender *s = calloc(1, sizeof(*s));
-    int one = 1, zero = 0, ivl = RECONNECT_MIN_MS, ivl_max = RECONNECT_MAX_MS, r;
+    struct fp_zmtp_options zo = {0};
+    int ivl = RECONNECT_MIN_MS, r;
     uint32_t jitter = 0;
 
     if (s == NULL)
@@ -70,28 +77,19 @@ int fp_sender_new(const struct fp_sender_options *opts, struct fp_sender **ret, 
     if (s->opts.window == 0)
         s->opts.window = 1;
     s->endpoint = strdup(opts->endpoint);
-    s->zctx = zmq_ctx_new();
-    if (s->endpoint == NULL || s->zctx == NULL) {
+    if (s->endpoint == NULL) {
         r = -ENOMEM;
         goto fail;
     }
     s->opts.endpoint = s->endpoint;
-    s->sock = zmq_socket(s->zctx, ZMQ_DEALER);
-    if (s->sock == NULL) {
-        r = -errno;
-        (void)snprintf(err, err_size, "cannot create socket: %s", zmq_strerror(errno));
+    zo.endpoint = s->endpoint;
+    zo.reconnect_ivl_ms = ivl;
+    zo.reconnect_ivl_max_ms = RECONNECT_MAX_MS;
+    zo.max_out_bytes = LINK_BUFFER_BYTES;
+    zo.max_in_bytes = MAX_ACK_BYTES;
+    r = fp_zmtp_new(&zo, &s->link, err, err_size);
+    if (r < 0)
         goto fail;
-    }
-    (void)zmq_setsockopt(s->sock, ZMQ_IMMEDIATE, &one, sizeof(one));
-    (void)zmq_setsockopt(s->sock, ZMQ_LINGER, &zero, sizeof(zero));
-    (void)zmq_setsockopt(s->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl));
-    (void)zmq_setsockopt(s->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof(ivl_max));
-    if (zmq_connect(s->sock, s->endpoint) != 0) {
-        r = -errno;
-        (void)snprintf(err, err_size, "cannot use collector endpoint \"%s\": %s", s->endpoint,
-                       zmq_strerror(errno));
-        goto fail;
-    }
     *ret = s;
     return 0;
 fail:
@@ -111,10 +109,7 @@ void fp_sender_destroy(struct fp_sender **sp)
         free(e->buf);
         free(e);
     }
-    if (s->sock != NULL)
-        (void)zmq_close(s->sock);
-    if (s->zctx != NULL)
-        (void)zmq_ctx_term(s->zctx);
+    fp_zmtp_destroy(&s->link);
     free(s->endpoint);
     free(s);
     *sp = NULL;
@@ -193,11 +188,11 @@ static void send_due(struct fp_sender *s, int64_t now)
             if (rc < 0)
                 break;
         }
-        rc = zmq_send(s->sock, buf, len, ZMQ_DONTWAIT);
+        rc = fp_zmtp_send(s->link, buf, len);
         if (buf != e->buf)
             free(buf);
         if (rc < 0)
-            break; /* not connected (IMMEDIATE) or pipe full: try again next round */
+            break; /* not connected or buffer full: try again next round */
         if (e->sent_mono_ms == 0)
             s->in_flight++;
         else
@@ -283,7 +278,6 @@ int fp_sender_poll(struct fp_sender *s, int64_t timeout_ms)
     int64_t now = fp_clock_mono_ms(), deadline = now + (timeout_ms > 0 ? timeout_ms : 0);
 
     for (;;) {
-        zmq_pollitem_t item = {.socket = s->sock, .events = ZMQ_POLLIN};
         int64_t wait;
         int rc;
 
@@ -293,20 +287,22 @@ int fp_sender_poll(struct fp_sender *s, int64_t timeout_ms)
         /* Wake up at least every 200 ms to resend what timed out or could not be sent. */
         if (wait > 200)
             wait = 200;
-        rc = zmq_poll(&item, 1, (long)(wait > 0 ? wait : 0));
+        rc = fp_zmtp_poll(s->link, wait > 0 ? wait : 0);
         if (rc < 0)
-            return errno == EINTR ? -EINTR : -errno;
+            return rc;
         now = fp_clock_mono_ms();
-        if (item.revents & ZMQ_POLLIN) {
-            for (;;) {
-                zmq_msg_t m;
-                (void)zmq_msg_init(&m);
-                if (zmq_msg_recv(&m, s->sock, ZMQ_DONTWAIT) < 0) {
-                    (void)zmq_msg_close(&m);
-                    break;
-                }
-                handle_ack(s, zmq_msg_data(&m), zmq_msg_size(&m), now);
-                (void)zmq_msg_close(&m);
+        if (rc > 0) {
+            const uint8_t *data;
+            size_t len;
+            bool more;
+
+            while (fp_zmtp_recv(s->link, &data, &len, &more) == 0) {
+                /* An Ack is one frame; parts of a longer message are not ours. */
+                if (more || s->in_multipart)
+                    fp_log_debug("probe", "a multi-part message from the collector, ignoring");
+                else
+                    handle_ack(s, data, len, now);
+                s->in_multipart = more;
             }
             send_due(s, now);
         }

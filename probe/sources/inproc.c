@@ -36,6 +36,10 @@
  * library and has its own llama.cpp logger loses that logger when this source opens; the source
  * is meant for the standalone probe, where nothing else uses llama.cpp.
  *
+ * This file is built into the loadable module fleetpulse-probe-inproc.so (inproc-entry.c is its
+ * entry point), never into the probe: the probe's "inproc" source (inproc-loader.c) loads the
+ * module only when --model is given, so a probe without a model never maps libllama and ggml.
+ *
  * Rejected: loading in open() (blocks the agent for the whole load); timing with
  * llama_perf_context (its counters include sampling and are reset by the user, and its clock is
  * ggml's, not ours); a random prompt per round (the numbers would vary with the tokens). */
@@ -58,6 +62,7 @@
 #include <openssl/evp.h>
 
 #include "clock.h"
+#include "inproc-module.h"
 #include "log.h"
 #include "sources-internal.h"
 
@@ -635,7 +640,7 @@ static int inproc_sample(void *ctx, struct fp_emitter *out)
     return r < 0 ? r : 0;
 }
 
-const struct fp_sampler_ops fp_sampler_inproc = {
+const struct fp_sampler_ops fp_inproc_ops = {
     .version = FP_SAMPLER_OPS_VERSION,
     .name = "inproc",
     .open = inproc_open,

@@ -8,8 +8,6 @@ const struct fp_sampler_ops *const fp_samplers[] = {
     &fp_sampler_hwmon,  &fp_sampler_cpu,
     &fp_sampler_llama_server, /* llama_server.c: HTTP to a llama.cpp server */
     &fp_sampler_canary,       /* canary.c: timed prompts to a runtime */
-#if FP_HAVE_LLAMA
-    &fp_sampler_inproc, /* built only with libllama (-Dllama) */
-#endif
+    &fp_sampler_inproc, /* loads its module (built with -Dllama) only when --model is given */
     NULL,
 };

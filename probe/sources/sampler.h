@@ -64,6 +64,12 @@ struct fp_sampler_env {
     /* in-process inference through libllama */
     const char *model_path;       /**< GGUF file; NULL: no in-process source */
     int64_t inproc_interval_ms;
+
+    /* Where open may write a one-line reason when it fails and errno alone would not say what
+     * to do (the in-process source names the module paths it tried); the caller logs it and
+     * sends it as the source_unavailable event. NULL: nowhere. Left as it was on success. */
+    char *open_error;
+    size_t open_error_size;
 };
 
 /* open's answer for a source that is not configured: skipped without a log line. */

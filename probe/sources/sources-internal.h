@@ -73,6 +73,4 @@ extern const struct fp_sampler_ops fp_sampler_hwmon;
 extern const struct fp_sampler_ops fp_sampler_cpu;
 extern const struct fp_sampler_ops fp_sampler_llama_server; /* llama_server.c */
 extern const struct fp_sampler_ops fp_sampler_canary;       /* canary.c */
-#if FP_HAVE_LLAMA
-extern const struct fp_sampler_ops fp_sampler_inproc; /* inproc.c: libllama in the probe */
-#endif
+extern const struct fp_sampler_ops fp_sampler_inproc; /* inproc-loader.c: loads inproc.c's module */

@@ -1,4 +1,5 @@
-/* Unit tests for the "inproc" sampler (probe/sources/inproc.c) against a real libllama: a tiny
+/* Unit tests for the "inproc" sampler (probe/sources/inproc.c, loaded from its module by
+ * inproc-loader.c, as the probe does) against a real libllama: a tiny
  * model from gen-tiny-gguf is loaded in the probe, timed, hashed and reported, and the sampler
  * opens, stops and closes cleanly in every state (not configured, missing file, a file llama.cpp
  * refuses, closed while loading, closed while waiting for the next round).
@@ -263,6 +264,54 @@ static bool have_failure(const struct capture *c, int r)
 
 /* --- tests ---------------------------------------------------------------------------------- */
 
+/* Before the module is loaded: with FLEETPULSE_INPROC_MODULE naming a missing file, then a file
+ * that is no shared library, open fails with -ELIBACC and a one-line reason naming every path
+ * tried (the variable's, the one next to this executable, the install directory's). No model
+ * configured needs no module at all. Restores the variable meson set to the real module. */
+static void test_module_missing(const char *model)
+{
+    const char *real = getenv("FLEETPULSE_INPROC_MODULE");
+    struct fp_sampler_env env = model_env(model, 1000);
+    char saved[1024], missing[256], junk[256], why[768];
+    void *ctx = NULL;
+    FILE *f;
+
+    fp_assert(real != NULL && strlen(real) < sizeof(saved));
+    snprintf(saved, sizeof(saved), "%s", real);
+    snprintf(missing, sizeof(missing), "%s/no-such-module.so", tmp_dir);
+    snprintf(junk, sizeof(junk), "%s/junk-module.so", tmp_dir);
+    env.open_error = why;
+    env.open_error_size = sizeof(why);
+
+    fp_assert(setenv("FLEETPULSE_INPROC_MODULE", missing, 1) == 0);
+    why[0] = '\0';
+    check_int(inproc()->open(&env, &ctx), -ELIBACC);
+    check(ctx == NULL);
+    check(strchr(why, '\n') == NULL);
+    check(strstr(why, "fleetpulse-probe-inproc.so") != NULL);
+    check(strstr(why, missing) != NULL);
+    check(strstr(why, "/fleetpulse/fleetpulse-probe-inproc.so") != NULL); /* the install dir */
+    check(strstr(why, "No such file") != NULL);
+    printf("without the module: %s\n", why);
+
+    f = fopen(junk, "wb");
+    fp_assert(f != NULL);
+    fputs("not an ELF file", f);
+    fclose(f);
+    fp_assert(setenv("FLEETPULSE_INPROC_MODULE", junk, 1) == 0);
+    why[0] = '\0';
+    check_int(inproc()->open(&env, &ctx), -ELIBACC);
+    check(strstr(why, junk) != NULL);
+    (void)unlink(junk);
+
+    /* Not configured: disabled, and the module is not even looked for. */
+    env = model_env(NULL, 1000);
+    check_int(inproc()->open(&env, &ctx), FP_SAMPLER_DISABLED);
+    inproc()->close(&ctx);
+
+    fp_assert(setenv("FLEETPULSE_INPROC_MODULE", saved, 1) == 0);
+}
+
 /* No model configured: disabled without a context; a model that is not there: -ENOENT. */
 static void test_not_configured(void)
 {
@@ -431,6 +480,7 @@ int main(int argc, char **argv)
     snprintf(model, sizeof(model), "%s/tiny.gguf", tmp_dir);
     generate(model);
 
+    test_module_missing(model);
     test_not_configured();
     test_model(model);
     test_close_while_waiting(model);
