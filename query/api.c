@@ -1079,8 +1079,42 @@ static int series_row_init(struct series_row *row, const struct fp_series_desc *
     return 0;
 }
 
+/* Writes a series' points, comma-separated, gathered into pieces of sizeof(buf) bytes: one
+ * evbuffer_add per token (brackets, commas, numbers) cost as much as formatting them. */
+struct point_writer {
+    struct evbuffer *out;
+    size_t len;  /**< bytes in buf */
+    size_t n;    /**< points of the current series so far */
+    bool failed; /**< an evbuffer_add failed: out of memory */
+    char buf[16384];
+};
+
+static void point_writer_flush(struct point_writer *w)
+{
+    if (w->len > 0 && evbuffer_add(w->out, w->buf, w->len) != 0)
+        w->failed = true;
+    w->len = 0;
+}
+
+static void point_writer_add(struct point_writer *w, int64_t ts_ms, double value)
+{
+    if (w->len + FP_JSONOUT_POINT_MAX + 1 > sizeof(w->buf))
+        point_writer_flush(w);
+    if (w->n++ > 0)
+        w->buf[w->len++] = ',';
+    w->len += fp_jsonout_format_point(w->buf + w->len, ts_ms, value);
+}
+
+/* Ends a series' points: flushes them. Returns 0 or -ENOMEM. */
+static int point_writer_end(struct point_writer *w)
+{
+    point_writer_flush(w);
+    w->n = 0;
+    return w->failed ? -ENOMEM : 0;
+}
+
 static int write_series(struct evbuffer *out, const struct series_row *rows, size_t n_rows,
-                        const struct point_buf *pts)
+                        const struct point_buf *pts, struct point_writer *pw)
 {
     int r = evbuffer_add_printf(out, "{\"series\":[") < 0 ? -ENOMEM : 0;
 
@@ -1092,13 +1126,9 @@ static int write_series(struct evbuffer *out, const struct series_row *rows, siz
         r |= evbuffer_add_printf(out, ",\"metric\":") < 0;
         r |= fp_jsonout_value(out, s->metric);
         r |= evbuffer_add_printf(out, ",\"points\":[") < 0;
-        for (size_t j = s->first; j < s->first + s->n; j++) {
-            r |= evbuffer_add(out, j > s->first ? ",[" : "[", j > s->first ? 2 : 1);
-            r |= fp_jsonout_ts_ms(out, pts->ts[j]);
-            r |= evbuffer_add(out, ",", 1);
-            r |= fp_jsonout_double(out, pts->v[j]);
-            r |= evbuffer_add(out, "]", 1);
-        }
+        for (size_t j = s->first; j < s->first + s->n; j++)
+            point_writer_add(pw, pts->ts[j], pts->v[j]);
+        r |= point_writer_end(pw);
         r |= evbuffer_add(out, "]}", 2);
     }
     r |= evbuffer_add(out, "]}", 2);
@@ -1113,6 +1143,7 @@ static int series_raw(struct fp_query_server *srv, const struct fp_series_query 
     struct fp_series_desc desc;
     struct point_buf pts = {.max = srv->max_points};
     struct series_row *rows = NULL;
+    struct point_writer *pw = NULL;
     size_t n_ids = 0, n_rows = 0;
     uint64_t *ids = NULL;
     int status, r;
@@ -1161,7 +1192,13 @@ static int series_raw(struct fp_query_server *srv, const struct fp_series_query 
 
     if (n_rows > 1) /* qsort on an empty (possibly NULL) array is undefined */
         qsort(rows, n_rows, sizeof(*rows), cmp_series_row);
-    r = write_series(out, rows, n_rows, &pts);
+    pw = malloc(sizeof(*pw));
+    if (pw == NULL) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    *pw = (struct point_writer){.out = out};
+    r = write_series(out, rows, n_rows, &pts, pw);
     if (r != 0)
         goto fail;
     status = FP_HTTP_OK;
@@ -1180,6 +1217,7 @@ out:
     free(ids);
     free(pts.ts);
     free(pts.v);
+    free(pw);
     return status;
 }
 
@@ -1187,7 +1225,7 @@ out:
  * (there when "by" holds it), else left out: see the design comment at the top. Returns 0 or
  * -ENOMEM. */
 static int write_group(struct evbuffer *out, const struct fp_series_query *q,
-                       const struct fp_agg_group *g, bool first)
+                       const struct fp_agg_group *g, bool first, struct point_writer *pw)
 {
     json_t *labels = json_object();
     const json_t *name;
@@ -1216,13 +1254,9 @@ static int write_group(struct evbuffer *out, const struct fp_series_query *q,
         r |= evbuffer_add_printf(out, ",\"step\":") < 0;
         r |= fp_jsonout_ts_ms(out, q->step_ms); /* seconds, exact, like a timestamp */
         r |= evbuffer_add_printf(out, ",\"points\":[") < 0;
-        for (size_t j = 0; j < g->n_points; j++) {
-            r |= evbuffer_add(out, j > 0 ? ",[" : "[", j > 0 ? 2 : 1);
-            r |= fp_jsonout_ts_ms(out, g->points[j].ts_ms);
-            r |= evbuffer_add(out, ",", 1);
-            r |= fp_jsonout_double(out, g->points[j].value);
-            r |= evbuffer_add(out, "]", 1);
-        }
+        for (size_t j = 0; j < g->n_points; j++)
+            point_writer_add(pw, g->points[j].ts_ms, g->points[j].value);
+        r |= point_writer_end(pw);
         r |= evbuffer_add(out, "]}", 2);
         r = r == 0 ? 0 : -ENOMEM;
     }
@@ -1248,6 +1282,7 @@ static int series_aggregated(struct fp_query_server *srv, const struct fp_series
     };
     struct fp_store_reader *rd = NULL;
     struct fp_agg_result *res = NULL;
+    struct point_writer *pw = NULL;
     int r;
 
     r = fp_query_reader_open(srv, &rd);
@@ -1264,11 +1299,17 @@ static int series_aggregated(struct fp_query_server *srv, const struct fp_series
     if (r != 0)
         return internal_error(r, err, err_size);
 
-    r = evbuffer_add_printf(out, "{\"series\":[") < 0 ? -ENOMEM : 0;
+    pw = malloc(sizeof(*pw));
+    r = pw == NULL ? -ENOMEM : 0;
+    if (r == 0) {
+        *pw = (struct point_writer){.out = out};
+        r = evbuffer_add_printf(out, "{\"series\":[") < 0 ? -ENOMEM : 0;
+    }
     for (size_t i = 0; i < res->n_groups && r == 0; i++)
-        r = write_group(out, q, &res->groups[i], i == 0);
+        r = write_group(out, q, &res->groups[i], i == 0, pw);
     if (r == 0 && evbuffer_add(out, "]}", 2) != 0)
         r = -ENOMEM;
+    free(pw);
     fp_agg_result_destroy(&res);
     return r == 0 ? FP_HTTP_OK : internal_error(r, err, err_size);
 }

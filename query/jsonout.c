@@ -8,10 +8,20 @@
  * 15 significant digits (every sensor reading, every millisecond timestamp before the year 33658)
  * already round-trips at 15, so the short form is also the form the probe sent.
  *
+ * The rule is defined by printf and strtod, and they stay the reference (and the slow path), but
+ * a series answer prints thousands of values and at three snprintf calls and two strtod calls per
+ * value they were most of a 3600-point answer's time. So for the values telemetry is made of,
+ * magnitudes in [1e-6, 1e15), format_short computes the same text with exact integer arithmetic:
+ * such a double is m * 2^-s with m < 2^53 and s in [3, 72], so m * 10^k for the k that leaves p
+ * digits (k <= 22) fits in 128 bits, and the p-digit rounding and the round-trip test (is the
+ * decimal within half an ulp of the double) are comparisons of integers. Everything else (and
+ * compilers without a 128-bit integer) takes the printf path. tests/unit/query/test-jsonout.c
+ * checks the two against each other on millions of values.
+ *
  * Timestamps are int64 milliseconds and are printed with integer arithmetic, never via a double.
  * Trees are still built with Jansson (ownership, key order, UTF-8 checks); only the final text is
- * written here. The 100000 points of a large series response bypass trees and are written
- * directly with fp_jsonout_ts_ms/fp_jsonout_double.
+ * written here. The 100000 points of a large series response bypass trees and are formatted by
+ * fp_jsonout_format_point into the caller's buffer.
  *
  * The daemon never calls setlocale, so printf and strtod use '.' as the decimal point. */
 #include "jsonout.h"
@@ -19,16 +29,187 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
 
+/* Writes the decimal digits of x (at least one) at buf. Returns the count. */
+static size_t format_u64(char *buf, uint64_t x)
+{
+    char tmp[20];
+    size_t n = 0;
+
+    do {
+        tmp[n++] = (char)('0' + x % 10);
+        x /= 10;
+    } while (x != 0);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+#ifdef __SIZEOF_INT128__
+__extension__ typedef unsigned __int128 u128;
+
+static const uint64_t pow10_u64[20] = {
+    UINT64_C(1),
+    UINT64_C(10),
+    UINT64_C(100),
+    UINT64_C(1000),
+    UINT64_C(10000),
+    UINT64_C(100000),
+    UINT64_C(1000000),
+    UINT64_C(10000000),
+    UINT64_C(100000000),
+    UINT64_C(1000000000),
+    UINT64_C(10000000000),
+    UINT64_C(100000000000),
+    UINT64_C(1000000000000),
+    UINT64_C(10000000000000),
+    UINT64_C(100000000000000),
+    UINT64_C(1000000000000000),
+    UINT64_C(10000000000000000),
+    UINT64_C(100000000000000000),
+    UINT64_C(1000000000000000000),
+    UINT64_C(10000000000000000000),
+};
+
+/* 10^k for k <= 22 (< 2^74). */
+static u128 pow10_u128(int k)
+{
+    return k < 20 ? (u128)pow10_u64[k] : (u128)pow10_u64[k - 19] * pow10_u64[19];
+}
+
+/* Prints digits (exactly p of them, the first non-zero) times 10^(x - p + 1) as printf's "%.*g"
+ * with precision p does: trailing zeros dropped, exponent form when x < -4 or x >= p. */
+static size_t format_g(char *buf, bool negative, uint64_t digits, int p, int x)
+{
+    char d[20];
+    size_t n = 0;
+    int nd = p;
+
+    (void)format_u64(d, digits);
+    while (nd > 1 && d[nd - 1] == '0')
+        nd--;
+    if (negative)
+        buf[n++] = '-';
+    if (x < -4 || x >= p) {
+        unsigned ax = (unsigned)(x < 0 ? -x : x);
+
+        buf[n++] = d[0];
+        if (nd > 1) {
+            buf[n++] = '.';
+            memcpy(buf + n, d + 1, (size_t)nd - 1);
+            n += (size_t)nd - 1;
+        }
+        buf[n++] = 'e';
+        buf[n++] = x < 0 ? '-' : '+';
+        if (ax < 10)
+            buf[n++] = '0';
+        n += format_u64(buf + n, ax);
+    } else if (x >= 0) {
+        memcpy(buf + n, d, (size_t)x + 1);
+        n += (size_t)x + 1;
+        if (nd > x + 1) {
+            buf[n++] = '.';
+            memcpy(buf + n, d + x + 1, (size_t)(nd - x - 1));
+            n += (size_t)(nd - x - 1);
+        }
+    } else {
+        buf[n++] = '0';
+        buf[n++] = '.';
+        for (int i = -1; i > x; i--)
+            buf[n++] = '0';
+        memcpy(buf + n, d, (size_t)nd);
+        n += (size_t)nd;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+/* The text fp_jsonout_format_double's printf loop would give v, computed exactly without printf;
+ * 0 when v is outside the magnitudes handled here (then the caller prints as before). buf holds
+ * at least FP_JSONOUT_DOUBLE_MAX bytes. */
+static size_t format_short(char *buf, double v)
+{
+    double a = fabs(v);
+    uint64_t bits, m;
+    int s, e;
+
+    if (!(a >= 1e-6 && a < 1e15))
+        return 0;
+    memcpy(&bits, &v, sizeof(bits));
+    /* Normal numbers only here: v = m * 2^-s exactly. a < 2^50 puts s >= 3; a > 2^-20 puts
+     * s <= 72. */
+    m = (bits & ((UINT64_C(1) << 52) - 1)) | (UINT64_C(1) << 52);
+    s = 1075 - (int)((bits >> 52) & 0x7ff);
+
+    /* e = floor(log10(a)): 78913 / 2^18 is log10(2) from below, so the estimate from the binary
+     * exponent is e or e - 1; a 17-digit scaling tells which (floor(a * 10^(16 - e)) has 17
+     * digits exactly when 10^e <= a < 10^(e + 1)). */
+    e = ((52 - s) * 78913) >> 18;
+    if (((u128)m * pow10_u128(16 - e - 1) >> s) >= pow10_u64[16])
+        e++;
+
+    for (int p = 15; p <= 17; p++) {
+        int k = p - 1 - e; /* in [0, 22]: a in [1e-6, 1e15) */
+        u128 n = (u128)m * pow10_u128(k);
+        u128 q = n >> s, rem = n - (q << s), half = (u128)1 << (s - 1), diff;
+        bool up = rem > half || (rem == half && (q & 1) != 0); /* printf: ties to even */
+        uint64_t digits = (uint64_t)q + up;
+        int x = e;
+
+        /* The decimal digits * 10^-k reads back as v when it lies within half an ulp (2^-s / 2,
+         * scaled by 10^k * 2^s: 10^k / 2) of it; at a power of two the gap below is half that.
+         * A tie goes to the even mantissa. */
+        diff = up ? ((u128)1 << s) - rem : rem;
+        if (p < 17) {
+            u128 lim = pow10_u128(k), twice = 2 * diff;
+            bool below = !up && rem != 0;
+
+            if (below && m == UINT64_C(1) << 52)
+                twice *= 2;
+            if (twice > lim || (twice == lim && (m & 1) != 0))
+                continue;
+        }
+        if (digits == pow10_u64[p]) { /* 9.99...95 rounded up to 10.0...0 */
+            digits = pow10_u64[p - 1];
+            x++;
+        }
+        return format_g(buf, v < 0, digits, p, x);
+    }
+    return 0; /* can't happen: p = 17 always returns */
+}
+#else
+static size_t format_short(char *buf, double v)
+{
+    (void)buf;
+    (void)v;
+    return 0;
+}
+#endif
+
 size_t fp_jsonout_format_double(char *buf, size_t size, double v)
 {
     int n = 0;
 
+    if (size >= FP_JSONOUT_DOUBLE_MAX) {
+        size_t len = 0;
+
+        if (v == 0) { /* "0", or "-0" for -0.0 as printf writes it; both read back */
+            if (signbit(v))
+                buf[len++] = '-';
+            buf[len++] = '0';
+            buf[len] = '\0';
+            return len;
+        }
+        len = format_short(buf, v);
+        if (len > 0)
+            return len;
+    }
     if (!isfinite(v))
         return (size_t)snprintf(buf, size, "null");
     for (int prec = 15; prec <= 17; prec++) {
@@ -47,26 +228,49 @@ int fp_jsonout_double(struct evbuffer *out, double v)
     return evbuffer_add(out, buf, n) == 0 ? 0 : -ENOMEM;
 }
 
-int fp_jsonout_ts_ms(struct evbuffer *out, int64_t ts_ms)
+size_t fp_jsonout_format_ts_ms(char *buf, int64_t ts_ms)
 {
     /* The magnitude in uint64 so that INT64_MIN does not overflow on negation. */
     uint64_t mag = ts_ms < 0 ? (uint64_t)0 - (uint64_t)ts_ms : (uint64_t)ts_ms;
     unsigned frac = (unsigned)(mag % 1000);
-    char buf[32];
-    int n;
+    size_t n = 0;
 
-    if (frac == 0)
-        n = snprintf(buf, sizeof(buf), "%s%" PRIu64, ts_ms < 0 ? "-" : "", mag / 1000);
-    else if (frac % 100 == 0)
-        n = snprintf(buf, sizeof(buf), "%s%" PRIu64 ".%u", ts_ms < 0 ? "-" : "", mag / 1000,
-                     frac / 100);
-    else if (frac % 10 == 0)
-        n = snprintf(buf, sizeof(buf), "%s%" PRIu64 ".%02u", ts_ms < 0 ? "-" : "", mag / 1000,
-                     frac / 10);
-    else
-        n = snprintf(buf, sizeof(buf), "%s%" PRIu64 ".%03u", ts_ms < 0 ? "-" : "", mag / 1000,
-                     frac);
-    return evbuffer_add(out, buf, (size_t)n) == 0 ? 0 : -ENOMEM;
+    if (ts_ms < 0)
+        buf[n++] = '-';
+    n += format_u64(buf + n, mag / 1000);
+    if (frac != 0) {
+        /* Three digits, then the trailing zeros dropped: .1, .12, .123. */
+        buf[n++] = '.';
+        buf[n++] = (char)('0' + frac / 100);
+        if (frac % 100 != 0) {
+            buf[n++] = (char)('0' + frac / 10 % 10);
+            if (frac % 10 != 0)
+                buf[n++] = (char)('0' + frac % 10);
+        }
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+int fp_jsonout_ts_ms(struct evbuffer *out, int64_t ts_ms)
+{
+    char buf[FP_JSONOUT_TS_MAX];
+    size_t n = fp_jsonout_format_ts_ms(buf, ts_ms);
+
+    return evbuffer_add(out, buf, n) == 0 ? 0 : -ENOMEM;
+}
+
+size_t fp_jsonout_format_point(char *buf, int64_t ts_ms, double v)
+{
+    size_t n = 0;
+
+    buf[n++] = '[';
+    n += fp_jsonout_format_ts_ms(buf + n, ts_ms);
+    buf[n++] = ',';
+    n += fp_jsonout_format_double(buf + n, FP_JSONOUT_DOUBLE_MAX, v);
+    buf[n++] = ']';
+    buf[n] = '\0';
+    return n;
 }
 
 int fp_jsonout_string(struct evbuffer *out, const char *s)

@@ -18,13 +18,28 @@ struct evbuffer;
  * has no NaN or infinity). Returns the length written. */
 size_t fp_jsonout_format_double(char *buf, size_t size, double v);
 
+/* Enough for any timestamp printed by fp_jsonout_format_ts_ms ("-9223372036854775.808"). */
+#define FP_JSONOUT_TS_MAX 24
+
+/* Enough for any point printed by fp_jsonout_format_point. */
+#define FP_JSONOUT_POINT_MAX (FP_JSONOUT_TS_MAX + FP_JSONOUT_DOUBLE_MAX + 3)
+
 /* Appends v as by fp_jsonout_format_double. Returns 0 or -ENOMEM. */
 int fp_jsonout_double(struct evbuffer *out, double v);
 
-/* Appends a millisecond timestamp as Unix seconds, computed in integers so it is exact:
- * 1732412345123 -> 1732412345.123, 1732412345100 -> 1732412345.1, 1732412345000 -> 1732412345.
- * Returns 0 or -ENOMEM. */
+/* Writes a millisecond timestamp into buf (FP_JSONOUT_TS_MAX bytes) as Unix seconds, computed in
+ * integers so it is exact: 1732412345123 -> 1732412345.123, 1732412345100 -> 1732412345.1,
+ * 1732412345000 -> 1732412345. NUL-terminated; returns the length without the NUL. */
+size_t fp_jsonout_format_ts_ms(char *buf, int64_t ts_ms);
+
+/* Appends a millisecond timestamp as fp_jsonout_format_ts_ms writes it. Returns 0 or -ENOMEM. */
 int fp_jsonout_ts_ms(struct evbuffer *out, int64_t ts_ms);
+
+/* Writes one series point, "[ts,v]" (ts as fp_jsonout_format_ts_ms, v as
+ * fp_jsonout_format_double), into buf (FP_JSONOUT_POINT_MAX bytes). For answers with many
+ * points: the caller gathers them into large pieces instead of one evbuffer_add per token.
+ * NUL-terminated; returns the length without the NUL. */
+size_t fp_jsonout_format_point(char *buf, int64_t ts_ms, double v);
 
 /* Appends s as a JSON string: quoted, with '"', '\\' and control characters escaped. s must be
  * UTF-8 (strings inside Jansson trees always are). Returns 0 or -ENOMEM. */

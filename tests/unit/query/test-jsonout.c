@@ -3,6 +3,7 @@
 #include "test.h"
 
 #include <float.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <event2/buffer.h>
@@ -120,6 +121,93 @@ static void test_doubles(void)
     }
 }
 
+/* The definition fp_jsonout_format_double implements: the shortest of %.15g, %.16g, %.17g that
+ * strtod reads back as v. */
+static const char *reference(double v)
+{
+    static char buf[64];
+
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, sizeof(buf), "%.*g", prec, v);
+        if (prec == 17 || strtod(buf, NULL) == v)
+            break;
+    }
+    return buf;
+}
+
+static bool same_as_reference(double v)
+{
+    char got[FP_JSONOUT_DOUBLE_MAX];
+
+    if (!isfinite(v)) /* null, not printf's inf (test_doubles) */
+        return true;
+    fp_jsonout_format_double(got, sizeof(got), v);
+    if (strcmp(got, reference(v)) != 0) {
+        FP_TEST_FAIL("%a printed as %s, expected %s", v, got, reference(v));
+        return false;
+    }
+    return true;
+}
+
+/* The printf-free path must print what printf would, byte for byte, wherever it applies:
+ * magnitudes in [1e-6, 1e15). Every value is also tried negated. */
+static void test_doubles_match_printf(void)
+{
+    static const double edges[] = {
+        1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+        1e11, 1e12, 1e13, 1e14, 1e15, 0x1p-20, 0x1p-19, 0x1p-1, 0x1p0, 0x1p1, 0x1p52, 0x1p49,
+        0x1p50, 999999999999999.9, 99999999999999.99, 0.99999999999999999, 9.999999999999999e-7,
+        0.5, 0.125, 0.3, 2.5, 1.5e-06, 1.25e-05, 123456789012345.6, 4503599627370495.5,
+        9007199254740991.0, 1.7976931348623157e308, 5e-324, 2.2250738585072014e-308,
+    };
+    bool ok = true;
+
+    /* Powers of ten and two and their neighbours: the digit count changes there, and below a
+     * power of two the gap to the next double halves. */
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]) && ok; i++) {
+        double up = edges[i], down = edges[i];
+        for (int j = 0; j < 64 && ok; j++) {
+            ok = same_as_reference(up) && same_as_reference(-up) && same_as_reference(down) &&
+                 same_as_reference(-down);
+            up = nextafter(up, INFINITY);
+            down = nextafter(down, 0);
+        }
+    }
+    /* Every power of two the path handles, each with its neighbours. */
+    for (int e = -21; e <= 51 && ok; e++) {
+        double p = ldexp(1, e);
+        ok = same_as_reference(p) && same_as_reference(nextafter(p, 0)) &&
+             same_as_reference(nextafter(p, INFINITY));
+    }
+    /* Random bit patterns in and around the range (exponents 2^-24 to 2^54). */
+    for (int i = 0; i < 300000 && ok; i++) {
+        uint64_t bits = (rnd() & ((UINT64_C(1) << 52) - 1)) |
+                        (uint64_t)(1023 - 24 + (int)(rnd() % 79)) << 52 | (rnd() & 1) << 63;
+        double v;
+
+        memcpy(&v, &bits, sizeof(v));
+        ok = same_as_reference(v);
+    }
+    /* Decimals of 1 to 17 significant digits, as sensors and counters write them. */
+    for (int i = 0; i < 300000 && ok; i++) {
+        int digits = 1 + (int)(rnd() % 17), exp10 = (int)(rnd() % 25) - 8;
+        uint64_t mant = rnd() % UINT64_C(100000000000000000);
+        char in[64];
+
+        while (mant >= 10 && snprintf(in, sizeof(in), "%" PRIu64, mant) > digits)
+            mant /= 10;
+        snprintf(in, sizeof(in), "%s%" PRIu64 "e%d", rnd() & 1 ? "-" : "", mant,
+                 exp10 - digits);
+        ok = same_as_reference(strtod(in, NULL));
+    }
+    /* Averages and rates as the aggregations compute them: quotients of sums. */
+    for (int i = 0; i < 300000 && ok; i++) {
+        double sum = (double)(rnd() % 100000000) / 1000.0, n = (double)(1 + rnd() % 400);
+        ok = same_as_reference(sum / n) && same_as_reference(-(sum / n)) &&
+             same_as_reference(sum / n / 60.0);
+    }
+}
+
 static void test_timestamps(void)
 {
     check_str(ts(INT64_C(1732412345123)), "1732412345.123");
@@ -133,6 +221,22 @@ static void test_timestamps(void)
     check_str(ts(-1500), "-1.5");
     check_str(ts(INT64_MIN), "-9223372036854775.808");
     check_str(ts(INT64_MAX), "9223372036854775.807");
+}
+
+static void test_points(void)
+{
+    char buf[FP_JSONOUT_POINT_MAX];
+
+    check_int(fp_jsonout_format_point(buf, INT64_C(1732412345120), 51.234), 22);
+    check_str(buf, "[1732412345.12,51.234]");
+    fp_jsonout_format_point(buf, 0, -0.0);
+    check_str(buf, "[0,-0]");
+    fp_jsonout_format_point(buf, -5, NAN);
+    check_str(buf, "[-0.005,null]");
+    /* The longest of each part fits. */
+    check_int(fp_jsonout_format_point(buf, INT64_MIN, -2.2250738585072014e-308),
+              (long long)strlen("[-9223372036854775.808,-2.2250738585072014e-308]"));
+    check_str(buf, "[-9223372036854775.808,-2.2250738585072014e-308]");
 }
 
 static void test_strings_and_trees(void)
@@ -189,7 +293,9 @@ static void test_strings_and_trees(void)
 int main(void)
 {
     test_doubles();
+    test_doubles_match_printf();
     test_timestamps();
+    test_points();
     test_strings_and_trees();
     fp_test_end();
 }
