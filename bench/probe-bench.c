@@ -14,7 +14,9 @@
  *     window of 60 s (--quick: 10 s): peak RSS (VmHWM of /proc/PID/status; also its anonymous
  *     and file-backed parts and the PSS, which splits shared library pages among the processes
  *     that map them), and CPU time (utime + stime of /proc/PID/stat, all threads) / wall, as a
- *     percentage of one core. The floor: the RSS of `sleep`, started at the same time.
+ *     percentage of one core. The floor: the RSS of `sleep`, started at the same time. The
+ *     probe logs at info so that its line at exit gives the batches the collector acknowledged:
+ *     fewer than one per two seconds fails the bench.
  *
  * Usage: probe-bench --collector-bin PATH --probe-bin PATH [--quick] [--runs N] [--window S] */
 #include <errno.h>
@@ -377,8 +379,31 @@ static void stop(pid_t pid)
 struct daemon_figures {
     double rss_mib, rss_anon_mib, rss_file_mib, pss_mib, cpu_percent, floor_rss_mib;
     double window_s;
+    long batches_acked; /**< what the probe said at exit: proof it was talking to the collector */
     bool ok;
 };
+
+/* The acknowledged batches in the probe's last line ("stopped after N rounds: M batches
+ * acknowledged, ..."), or -1 when the log has none. */
+static long acked_from_log(const char *log_path)
+{
+    char line[512];
+    long acked = -1;
+    FILE *f = fopen(log_path, "r");
+
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        const char *p = strstr(line, "probe: stopped after ");
+        long rounds, n;
+
+        if (p != NULL &&
+            sscanf(p, "probe: stopped after %ld rounds: %ld batches", &rounds, &n) == 2)
+            acked = n;
+    }
+    (void)fclose(f);
+    return acked;
+}
 
 static struct daemon_figures measure_daemon(const char *collector_bin, const char *probe_bin,
                                             int window_s)
@@ -411,8 +436,10 @@ static struct daemon_figures measure_daemon(const char *collector_bin, const cha
         goto out;
     (void)usleep(300 * 1000);
     {
+        /* info: the probe's one line at exit says how many batches the collector acknowledged
+         * (a probe that never reached it would look cheaper than it is). */
         const char *const pargv[] = {probe_bin, "--collector", endpoint, "--interval", "1",
-                                     "--device-id", "bench-probe", "--log-level", "warn", NULL};
+                                     "--device-id", "bench-probe", "--log-level", "info", NULL};
         const char *const sargv[] = {"/bin/sleep", sleep_s, NULL};
         probe = spawn(pargv, log_path);
         floor_pid = spawn(sargv, "/dev/null");
@@ -444,6 +471,14 @@ static struct daemon_figures measure_daemon(const char *collector_bin, const cha
                         ? NAN
                         : 100.0 * (double)(t1_ticks - t0_ticks) / (double)sysconf(_SC_CLK_TCK) /
                               d.window_s;
+    stop(probe);
+    probe = -1;
+    d.batches_acked = acked_from_log(log_path);
+    if (d.batches_acked < window_s / 2) {
+        fprintf(stderr, "probe-bench: the collector acknowledged %ld batches in %d s; the log:\n",
+                d.batches_acked, window_s);
+        goto out;
+    }
     d.ok = true;
 out:
     stop(probe);
@@ -565,8 +600,9 @@ int main(int argc, char **argv)
     if (!d.ok)
         return 1;
     printf("daemon: peak RSS %.2f MiB (anon %.2f, file %.2f; PSS %.2f), CPU %.3f%% of one core; "
-           "`sleep` RSS %.2f MiB\n",
-           d.rss_mib, d.rss_anon_mib, d.rss_file_mib, d.pss_mib, d.cpu_percent, d.floor_rss_mib);
+           "`sleep` RSS %.2f MiB; %ld batches acknowledged\n",
+           d.rss_mib, d.rss_anon_mib, d.rss_file_mib, d.pss_mib, d.cpu_percent, d.floor_rss_mib,
+           d.batches_acked);
 
     printf("{\"bench\": \"probe\", \"quick\": %s, \"cpus\": %ld, \"runs\": %d, \"threads\": %d, "
            "\"record_ns_median\": %.1f, \"record_ns_single\": %.1f, "
@@ -575,11 +611,12 @@ int main(int argc, char **argv)
            "\"mutex_queue_ns_single\": %.1f, \"clock_realtime_coarse_ns\": %.1f, "
            "\"clock_realtime_ns\": %.1f, \"probe_rss_mib\": %.2f, \"probe_rss_anon_mib\": %.2f, "
            "\"probe_rss_file_mib\": %.2f, \"probe_pss_mib\": %.2f, \"probe_cpu_percent\": %.3f, "
-           "\"sleep_rss_mib\": %.2f, \"window_s\": %.1f, \"target_record_ns\": %d, "
+           "\"sleep_rss_mib\": %.2f, \"probe_batches_acked\": %ld, \"window_s\": %.1f, "
+           "\"target_record_ns\": %d, "
            "\"target_rss_mib\": %d, \"target_cpu_percent\": %.1f}\n",
            quick ? "true" : "false", ncpu, runs, MAX_THREADS, multi_wall, single_wall, multi_cpu,
            multi_overlap, mutex_wall, mutex_overlap, mutex1_wall, coarse_ns, realtime_ns, d.rss_mib, d.rss_anon_mib,
-           d.rss_file_mib, d.pss_mib, d.cpu_percent, d.floor_rss_mib, d.window_s,
-           TARGET_RECORD_NS, TARGET_RSS_MIB, TARGET_CPU_PERCENT);
+           d.rss_file_mib, d.pss_mib, d.cpu_percent, d.floor_rss_mib, d.batches_acked,
+           d.window_s, TARGET_RECORD_NS, TARGET_RSS_MIB, TARGET_CPU_PERCENT);
     return 0;
 }

@@ -1,5 +1,5 @@
-/* The probe's sender: a bounded queue of encoded batches and a ZeroMQ DEALER that sends them to
- * the collector, keeps a window in flight, and drops each only when its Ack arrives. */
+/* The probe's sender: a bounded queue of encoded batches and a DEALER link (zmtp.c) that sends
+ * them to the collector, keeps a window in flight, and drops each only when its Ack arrives. */
 #pragma once
 
 #include <stddef.h>

@@ -71,17 +71,17 @@ struct fp_zmtp {
 
     enum state state;
     int fd;
-    int64_t next_attempt_ms;  /**< IDLE: when to try again (monotonic ms) */
-    int64_t deadline_ms;      /**< CONNECTING/HANDSHAKE: give up at this time */
-    int64_t cur_ivl_ms;       /**< the next backoff interval before jitter */
-    bool got_greeting;        /**< HANDSHAKE: the peer's greeting was valid */
+    int64_t next_attempt_ms; /**< IDLE: when to try again (monotonic ms) */
+    int64_t deadline_ms;     /**< CONNECTING/HANDSHAKE: give up at this time */
+    int64_t cur_ivl_ms;      /**< the next backoff interval before jitter */
+    bool got_greeting;       /**< HANDSHAKE: the peer's greeting was valid */
 
-    uint8_t *in;      /**< received bytes; in[in_off, in_len) not yet parsed */
+    uint8_t *in; /**< received bytes; in[in_off, in_len) not yet parsed */
     size_t in_off, in_len, in_cap;
-    size_t consume;   /**< bytes of the frame recv handed out, skipped at the next call */
-    bool have_frame;  /**< a data frame starts at in_off (commands before it are handled) */
+    size_t consume;  /**< bytes of the frame recv handed out, skipped at the next call */
+    bool have_frame; /**< a data frame starts at in_off (commands before it are handled) */
 
-    uint8_t *out;     /**< bytes to write; out[out_off, out_len) pending */
+    uint8_t *out; /**< bytes to write; out[out_off, out_len) pending */
     size_t out_off, out_len, out_cap;
 
     struct fp_zmtp_stats st;
@@ -440,8 +440,8 @@ static int peek_frame(struct fp_zmtp *z, uint8_t *ret_flags, size_t *ret_hdr, ui
 }
 
 /* The value of metadata property name in a READY body, or NULL. Sets *bad on malformed data. */
-static const uint8_t *ready_property(const uint8_t *p, size_t n, const char *name,
-                                     size_t *ret_len, bool *bad)
+static const uint8_t *ready_property(const uint8_t *p, size_t n, const char *name, size_t *ret_len,
+                                     bool *bad)
 {
     size_t name_len = strlen(name);
 

@@ -18,7 +18,7 @@ struct fp_zmtp_options {
     int64_t reconnect_ivl_max_ms; /**< the wait doubles up to this; 0: no doubling */
     int64_t handshake_timeout_ms; /**< connect + greeting + READY; 0: 30000 */
     size_t max_out_bytes;         /**< bytes buffered for sending (see send); 0: 1 MiB */
-    size_t max_in_bytes;          /**< largest frame accepted; bigger ones drop the link; 0: 1 MiB */
+    size_t max_in_bytes;          /**< largest frame taken; a bigger one drops the link; 0: 1 MiB */
 };
 
 struct fp_zmtp_stats {

@@ -71,7 +71,8 @@ static fp_inproc_entry_fn try_path(const char *path, char *tried, size_t tried_s
     /* POSIX allows converting dlsym's result to a function pointer (XSH dlsym, rationale). */
     *(void **)&entry = dlsym(handle, FP_INPROC_MODULE_ENTRY);
     if (entry == NULL) {
-        note_try(tried, tried_size, path, "no " FP_INPROC_MODULE_ENTRY ": not a module of this probe");
+        note_try(tried, tried_size, path,
+                 "no " FP_INPROC_MODULE_ENTRY ": not a module of this probe");
         (void)dlclose(handle);
         return NULL;
     }

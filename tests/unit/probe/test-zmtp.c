@@ -248,9 +248,19 @@ static void test_ipc(void)
 static void test_bad_endpoints(void)
 {
     static const char *const bad[] = {
-        "", "tcp://", "tcp://127.0.0.1", "tcp://127.0.0.1:", "tcp://127.0.0.1:0",
-        "tcp://127.0.0.1:65536", "tcp://:9470", "tcp://*:9470", "tcp://127.0.0.1:94x",
-        "udp://127.0.0.1:9470", "inproc://x", "ipc://", "tcp://[::1:9470",
+        "",
+        "tcp://",
+        "tcp://127.0.0.1",
+        "tcp://127.0.0.1:",
+        "tcp://127.0.0.1:0",
+        "tcp://127.0.0.1:65536",
+        "tcp://:9470",
+        "tcp://*:9470",
+        "tcp://127.0.0.1:94x",
+        "udp://127.0.0.1:9470",
+        "inproc://x",
+        "ipc://",
+        "tcp://[::1:9470",
     };
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -273,10 +283,10 @@ struct raw_peer {
     int port;
     enum raw_mode mode;
     pthread_t thread;
-    bool ok;                /**< the scenario ran to its end */
-    char pong[32];          /**< context echoed in the client's PONG */
+    bool ok;       /**< the scenario ran to its end */
+    char pong[32]; /**< context echoed in the client's PONG */
     size_t pong_len;
-    char got_msg[32];       /**< the client's message after the PONG */
+    char got_msg[32]; /**< the client's message after the PONG */
 };
 
 static bool read_full(int fd, void *buf, size_t n)
@@ -313,9 +323,9 @@ static bool read_frame(int fd, uint8_t *ret_flags, uint8_t *body, size_t *ret_le
 /* Our side of the handshake as a ROUTER: read the client's greeting and READY, send ours. */
 static bool raw_handshake(int fd)
 {
-    static const uint8_t ready[] = {0x04, 28, 5, 'R', 'E', 'A', 'D', 'Y', 11, 'S', 'o', 'c', 'k',
-                                    'e', 't', '-', 'T', 'y', 'p', 'e', 0, 0, 0, 6, 'R', 'O', 'U',
-                                    'T', 'E', 'R'};
+    static const uint8_t ready[] = {0x04, 28,  5,   'R', 'E', 'A', 'D', 'Y', 11,  'S',
+                                    'o',  'c', 'k', 'e', 't', '-', 'T', 'y', 'p', 'e',
+                                    0,    0,   0,   6,   'R', 'O', 'U', 'T', 'E', 'R'};
     uint8_t g[64] = {0}, body[255], flags;
     size_t len;
 
@@ -354,8 +364,8 @@ static void *raw_thread(void *arg)
     }
     case RAW_PING_THEN_ERROR: {
         /* PING: TTL 0x000a, context "ctx-42". */
-        static const uint8_t ping[] = {0x04, 13, 4, 'P', 'I', 'N', 'G', 0, 10,
-                                       'c', 't', 'x', '-', '4', '2'};
+        static const uint8_t ping[] = {0x04, 13,  4,   'P', 'I', 'N', 'G', 0,
+                                       10,   'c', 't', 'x', '-', '4', '2'};
         static const uint8_t hello[] = {0x00, 5, 'h', 'e', 'l', 'l', 'o'};
         static const uint8_t error[] = {0x04, 10, 5, 'E', 'R', 'R', 'O', 'R', 3, 'b', 'y', 'e'};
 
@@ -379,8 +389,7 @@ static void *raw_thread(void *arg)
     case RAW_RESERVED_BITS: {
         static const uint8_t bad[] = {0x80, 2, 'h', 'i'};
 
-        p->ok = raw_handshake(fd) && write_full(fd, bad, sizeof(bad)) &&
-                !read_full(fd, body, 1);
+        p->ok = raw_handshake(fd) && write_full(fd, bad, sizeof(bad)) && !read_full(fd, body, 1);
         break;
     }
     }
