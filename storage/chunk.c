@@ -185,6 +185,16 @@ static bool dec_fit(double v, unsigned d, int64_t *ret_m)
     return false;
 }
 
+bool fp_chunk_decimal_fit(double v, unsigned d, int64_t *ret_m)
+{
+    return d <= DECIMALS_MAX && dec_fit(v, d, ret_m);
+}
+
+double fp_chunk_decimal_value(int64_t m, unsigned d)
+{
+    return dec_value(m, d);
+}
+
 /* --- bit writer (encoder) --------------------------------------------------------------------- */
 
 /* Appends bits MSB-first into a buffer whose exact size was computed beforehand, a 64-bit word

@@ -13,6 +13,7 @@
  * and may be read by any number of iterators at once. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -107,6 +108,12 @@ int fp_chunk_enc_finish(struct fp_chunk_enc *e, uint8_t *buf, size_t size, size_
  * of the chunk is checked by iterating. Returns 0, FP_CHUNK_E_FORMAT, FP_CHUNK_E_CORRUPT, or
  * -EINVAL (NULL arguments). */
 int fp_chunk_info(const uint8_t *buf, size_t len, struct fp_chunk_info *ret);
+
+/* The fixed-decimal test the encoder uses, for other writers of scaled integers (the store's
+ * head, storage/head.c): finds m with fp_chunk_decimal_value(m, d) bit-identical to v and
+ * |m| <= 2^53, for d <= 6. -0.0, NaN and +-Inf never fit. */
+bool fp_chunk_decimal_fit(double v, unsigned d, int64_t *ret_m);
+double fp_chunk_decimal_value(int64_t m, unsigned d);
 
 /* --- decoding -------------------------------------------------------------------------------- */
 

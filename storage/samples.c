@@ -26,7 +26,6 @@
 
 #include "store-internal.h"
 
-#define CHUNK_SPAN_MAX_MS (INT64_C(2) * 3600 * 1000)
 #define SMALL_CHUNK (FP_CHUNK_MAX_SAMPLES * 3 / 4) /* below this a chunk is worth merging */
 /* Merging every 128 single-sample chunks re-encodes a partial chunk at most ~4 times over its
  * life, and bounds what a reader of the newest data decodes. */
@@ -109,6 +108,7 @@ void fp_samples_txn_end(struct fp_store *s, bool committed)
 {
     /* What an aborted txn did to the series states is unknown: re-read the newest timestamps
      * from the store rather than trust memory (pending counts only steer compaction). */
+    s->head.active = false;
     if (!committed)
         for (size_t i = 0; i < s->states_cap; i++) {
             s->states[i].max_ts = INT64_MIN;
@@ -178,8 +178,11 @@ int fp_samples_retention(MDB_txn *txn, struct fp_store *s, int64_t now_ms)
     size_t n;
     int rc;
 
-    if (s->opts.raw_retention_ms <= 0)
-        return 0;
+    /* A device that stopped sending keeps its head until sealed: do it two hours on, so
+     * retention finds its samples in the day partitions. */
+    rc = fp_head_seal_older(txn, s, now_ms - CHUNK_SPAN_MAX_MS);
+    if (rc != 0 || s->opts.raw_retention_ms <= 0)
+        return rc;
     cutoff = day_of(now_ms - s->opts.raw_retention_ms);
     rc = part_list(txn, days, MAX_PARTITIONS, &n);
     for (size_t i = 0; rc == 0 && i < n && days[i] < cutoff; i++) {
@@ -236,6 +239,7 @@ void fp_samples_fini(struct fp_store *s)
     for (size_t i = 0; i < s->states_cap; i++)
         fp_rollup_open_fini(&s->states[i].rollup);
     free(s->states);
+    fp_head_fini(s);
     s->states = NULL;
     s->states_cap = s->states_used = 0;
     fp_chunk_enc_destroy(&s->enc);
@@ -475,7 +479,9 @@ int fp_samples_compact_all(MDB_txn *txn, struct fp_store *s)
     size_t n;
     int rc;
 
-    rc = part_list(txn, days, MAX_PARTITIONS, &n);
+    rc = fp_head_seal_all(txn, s);
+    if (rc == 0)
+        rc = part_list(txn, days, MAX_PARTITIONS, &n);
     if (rc != 0 || n == 0)
         return rc;
     for (size_t i = 0; rc == 0 && i < s->states_cap; i++) {
@@ -565,6 +571,136 @@ static int update_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t 
     return mdb_put(txn, s->latest, &k, &v, 0);
 }
 
+/* Stores sorted, unique pts as chunks, day by day, counting small ones for compaction. */
+static int store_sorted(MDB_txn *txn, struct fp_store *s, struct fp_series_state *st,
+                        const struct point *pts, size_t m)
+{
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < m;) {
+        int64_t day = day_of(pts[i].ts);
+        size_t j = i;
+        MDB_dbi dbi;
+        uint32_t small = 0, small_chunks = 0;
+
+        while (j < m && day_of(pts[j].ts) == day)
+            j++;
+        rc = part_open(txn, s, day, true, &dbi);
+        if (rc == 0)
+            rc = store_points(txn, s, dbi, st->id, pts + i, j - i, &small, &small_chunks);
+        st->pending += small;
+        st->pending_chunks += small_chunks;
+        if (small_chunks > 0 && day < st->pending_day)
+            st->pending_day = day;
+        i = j;
+    }
+    return rc;
+}
+
+/* Stores sorted, unique pts that may fall among stored chunks (out of order, duplicates): each
+ * chunk they overlap is decoded, merged with them (theirs win) and stored again, so no two
+ * chunks of a series ever overlap and no reader has to decide which of two stored values is
+ * the newer write. */
+static int store_merged(MDB_txn *txn, struct fp_store *s, struct fp_series_state *st,
+                        const struct point *pts, size_t m)
+{
+    struct point *all = NULL;
+    size_t n_all = 0, cap = 0;
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < m;) {
+        int64_t day = day_of(pts[i].ts), lo = pts[i].ts, hi;
+        size_t j = i;
+        uint8_t kb[16];
+        MDB_val k = {16, kb}, v;
+        MDB_cursor *cur;
+        MDB_dbi dbi;
+
+        while (j < m && day_of(pts[j].ts) == day)
+            j++;
+        hi = pts[j - 1].ts;
+        n_all = 0;
+        rc = part_open(txn, s, day, true, &dbi);
+        if (rc == 0)
+            rc = mdb_cursor_open(txn, dbi, &cur);
+        if (rc != 0)
+            break;
+        put_u64(kb, st->id);
+        put_ts(kb + 8, lo > INT64_MIN + CHUNK_SPAN_MAX_MS ? lo - CHUNK_SPAN_MAX_MS : INT64_MIN);
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;) {
+            struct fp_chunk_iter it;
+            struct fp_chunk_info info;
+            int64_t ts;
+            double val;
+            if (k.mv_size != 16 || get_u64(k.mv_data) != st->id || get_ts((uint8_t *)k.mv_data + 8) > hi)
+                break;
+            if (v.mv_size <= 8 || get_ts(v.mv_data) < lo ||
+                fp_chunk_info((const uint8_t *)v.mv_data + 8, v.mv_size - 8, &info) != 0) {
+                rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+                continue;
+            }
+            if (n_all + info.n_samples + (j - i) > cap) {
+                size_t ncap = cap == 0 ? 4 * FP_CHUNK_MAX_SAMPLES : cap * 2;
+                struct point *np;
+                while (ncap < n_all + info.n_samples + (j - i))
+                    ncap *= 2;
+                np = realloc(all, ncap * sizeof(*np));
+                if (np == NULL) {
+                    rc = ENOMEM;
+                    break;
+                }
+                all = np;
+                cap = ncap;
+            }
+            if (fp_chunk_iter_init(&it, (const uint8_t *)v.mv_data + 8, v.mv_size - 8) == 0)
+                while (fp_chunk_iter_next(&it, &ts, &val) == 0)
+                    all[n_all++] = (struct point){ts, val, 0};
+            rc = mdb_cursor_del(cur, 0);
+            if (rc == 0)
+                rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+        }
+        mdb_cursor_close(cur);
+        if (rc != 0 && rc != MDB_NOTFOUND && rc != EINVAL)
+            break;
+        rc = 0;
+        if (n_all + (j - i) > cap) {
+            struct point *np = realloc(all, (n_all + (j - i)) * sizeof(*np));
+            if (np == NULL) {
+                rc = ENOMEM;
+                break;
+            }
+            all = np;
+            cap = n_all + (j - i);
+        }
+        for (size_t x = i; x < j; x++)
+            all[n_all++] = (struct point){pts[x].ts, pts[x].v, 1};
+        n_all = sort_unique(all, n_all);
+        rc = store_sorted(txn, s, st, all, n_all);
+        i = j;
+    }
+    free(all);
+    return rc;
+}
+
+int fp_samples_store_sorted(MDB_txn *txn, struct fp_store *s, uint64_t id, const int64_t *ts,
+                            const double *values, size_t n)
+{
+    struct fp_series_state *st = state_get(s, id);
+    struct point *pts;
+    int rc;
+
+    if (st == NULL)
+        return ENOMEM;
+    pts = malloc(n * sizeof(*pts));
+    if (pts == NULL)
+        return ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        pts[i] = (struct point){ts[i], values[i], (uint32_t)i};
+    rc = store_sorted(txn, s, st, pts, n);
+    free(pts);
+    return rc;
+}
+
 /* Hands the stored points to the series' rollup (rollup.c), all in one call: the rollup tells
  * in-order points from replaced ones by the series' newest timestamp before this write. */
 static int rollup_points(MDB_txn *txn, struct fp_store *s, struct fp_series_state *st,
@@ -581,7 +717,7 @@ int fp_samples_write(MDB_txn *txn, struct fp_store *s, uint64_t id, const int64_
     struct fp_series_state *st;
     struct point *pts;
     int64_t cutoff = INT64_MIN;
-    size_t m = 0;
+    size_t m = 0, k;
     int rc = 0;
 
     *ret_written = 0;
@@ -614,23 +750,18 @@ int fp_samples_write(MDB_txn *txn, struct fp_store *s, uint64_t id, const int64_
     }
     m = sort_unique(pts, m);
 
-    for (size_t i = 0; rc == 0 && i < m;) {
-        int64_t day = day_of(pts[i].ts);
-        size_t j = i;
-        MDB_dbi dbi;
-        uint32_t small = 0, small_chunks = 0;
-
-        while (j < m && day_of(pts[j].ts) == day)
-            j++;
-        rc = part_open(txn, s, day, true, &dbi);
-        if (rc == 0)
-            rc = store_points(txn, s, dbi, id, pts + i, j - i, &small, &small_chunks);
-        st->pending += small;
-        st->pending_chunks += small_chunks;
-        if (small_chunks > 0 && day < st->pending_day)
-            st->pending_day = day;
-        i = j;
-    }
+    /* Newer than everything stored: the device's head. The rest (out of order, duplicates)
+     * goes to chunks, after the head's entry of this series, so the head stays the newest. */
+    for (k = 0; k < m && st->max_ts != INT64_MIN && pts[k].ts <= st->max_ts; k++)
+        ;
+    if (k > 0 && s->head.active)
+        rc = fp_head_seal_series(txn, s, id);
+    if (rc == 0 && k > 0)
+        rc = store_merged(txn, s, st, pts, k);
+    if (rc == 0 && k < m && s->head.active)
+        rc = fp_head_append(txn, s, id, &pts[k].ts, &pts[k].v, sizeof(*pts), m - k);
+    else if (rc == 0 && k < m)
+        rc = store_sorted(txn, s, st, pts + k, m - k);
     if (rc == 0 && m > 0)
         rc = rollup_points(txn, s, st, pts, m);
     if (rc == 0 && m > 0) {
@@ -666,6 +797,17 @@ static int gather_push(struct gather *g, int64_t ts, double v, uint32_t order)
     }
     g->pts[g->n++] = (struct point){ts, v, order};
     return 0;
+}
+
+struct head_push {
+    struct gather *g;
+    uint32_t order;
+};
+
+static int head_push_cb(void *ud, int64_t ts, double v)
+{
+    struct head_push *hp = ud;
+    return gather_push(hp->g, ts, v, hp->order);
 }
 
 static bool reader_part(const struct fp_store_reader *r, int64_t day, MDB_dbi *ret)
@@ -801,6 +943,16 @@ static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_rea
             } while (err == 0 && fp_chunk_iter_next(&it, &ts, &val) == 0);
         }
         mdb_cursor_close(cur);
+    }
+    if (err == 0) {
+        /* The head last: its samples are newer than any chunk's (head.c). */
+        struct head_push hp = {&g, order + 1};
+        rc = fp_head_read(txn, r != NULL ? r->store : s, r == NULL, id, from_ms, to_ms,
+                          head_push_cb, &hp);
+        if (rc < 0)
+            err = rc;
+        else if (rc > 0)
+            err = -EIO;
     }
     if (err == 0) {
         g.n = sort_unique(g.pts, g.n);

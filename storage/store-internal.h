@@ -20,6 +20,7 @@
 #define READER_MAP_BYTES ((size_t)1 << 38)
 #define MAX_PARTITIONS 192 /* named databases for raw time partitions (one per UTC day) */
 #define DAY_MS INT64_C(86400000)
+#define CHUNK_SPAN_MAX_MS (INT64_C(2) * 3600 * 1000) /* no chunk (or head entry) spans more */
 
 struct fp_partition {
     int64_t day;    /* floor(ts / DAY_MS) */
@@ -38,6 +39,29 @@ struct fp_rollup_open {
     double sum, min, max, last;
     int64_t through;     /* newest sample added; INT64_MIN none */
     struct fp_sketch *sketch; /* finite samples; created on first use */
+};
+
+/* A growable byte buffer for building keys and values (helpers below). */
+struct buf {
+    uint8_t *data;
+    size_t len, cap;
+};
+
+/* One series' samples in the writer's working copy of a device's head (head.c). */
+struct fp_head_entry {
+    uint64_t sid;
+    uint8_t mode;            /* decimals 0..6 of the scaled integers, or 7: raw doubles */
+    uint32_t n;
+    int64_t first_ts, last_ts, last_delta, last_m;
+    struct buf bytes;        /* the stream */
+};
+
+/* The device whose batch the writer is applying, its head decoded for appending. */
+struct fp_head {
+    bool active, changed;
+    struct buf device;       /* NUL-terminated id */
+    struct fp_head_entry *e; /* entries; slots past n keep their buffers for reuse */
+    size_t n, cap;
 };
 
 /* The writer's memory of one series between transactions. Lost on restart, which only delays
@@ -61,7 +85,8 @@ struct key_cache_entry {
 
 struct fp_store {
     MDB_env *env;
-    MDB_dbi meta, series_key, series_id, postings, latest, devices, dedup, events, rollup_1h;
+    MDB_dbi meta, series_key, series_id, postings, latest, devices, dedup, events, rollup_1h,
+        head_db;
     bool readonly;
     struct fp_store_options opts;
     uint64_t map_bytes;
@@ -82,6 +107,7 @@ struct fp_store {
     struct key_cache_entry *keys;   /* canonical series key -> id, open addressing */
     size_t keys_cap, keys_used;
     int64_t retention_checked_ms;   /* wall clock of the last retention pass */
+    struct fp_head head;
 };
 
 struct fp_store_reader {
@@ -91,11 +117,6 @@ struct fp_store_reader {
     size_t n_parts;
 };
 
-/* A growable byte buffer for building keys and values. */
-struct buf {
-    uint8_t *data;
-    size_t len, cap;
-};
 
 static inline int buf_reserve(struct buf *b, size_t more)
 {
@@ -222,6 +243,33 @@ int fp_samples_read_txn(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t f
 
 /* Stores every series' open rollup hour (fp_store_compact). Returns an LMDB rc or errno. */
 int fp_samples_flush_rollups(MDB_txn *txn, struct fp_store *s);
+
+/* Stores sorted, unique points of series id in chunks (the head's sealer). Returns an LMDB rc
+ * or errno. */
+int fp_samples_store_sorted(MDB_txn *txn, struct fp_store *s, uint64_t id, const int64_t *ts,
+                            const double *values, size_t n);
+
+/* --- head.c: each device's newest samples, before they become chunks ----------------------- */
+
+/* Loads device's head into s->head for the batch being applied. Returns an LMDB rc or errno. */
+int fp_head_begin(MDB_txn *txn, struct fp_store *s, const char *device);
+/* Stores s->head back (or deletes it when empty) and ends the batch. */
+int fp_head_end(MDB_txn *txn, struct fp_store *s);
+/* Appends points newer than everything stored of series sid (sorted, unique, stride bytes
+ * apart) to the active head, sealing entries that are full. */
+int fp_head_append(MDB_txn *txn, struct fp_store *s, uint64_t sid, const int64_t *ts,
+                   const double *values, size_t stride, size_t n);
+/* Seals sid's entry of the active head, if it has one. */
+int fp_head_seal_series(MDB_txn *txn, struct fp_store *s, uint64_t sid);
+/* Seals every head entry / those last written before cutoff. */
+int fp_head_seal_all(MDB_txn *txn, struct fp_store *s);
+int fp_head_seal_older(MDB_txn *txn, struct fp_store *s, int64_t cutoff);
+/* Calls fn for series id's head samples in [from, to]: through the writer's working copy when
+ * writer and it holds the series' device, else from the stored value. Returns 0, fn's result,
+ * or a store code. */
+int fp_head_read(MDB_txn *txn, struct fp_store *s, bool writer, uint64_t id, int64_t from,
+                 int64_t to, int (*fn)(void *, int64_t, double), void *ud);
+void fp_head_fini(struct fp_store *s);
 
 /* --- rollup.c: one-hour rollups ------------------------------------------------------------ */
 

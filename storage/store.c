@@ -11,6 +11,7 @@
  *   dedup       device\0 epoch -> highest applied seq, bitmap of the 256 seqs below it
  *   events      ts^sign, device\0, u32 n -> severity u8, kind\0message\0(name\0value\0)*
  *   rollup_1h   hour ts^sign, series id -> one-hour rollup      see rollup.c
+ *   head        device -> its newest samples, per series        see head.c
  *
  * Every string stored is NUL-terminated so readers can hand out pointers into the map instead of
  * copies; they stay valid until the read transaction ends.
@@ -108,6 +109,7 @@ static const struct {
     {"dedup", 0, offsetof(struct fp_store, dedup)},
     {"events", 0, offsetof(struct fp_store, events)},
     {"rollup_1h", 0, offsetof(struct fp_store, rollup_1h)},
+    {"head", 0, offsetof(struct fp_store, head_db)},
 };
 
 static int open_dbs(struct fp_store *s, char *err, size_t err_size, const char *dir)
@@ -890,6 +892,7 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
             if (rc != 0)
                 break;
         }
+        rc = fp_head_begin(txn, s, b->device);
         for (size_t si = 0; rc == 0 && si < b->n_series; si++) {
             const struct fp_series_in *in = &b->series[si];
             uint64_t id, w = 0, old = 0;
@@ -911,6 +914,8 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
             too_old += old;
             batch_timing_add(&timing, in);
         }
+        if (rc == 0)
+            rc = fp_head_end(txn, s);
         if (rc == 0)
             rc = write_events(txn, s, b, key, tmp);
         if (rc == 0)

@@ -258,6 +258,9 @@ static void test_days_and_retention(void)
     s = open_store(10 * DAY, 15 * DAY);
     r = put(s, 1, T0, ts, v, 4);
     check_int(r.samples_written, 4);
+    /* The newest sample waits in the device's head (head.c) until sealed. */
+    check_int(chunks_in_day(T0 / DAY + 1), 0);
+    check_int(fp_store_compact(s), 0);
     check_int(chunks_in_day(T0 / DAY - 1), 1);
     check_int(chunks_in_day(T0 / DAY), 2); /* 24 h apart: no chunk spans more than 2 h */
     check_int(chunks_in_day(T0 / DAY + 1), 1);

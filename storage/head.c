@@ -1,0 +1,560 @@
+/* The head: each device's newest samples in one LMDB value per device, appended to by every batch
+ * and sealed into chunks (samples.c) when a series has a chunk's worth.
+ *
+ * Why: a batch touches every series of its device. Storing each series' new samples as a chunk
+ * of its own puts one entry per series per batch at a scattered place in the day's B-tree, and
+ * every such put copies a 4 KiB page at commit: on the standard workload that was ~1.1 KB of disk
+ * writes and ~1.2 us of CPU per sample. Here a batch rewrites one value, its device's head, and a
+ * series costs one chunk put per 480 samples.
+ *
+ * Layout: database "head", key = device id, value = version byte, entry count (u16), then per
+ * series an entry: series id (u64), value mode (u8), samples (u32), first and last timestamp,
+ * the last timestamp delta, the last scaled value (i64 each), stream length (u32) and the
+ * stream. The stream is appendable without decoding: per sample a zigzag varint of the
+ * timestamp's delta of delta (one byte at a steady cadence) and the value, either as a zigzag
+ * varint of the change of its scaled integer (mode d = 0..6: value = m / 10^d exactly, the test
+ * chunk.c uses) or as 8 raw bytes (MODE_RAW: any other double). The first sample's value is the
+ * varint of m itself.
+ *
+ * Invariant: a series' head samples are newer than everything of it in chunks. Points at or
+ * before the series' newest (out of order, duplicates) first seal the head entry and then take
+ * the chunk path, which merges them; so readers never need to pick between head and chunks. */
+#include <stdio.h>
+
+#include "store-internal.h"
+
+#define HEAD_VERSION 1
+#define ENTRY_HEADER (8 + 1 + 4 + 8 * 4 + 4)
+#define MODE_RAW 7
+#define DECIMALS 6
+/* Past this a device's head seals its largest entries: a batch rewrites the whole value, so it
+ * is kept to a few pages. */
+#define HEAD_MAX_BYTES 12288
+/* Timestamp steps beyond this end an entry, keeping delta-of-delta arithmetic in range. */
+#define STEP_MAX (INT64_C(1) << 60)
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+static bool get_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *ret)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64 && *pos < len; shift += 7) {
+        uint8_t b = p[(*pos)++];
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *ret = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+static uint64_t zz(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t unzz(uint64_t v)
+{
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* --- decoding (readers and the sealer) ------------------------------------------------------ */
+
+struct entry_view {
+    uint64_t sid;
+    uint8_t mode;
+    uint32_t n;
+    int64_t first_ts, last_ts;
+    const uint8_t *stream;
+    size_t len;
+};
+
+/* Walks the entries of a stored head value. Returns false at the end or on a malformed value. */
+static bool next_entry(const uint8_t *p, size_t len, size_t *pos, struct entry_view *e)
+{
+    if (*pos == 0) {
+        if (len < 3 || p[0] != HEAD_VERSION)
+            return false;
+        *pos = 3;
+    }
+    if (len - *pos < ENTRY_HEADER)
+        return false;
+    p += *pos;
+    e->sid = get_u64(p);
+    e->mode = p[8];
+    e->n = get_u32(p + 9);
+    e->first_ts = get_ts(p + 13);
+    e->last_ts = get_ts(p + 21);
+    e->len = get_u32(p + 45);
+    if (e->len > len - *pos - ENTRY_HEADER || e->mode > MODE_RAW)
+        return false;
+    e->stream = p + ENTRY_HEADER;
+    *pos += ENTRY_HEADER + e->len;
+    return true;
+}
+
+/* Calls fn for each sample of the stream with from <= ts <= to. Returns 0, fn's result, or
+ * FP_STORE_E_FORMAT for a damaged stream. */
+static int stream_decode(const struct entry_view *e, int64_t from, int64_t to,
+                         int (*fn)(void *, int64_t, double), void *ud)
+{
+    size_t pos = 0;
+    int64_t ts = e->first_ts, delta = 0, m = 0;
+
+    for (uint32_t i = 0; i < e->n; i++) {
+        uint64_t u;
+        double v;
+        int r;
+
+        if (i > 0) {
+            if (!get_varint(e->stream, e->len, &pos, &u))
+                return FP_STORE_E_FORMAT;
+            delta += unzz(u);
+            ts += delta;
+        }
+        if (e->mode == MODE_RAW) {
+            if (e->len - pos < 8)
+                return FP_STORE_E_FORMAT;
+            v = get_double(e->stream + pos);
+            pos += 8;
+        } else {
+            if (!get_varint(e->stream, e->len, &pos, &u))
+                return FP_STORE_E_FORMAT;
+            m += unzz(u);
+            v = fp_chunk_decimal_value(m, e->mode);
+        }
+        if (ts > to)
+            break;
+        if (ts >= from && (r = fn(ud, ts, v)) != 0)
+            return r;
+    }
+    return 0;
+}
+
+/* --- the writer's working copy of one device's head ----------------------------------------- */
+
+static void entry_view_of(const struct fp_head_entry *w, struct entry_view *e)
+{
+    *e = (struct entry_view){w->sid, w->mode, w->n, w->first_ts, w->last_ts, w->bytes.data,
+                             w->bytes.len};
+}
+
+static struct fp_head_entry *entry_new(struct fp_head *h, uint64_t sid)
+{
+    struct fp_head_entry *e;
+
+    if (h->n == h->cap) {
+        size_t cap = h->cap == 0 ? 16 : h->cap * 2;
+        struct fp_head_entry *ne = realloc(h->e, cap * sizeof(*ne));
+        if (ne == NULL)
+            return NULL;
+        memset(ne + h->cap, 0, (cap - h->cap) * sizeof(*ne));
+        h->e = ne;
+        h->cap = cap;
+    }
+    e = &h->e[h->n++];
+    e->sid = sid;
+    e->n = 0;
+    e->bytes.len = 0; /* the buffer of an earlier entry in this slot is reused */
+    return e;
+}
+
+int fp_head_begin(MDB_txn *txn, struct fp_store *s, const char *device)
+{
+    struct fp_head *h = &s->head;
+    MDB_val k = {strlen(device), (void *)device}, v;
+    struct entry_view ev;
+    size_t pos = 0;
+    int rc;
+
+    h->n = 0;
+    h->changed = false;
+    h->device.len = 0;
+    if (buf_str(&h->device, device) < 0)
+        return ENOMEM;
+    h->active = true;
+    rc = mdb_get(txn, s->head_db, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    while (next_entry(v.mv_data, v.mv_size, &pos, &ev)) {
+        const uint8_t *p = (const uint8_t *)ev.stream - ENTRY_HEADER;
+        struct fp_head_entry *e = entry_new(h, ev.sid);
+        if (e == NULL)
+            return ENOMEM;
+        e->mode = ev.mode;
+        e->n = ev.n;
+        e->first_ts = ev.first_ts;
+        e->last_ts = ev.last_ts;
+        e->last_delta = get_ts(p + 29);
+        e->last_m = get_ts(p + 37);
+        if (buf_add(&e->bytes, ev.stream, ev.len) < 0)
+            return ENOMEM;
+    }
+    return 0;
+}
+
+static size_t head_bytes(const struct fp_head *h)
+{
+    size_t total = 3;
+    for (size_t i = 0; i < h->n; i++)
+        total += ENTRY_HEADER + h->e[i].bytes.len;
+    return total;
+}
+
+int fp_head_end(MDB_txn *txn, struct fp_store *s)
+{
+    struct fp_head *h = &s->head;
+    MDB_val k = {h->device.len - 1, h->device.data}, v;
+    uint8_t *p;
+    int rc;
+
+    if (!h->active)
+        return 0;
+    h->active = false;
+    if (!h->changed)
+        return 0;
+    if (h->n == 0) {
+        rc = mdb_del(txn, s->head_db, &k, NULL);
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    v.mv_size = head_bytes(h);
+    rc = mdb_put(txn, s->head_db, &k, &v, MDB_RESERVE);
+    if (rc != 0)
+        return rc;
+    p = v.mv_data;
+    p[0] = HEAD_VERSION;
+    p[1] = (uint8_t)(h->n >> 8);
+    p[2] = (uint8_t)h->n;
+    p += 3;
+    for (size_t i = 0; i < h->n; i++) {
+        const struct fp_head_entry *e = &h->e[i];
+        put_u64(p, e->sid);
+        p[8] = e->mode;
+        put_u32(p + 9, e->n);
+        put_ts(p + 13, e->first_ts);
+        put_ts(p + 21, e->last_ts);
+        put_ts(p + 29, e->last_delta);
+        put_ts(p + 37, e->last_m);
+        put_u32(p + 45, (uint32_t)e->bytes.len);
+        memcpy(p + ENTRY_HEADER, e->bytes.data, e->bytes.len);
+        p += ENTRY_HEADER + e->bytes.len;
+    }
+    return 0;
+}
+
+void fp_head_fini(struct fp_store *s)
+{
+    for (size_t i = 0; i < s->head.cap; i++)
+        free(s->head.e[i].bytes.data);
+    free(s->head.e);
+    free(s->head.device.data);
+    memset(&s->head, 0, sizeof(s->head));
+}
+
+struct seal_buf {
+    int64_t *ts;
+    double *v;
+    size_t n;
+};
+
+static int seal_push(void *ud, int64_t ts, double v)
+{
+    struct seal_buf *b = ud;
+    b->ts[b->n] = ts;
+    b->v[b->n] = v;
+    b->n++;
+    return 0;
+}
+
+/* Moves entry i into chunks and out of the head. */
+static int seal(MDB_txn *txn, struct fp_store *s, size_t i)
+{
+    struct fp_head *h = &s->head;
+    struct fp_head_entry *e = &h->e[i], tmp;
+    struct entry_view ev;
+    struct seal_buf b = {0};
+    int rc;
+
+    entry_view_of(e, &ev);
+    b.ts = malloc((e->n + 1) * sizeof(*b.ts));
+    b.v = malloc((e->n + 1) * sizeof(*b.v));
+    if (b.ts == NULL || b.v == NULL) {
+        free(b.ts);
+        free(b.v);
+        return ENOMEM;
+    }
+    rc = stream_decode(&ev, INT64_MIN, INT64_MAX, seal_push, &b);
+    if (rc == 0 && b.n > 0)
+        rc = fp_samples_store_sorted(txn, s, e->sid, b.ts, b.v, b.n);
+    else if (rc > 0)
+        rc = EINVAL; /* our own bytes, just written: cannot be damaged */
+    free(b.ts);
+    free(b.v);
+    if (rc != 0)
+        return rc;
+    /* Swap with the last slot, keeping both buffers. */
+    tmp = h->e[h->n - 1];
+    h->e[h->n - 1] = *e;
+    *e = tmp;
+    h->n--;
+    h->changed = true;
+    return 0;
+}
+
+int fp_head_seal_series(MDB_txn *txn, struct fp_store *s, uint64_t sid)
+{
+    for (size_t i = 0; i < s->head.n; i++)
+        if (s->head.e[i].sid == sid)
+            return seal(txn, s, i);
+    return 0;
+}
+
+static unsigned mode_for(double v, int64_t *ret_m)
+{
+    for (unsigned d = 0; d <= DECIMALS; d++)
+        if (fp_chunk_decimal_fit(v, d, ret_m))
+            return d;
+    return MODE_RAW;
+}
+
+/* Appends one sample to e (fresh or not). Returns 0, 1 when it does not fit the entry (seal it
+ * and start another), or -ENOMEM. */
+static int entry_add(struct fp_head_entry *e, int64_t ts, double v)
+{
+    uint8_t tmp[24];
+    size_t n = 0;
+    int64_t m = 0;
+
+    if (e->n == 0) {
+        e->mode = (uint8_t)mode_for(v, &m);
+        e->first_ts = ts;
+        e->last_delta = 0;
+    } else {
+        int64_t delta = ts - e->last_ts;
+        if (e->n >= FP_CHUNK_MAX_SAMPLES || ts - e->first_ts >= CHUNK_SPAN_MAX_MS ||
+            day_of(ts) != day_of(e->first_ts) || delta > STEP_MAX)
+            return 1;
+        if (e->mode != MODE_RAW && !fp_chunk_decimal_fit(v, e->mode, &m))
+            return 1;
+        n = put_varint(tmp, zz(delta - e->last_delta));
+        e->last_delta = delta;
+    }
+    if (e->mode == MODE_RAW) {
+        put_double(tmp + n, v);
+        n += 8;
+    } else {
+        n += put_varint(tmp + n, zz(e->n == 0 ? m : m - e->last_m));
+        e->last_m = m;
+    }
+    if (buf_add(&e->bytes, tmp, n) < 0)
+        return -ENOMEM;
+    e->last_ts = ts;
+    e->n++;
+    return 0;
+}
+
+int fp_head_append(MDB_txn *txn, struct fp_store *s, uint64_t sid, const int64_t *ts,
+                   const double *values, size_t stride, size_t n)
+{
+    struct fp_head *h = &s->head;
+    size_t idx = SIZE_MAX;
+    int rc;
+
+    for (size_t i = 0; i < h->n; i++)
+        if (h->e[i].sid == sid)
+            idx = i;
+    h->changed = true;
+    for (size_t i = 0; i < n; i++) {
+        int64_t t = *(const int64_t *)(const void *)((const char *)ts + i * stride);
+        double v = *(const double *)(const void *)((const char *)values + i * stride);
+        if (idx == SIZE_MAX) {
+            if (entry_new(h, sid) == NULL)
+                return ENOMEM;
+            idx = h->n - 1;
+        }
+        rc = entry_add(&h->e[idx], t, v);
+        if (rc == 1) {
+            rc = seal(txn, s, idx);
+            if (rc != 0)
+                return rc;
+            if (entry_new(h, sid) == NULL)
+                return ENOMEM;
+            idx = h->n - 1;
+            rc = entry_add(&h->e[idx], t, v); /* a fresh entry takes any sample */
+        }
+        if (rc < 0)
+            return ENOMEM;
+    }
+    /* Keep the value a few pages: seal the biggest entries. */
+    while (head_bytes(h) > HEAD_MAX_BYTES && h->n > 0) {
+        size_t big = 0;
+        for (size_t i = 1; i < h->n; i++)
+            if (h->e[i].bytes.len > h->e[big].bytes.len)
+                big = i;
+        rc = seal(txn, s, big);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Device ids of every stored head, or of those holding an entry last written before cutoff. */
+static int list_heads(MDB_txn *txn, struct fp_store *s, int64_t cutoff, struct buf *names,
+                      size_t *ret_n)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    *ret_n = 0;
+    rc = mdb_cursor_open(txn, s->head_db, &cur);
+    if (rc != 0)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        struct entry_view ev;
+        size_t pos = 0;
+        bool old = cutoff == INT64_MAX;
+        while (!old && next_entry(v.mv_data, v.mv_size, &pos, &ev))
+            old = ev.last_ts < cutoff;
+        if (!old)
+            continue;
+        if (buf_add(names, k.mv_data, k.mv_size) < 0 || buf_add(names, "", 1) < 0) {
+            rc = ENOMEM;
+            break;
+        }
+        (*ret_n)++;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Seals the entries last written before cutoff (INT64_MAX: all) of every device. */
+static int seal_where(MDB_txn *txn, struct fp_store *s, int64_t cutoff)
+{
+    struct buf names = {0};
+    size_t n = 0;
+    const char *p;
+    int rc;
+
+    rc = list_heads(txn, s, cutoff, &names, &n);
+    p = (const char *)names.data;
+    for (size_t i = 0; rc == 0 && i < n; i++, p += strlen(p) + 1) {
+        rc = fp_head_begin(txn, s, p);
+        for (size_t j = 0; rc == 0 && j < s->head.n;) {
+            if (s->head.e[j].last_ts < cutoff || cutoff == INT64_MAX)
+                rc = seal(txn, s, j); /* moves the last entry into j */
+            else
+                j++;
+        }
+        if (rc == 0)
+            rc = fp_head_end(txn, s);
+        else
+            s->head.active = false;
+    }
+    free(names.data);
+    return rc;
+}
+
+int fp_head_seal_all(MDB_txn *txn, struct fp_store *s)
+{
+    return seal_where(txn, s, INT64_MAX);
+}
+
+int fp_head_seal_older(MDB_txn *txn, struct fp_store *s, int64_t cutoff)
+{
+    return seal_where(txn, s, cutoff);
+}
+
+/* --- reading -------------------------------------------------------------------------------- */
+
+/* The device id of series id: the value of its "device" label, pointing into the map. */
+static const char *series_device(MDB_txn *txn, struct fp_store *s, uint64_t id)
+{
+    uint8_t kb[8];
+    MDB_val k = {8, kb}, v;
+    const char *p, *end;
+
+    put_u64(kb, id);
+    if (mdb_get(txn, s->series_id, &k, &v) != 0 || v.mv_size < 2)
+        return NULL;
+    p = (const char *)v.mv_data + 1;
+    end = (const char *)v.mv_data + v.mv_size;
+    if (end[-1] != '\0')
+        return NULL;
+    p += strlen(p) + 1; /* the metric */
+    while (p < end) {
+        const char *name = p, *value;
+        p += strlen(p) + 1;
+        if (p >= end)
+            return NULL;
+        value = p;
+        p += strlen(p) + 1;
+        if (strcmp(name, "device") == 0)
+            return value;
+    }
+    return NULL;
+}
+
+int fp_head_read(MDB_txn *txn, struct fp_store *s, bool writer, uint64_t id, int64_t from,
+                 int64_t to, int (*fn)(void *, int64_t, double), void *ud)
+{
+    const char *device;
+    MDB_val k, v;
+    struct entry_view ev;
+    size_t pos = 0;
+    int rc;
+
+    device = series_device(txn, s, id);
+    if (device == NULL)
+        return 0;
+    if (writer && s->head.active && strcmp(device, (const char *)s->head.device.data) == 0) {
+        for (size_t i = 0; i < s->head.n; i++) {
+            if (s->head.e[i].sid != id)
+                continue;
+            entry_view_of(&s->head.e[i], &ev);
+            return stream_decode(&ev, from, to, fn, ud);
+        }
+        return 0;
+    }
+    k = (MDB_val){strlen(device), (void *)device};
+    rc = mdb_get(txn, s->head_db, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return fp_store_map_lmdb(rc);
+    while (next_entry(v.mv_data, v.mv_size, &pos, &ev)) {
+        if (ev.sid != id)
+            continue;
+        if (ev.last_ts < from || ev.first_ts > to)
+            return 0;
+        rc = stream_decode(&ev, from, to, fn, ud);
+        return rc == FP_STORE_E_FORMAT ? 0 : rc; /* a damaged head reads as empty */
+    }
+    return 0;
+}

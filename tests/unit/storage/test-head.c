@@ -1,0 +1,299 @@
+/* The device head (storage/head.c) against a model: random batches for several series of a few
+ * devices (every value mode: integers, 1-6 decimals, arbitrary doubles, NaN, -0.0, +-Inf; mode
+ * changes mid-series; steady and jittered cadence, big jumps, day boundaries; out-of-order and
+ * duplicate samples; more series than a head holds) are read back bit-identical from the writer,
+ * from a read-only opener of the same directory, after a reopen, and after compaction. */
+#include "test.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+
+#define T0 INT64_C(1732406400000) /* a day boundary */
+#define DEVICES 3
+#define SERIES 24 /* per device: more than one head value holds before sealing */
+#define MAXPTS 40000
+
+static char dir[64];
+
+struct model {
+    int64_t ts[MAXPTS];
+    uint64_t bits[MAXPTS];
+    size_t n;
+    int64_t newest;
+};
+
+static struct model *models; /* [DEVICES * SERIES] */
+
+static uint64_t rng = 7;
+static uint64_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static uint64_t dbits(double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof(u));
+    return u;
+}
+
+/* Inserts or replaces (the later write wins) one sample of the model. */
+static void model_put(struct model *m, int64_t ts, double v)
+{
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (m->ts[mid] < ts)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < m->n && m->ts[lo] == ts) {
+        m->bits[lo] = dbits(v);
+        return;
+    }
+    fp_assert(m->n < MAXPTS);
+    memmove(&m->ts[lo + 1], &m->ts[lo], (m->n - lo) * sizeof(m->ts[0]));
+    memmove(&m->bits[lo + 1], &m->bits[lo], (m->n - lo) * sizeof(m->bits[0]));
+    m->ts[lo] = ts;
+    m->bits[lo] = dbits(v);
+    m->n++;
+    if (ts > m->newest)
+        m->newest = ts;
+}
+
+static double value_of(unsigned series, uint64_t r)
+{
+    static const double p10[] = {1, 10, 100, 1000, 1e4, 1e5, 1e6};
+    unsigned kind = series % 9;
+    int64_t m = (int64_t)(r % 2000001) - 1000000;
+
+    switch (kind) {
+    case 7: /* arbitrary doubles and the odd special */
+        switch (r % 17) {
+        case 0:
+            return NAN;
+        case 1:
+            return -0.0;
+        case 2:
+            return INFINITY;
+        case 3:
+            return -INFINITY;
+        default:
+            return (double)(int64_t)r / 3.0e9;
+        }
+    case 8: /* decimal, now and then a value that is not */
+        return r % 23 == 0 ? 1.0 / 3.0 : (double)m / 100;
+    default: /* 0..6 decimals, and the odd huge integer */
+        if (kind == 0 && r % 31 == 0)
+            return (double)(INT64_C(1) << 52) + (double)(r % 1000);
+        return (double)m / p10[kind];
+    }
+}
+
+static struct fp_store *open_rw(void)
+{
+    struct fp_store_options o;
+    struct fp_store *s = NULL;
+    char err[256];
+    fp_store_options_default(&o);
+    o.raw_retention_ms = 0;
+    o.ooo_window_ms = 30 * INT64_C(86400000);
+    if (fp_store_open(dir, 0, &o, &s, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        exit(1);
+    }
+    return s;
+}
+
+struct got {
+    int64_t *ts;
+    uint64_t *bits;
+    size_t n, cap;
+};
+
+static int collect(void *ud, int64_t ts, double v)
+{
+    struct got *g = ud;
+    if (g->n == g->cap) {
+        g->cap = g->cap ? g->cap * 2 : 4096;
+        g->ts = realloc(g->ts, g->cap * sizeof(*g->ts));
+        g->bits = realloc(g->bits, g->cap * sizeof(*g->bits));
+        fp_assert(g->ts != NULL && g->bits != NULL);
+    }
+    g->ts[g->n] = ts;
+    g->bits[g->n] = dbits(v);
+    g->n++;
+    return 0;
+}
+
+/* Every series of every device reads back as the model says. */
+static void verify(struct fp_store *s, const char *when)
+{
+    struct fp_store_reader *r;
+    size_t bad = 0;
+
+    fp_assert(fp_store_reader_open(s, &r) == 0);
+    for (unsigned d = 0; d < DEVICES; d++) {
+        for (unsigned k = 0; k < SERIES; k++) {
+            struct model *m = &models[d * SERIES + k];
+            char dev[16], name[16];
+            struct fp_matcher mt[2];
+            struct got g = {0};
+            uint64_t *ids = NULL;
+            size_t n_ids = 0;
+            (void)snprintf(dev, sizeof(dev), "dev%u", d);
+            (void)snprintf(name, sizeof(name), "s%u", k);
+            mt[0] = (struct fp_matcher){"__name__", name, FP_MATCH_EQ};
+            mt[1] = (struct fp_matcher){"device", dev, FP_MATCH_EQ};
+            fp_assert(fp_store_select(r, mt, 2, &ids, &n_ids) == 0);
+            if (m->n == 0) {
+                free(ids);
+                continue;
+            }
+            fp_assert(n_ids == 1);
+            check_int(fp_store_read_range(r, ids[0], INT64_MIN, INT64_MAX, collect, &g), 0);
+            if (g.n != m->n) {
+                FP_TEST_FAIL("%s: %s %s: %zu samples, expected %zu", when, dev, name, g.n, m->n);
+                bad++;
+            } else {
+                for (size_t i = 0; i < g.n; i++) {
+                    if (g.ts[i] != m->ts[i] || g.bits[i] != m->bits[i]) {
+                        FP_TEST_FAIL("%s: %s %s sample %zu: %" PRId64 "/%016" PRIx64
+                                     ", expected %" PRId64 "/%016" PRIx64,
+                                     when, dev, name, i, g.ts[i], g.bits[i], m->ts[i], m->bits[i]);
+                        bad++;
+                        break;
+                    }
+                }
+            }
+            /* A window in the middle, to exercise range cuts inside the head and chunks. */
+            if (m->n > 4) {
+                int64_t from = m->ts[m->n / 3], to = m->ts[m->n - 2];
+                size_t want = 0;
+                for (size_t i = 0; i < m->n; i++)
+                    want += m->ts[i] >= from && m->ts[i] <= to;
+                g.n = 0;
+                check_int(fp_store_read_range(r, ids[0], from, to, collect, &g), 0);
+                check_int(g.n, (long long)want);
+            }
+            free(g.ts);
+            free(g.bits);
+            free(ids);
+            if (bad > 5) {
+                fp_store_reader_close(&r);
+                return;
+            }
+        }
+    }
+    fp_store_reader_close(&r);
+}
+
+/* One round: each device sends a batch with some of its series, a few samples each. */
+static void round_of_writes(struct fp_store *s, uint64_t *seq, int64_t *clock)
+{
+    for (unsigned d = 0; d < DEVICES; d++) {
+        struct fp_series_in in[SERIES];
+        int64_t ts[SERIES][8];
+        double v[SERIES][8];
+        char dev[16];
+        static char names[SERIES][16];
+        size_t n_in = 0;
+        struct fp_write_batch b;
+        struct fp_write_result res;
+
+        (void)snprintf(dev, sizeof(dev), "dev%u", d);
+        for (unsigned k = 0; k < SERIES; k++) {
+            struct model *m = &models[d * SERIES + k];
+            size_t n = 1 + rnd() % 6;
+            int64_t t = m->newest > clock[d] ? m->newest : clock[d];
+            if (rnd() % 4 == 0)
+                continue; /* not every series in every batch */
+            (void)snprintf(names[k], sizeof(names[k]), "s%u", k);
+            for (size_t i = 0; i < n; i++) {
+                uint64_t r = rnd();
+                if (m->n > 10 && r % 13 == 0) {
+                    /* out of order: a new time or an existing one again, maybe changed */
+                    t = m->ts[r % m->n] + (int64_t)(r % 2);
+                    ts[n_in][i] = t;
+                    t = m->newest;
+                } else {
+                    t += r % 11 == 0 ? 3600000 * (int64_t)(1 + r % 5) : 10000 + (int64_t)(r % 3);
+                    ts[n_in][i] = t;
+                }
+                v[n_in][i] = value_of(k, rnd());
+            }
+            /* the model applies them in order: within a batch the later of equal times wins */
+            for (size_t i = 0; i < n; i++)
+                model_put(m, ts[n_in][i], v[n_in][i]);
+            in[n_in] = (struct fp_series_in){names[k], FP_SERIES_GAUGE, NULL, 0, ts[n_in],
+                                             v[n_in], n};
+            n_in++;
+        }
+        clock[d] += 10000;
+        b = (struct fp_write_batch){.device = dev, .epoch = 1, .seq = ++*seq,
+                                    .received_ms = T0, .series = in, .n_series = n_in};
+        check_int(fp_store_write(s, &b, 1, &res), 0);
+    }
+}
+
+int main(void)
+{
+    struct fp_store *s, *ro = NULL;
+    int64_t clock[DEVICES];
+    uint64_t seq = 0;
+    char err[256];
+
+    (void)snprintf(dir, sizeof(dir), "/tmp/fp-test-head-XXXXXX");
+    fp_assert(mkdtemp(dir) != NULL);
+    models = calloc(DEVICES * SERIES, sizeof(*models));
+    fp_assert(models != NULL);
+    for (unsigned i = 0; i < DEVICES * SERIES; i++)
+        models[i].newest = INT64_MIN;
+    for (unsigned d = 0; d < DEVICES; d++)
+        clock[d] = T0 - 3600000 * 3; /* the first hours cross a day boundary */
+
+    s = open_rw();
+    for (int i = 0; i < 300; i++) {
+        round_of_writes(s, &seq, clock);
+        if (i % 60 == 59)
+            verify(s, "writer");
+    }
+    /* Another opener of the same directory reads the heads the writer committed. */
+    fp_assert(fp_store_open(dir, FP_STORE_READONLY, NULL, &ro, err, sizeof(err)) == 0);
+    verify(ro, "read-only opener");
+    fp_store_close(&ro);
+    fp_store_close(&s);
+    s = open_rw();
+    verify(s, "reopened");
+    for (int i = 0; i < 200; i++)
+        round_of_writes(s, &seq, clock);
+    verify(s, "after more writes");
+    check_int(fp_store_compact(s), 0);
+    verify(s, "compacted");
+    for (int i = 0; i < 50; i++)
+        round_of_writes(s, &seq, clock);
+    verify(s, "writes after compaction");
+    fp_store_close(&s);
+
+    {
+        char p[128];
+        (void)snprintf(p, sizeof(p), "%s/data.mdb", dir);
+        (void)unlink(p);
+        (void)snprintf(p, sizeof(p), "%s/lock.mdb", dir);
+        (void)unlink(p);
+        (void)rmdir(dir);
+    }
+    free(models);
+    fp_test_end();
+}
