@@ -6,21 +6,16 @@
  * most CHUNK_SPAN_MAX_MS and holds at most FP_CHUNK_MAX_SAMPLES samples. Retention drops whole
  * day databases, so it never rewrites anything and never stalls the writer for long.
  *
- * Durability without a separate log: every write transaction stores what it received as chunks
- * right away, so an acknowledged sample is on disk in its final format. A device sending one
- * sample per series per batch therefore leaves small chunks behind; the writer keeps a count per
- * series and, once a full chunk's worth has piled up, merges the small chunks (and anything they
- * overlap) into full ones in the same transaction. Writes to one series cost O(1) amortised;
- * compaction rewrites each sample about once. fp_samples_compact_all does the rest on demand.
+ * New samples first go to their device's head (head.c), one value per device rewritten by each
+ * batch; a series' head stream becomes a chunk here (fp_samples_store_sorted) when it is full.
+ * Chunks that come out smaller (a stream sealed early) are counted per series and, once a full
+ * chunk's worth has piled up, merged into full ones in the same transaction;
+ * fp_samples_compact_all does the rest on demand.
  *
- * Out of order: samples up to ooo_window_ms behind the series' newest are stored as chunks of
- * their own and merged by the next compaction; readers merge overlapping chunks as they go, and
- * the same timestamp written twice comes back once (the newer chunk in key order wins). Older
- * samples, and samples past the retention, are refused and counted.
- *
- * Rejected: a write-ahead log replayed into an in-memory head (fast, but the query service is
- * another process and could not see the head), and rewriting one growing head value per series
- * per transaction (quadratic copying for every chunk). */
+ * Out of order: samples up to ooo_window_ms behind the series' newest are merged into the chunks
+ * they overlap (store_merged), so chunks of a series never overlap and the later write wins.
+ * Older samples, and samples past the retention, are refused and counted. Readers take the
+ * chunks, then the head, whose samples are newer than any chunk's. */
 #include <inttypes.h>
 #include <stdio.h>
 
