@@ -373,7 +373,11 @@ int fp_agent_new(const struct fp_agent_options *opts, struct fp_agent **ret, cha
         else
             (void)snprintf(msg, sizeof(msg), "source %s: cannot open (%s), skipping", ops->name,
                            strerror(-r));
-        fp_log_info("probe", "%s", msg);
+        /* A source that says why it failed was asked for (--model without its module): warn. */
+        if (why[0] != '\0')
+            fp_log_warn("probe", "%s", msg);
+        else
+            fp_log_info("probe", "%s", msg);
         /* The fleet sees the gap too, not just this log. */
         (void)fp_batch_builder_add_event(a->builder, now, "source_unavailable",
                                          FP_SEVERITY_INFO, msg,
