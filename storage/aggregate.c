@@ -61,6 +61,11 @@ struct scan {
     uint64_t n;       /**< buckets in this window */
     struct acc *accs; /**< the window's accumulators */
     fp_sketch **sketches; /**< FP_AGG_QUANTILE: one per accumulator, created on first use */
+    fp_point_fn add;  /**< the read callback for q->fn */
+    /* The bucket of the latest sample: cur_k, covering [cur_start, cur_end). */
+    uint64_t cur_k;
+    int64_t cur_start;
+    int64_t cur_end;
     /* Per series, for increase: its previous sample in this window. */
     bool have_prev;
     uint64_t prev_bucket;
@@ -84,64 +89,147 @@ static int64_t bucket_end(const struct fp_agg_query *q, uint64_t k)
     return start + q->step_ms;
 }
 
-static int add_sample(void *userdata, int64_t ts_ms, double value)
+/* The accumulator of the bucket holding ts_ms, and its index in *ret_k; NULL when ts_ms lies
+ * outside the window (can't happen: we ask for the window's span only, but a wrong index would
+ * write anywhere). A series' samples come in time order, several per bucket, so the bucket of
+ * the previous sample is remembered and the division is done only when a sample leaves it. */
+static struct acc *bucket_of(struct scan *sc, int64_t ts_ms, uint64_t *ret_k)
 {
-    struct scan *sc = userdata;
-    const struct fp_agg_query *q = sc->q;
-    uint64_t k = ((uint64_t)ts_ms - (uint64_t)q->from_ms) / (uint64_t)q->step_ms;
-    struct acc *a;
-    int r;
+    if (ts_ms < sc->cur_start || ts_ms >= sc->cur_end) {
+        const struct fp_agg_query *q = sc->q;
+        uint64_t k;
 
-    /* Can't happen (we asked for the window's span only), but a wrong index writes anywhere. */
-    if (ts_ms < q->from_ms || k < sc->first || k - sc->first >= sc->n)
-        return -EIO;
-    a = &sc->accs[k - sc->first];
-    if (isnan(value))
-        return 0;
-
-    switch (q->fn) {
-    case FP_AGG_QUANTILE:
-        if (!isfinite(value))
-            return 0;
-        if (sc->sketches[k - sc->first] == NULL) {
-            r = fp_sketch_new(&sc->sketches[k - sc->first]);
-            if (r < 0)
-                return r;
-        }
-        r = fp_sketch_add(sc->sketches[k - sc->first], value);
-        if (r != 0)
-            return r < 0 ? r : -EINVAL; /* finite values are never refused */
-        break; /* min and max clamp the estimate */
-    case FP_AGG_RATE:
-    case FP_AGG_INCREASE:
-        if (sc->have_prev && sc->prev_bucket == k)
-            a->increase += value >= sc->prev ? value - sc->prev : value;
-        sc->have_prev = true;
-        sc->prev_bucket = k;
-        sc->prev = value;
-        break;
-    default:
-        break;
+        if (ts_ms < q->from_ms)
+            return NULL;
+        k = ((uint64_t)ts_ms - (uint64_t)q->from_ms) / (uint64_t)q->step_ms;
+        if (k < sc->first || k - sc->first >= sc->n)
+            return NULL;
+        sc->cur_k = k;
+        sc->cur_start = bucket_start(q, k);
+        sc->cur_end = bucket_end(q, k);
     }
+    *ret_k = sc->cur_k;
+    return &sc->accs[sc->cur_k - sc->first];
+}
 
+/* Folds a sample into min, max and last. */
+static void acc_extremes(struct acc *a, int64_t ts_ms, double value)
+{
     if (a->count == 0) {
         a->min = a->max = a->last = value;
         a->last_ts = ts_ms;
-    } else {
-        if (value < a->min)
-            a->min = value;
-        if (value > a->max)
-            a->max = value;
-        /* Equal times in two series: the larger value, so the answer does not depend on which
-         * series (or rollup) is read first. */
-        if (ts_ms > a->last_ts || (ts_ms == a->last_ts && value > a->last)) {
-            a->last_ts = ts_ms;
-            a->last = value;
-        }
+        return;
     }
+    if (value < a->min)
+        a->min = value;
+    if (value > a->max)
+        a->max = value;
+    /* Equal times in two series: the larger value, so the answer does not depend on which
+     * series (or rollup) is read first. */
+    if (ts_ms > a->last_ts || (ts_ms == a->last_ts && value > a->last)) {
+        a->last_ts = ts_ms;
+        a->last = value;
+    }
+}
+
+/* One read callback per kind of reduction, chosen once per query (add_fn), so that each sample
+ * costs only what its reduction reads back in acc_value: avg, sum and count keep count and sum;
+ * min, max and last the extremes; increase and rate the reset-corrected increase; a quantile
+ * its sketch and the extremes that clamp it. Every one keeps count, which says a bucket has
+ * samples. NaN carries no value for any of them. */
+static int add_sum(void *userdata, int64_t ts_ms, double value)
+{
+    struct scan *sc = userdata;
+    uint64_t k;
+    struct acc *a = bucket_of(sc, ts_ms, &k);
+
+    if (a == NULL)
+        return -EIO;
+    if (isnan(value))
+        return 0;
     a->sum += value;
     a->count++;
     return 0;
+}
+
+static int add_extremes(void *userdata, int64_t ts_ms, double value)
+{
+    struct scan *sc = userdata;
+    uint64_t k;
+    struct acc *a = bucket_of(sc, ts_ms, &k);
+
+    if (a == NULL)
+        return -EIO;
+    if (isnan(value))
+        return 0;
+    acc_extremes(a, ts_ms, value);
+    a->count++;
+    return 0;
+}
+
+static int add_increase(void *userdata, int64_t ts_ms, double value)
+{
+    struct scan *sc = userdata;
+    uint64_t k;
+    struct acc *a = bucket_of(sc, ts_ms, &k);
+
+    if (a == NULL)
+        return -EIO;
+    if (isnan(value))
+        return 0;
+    if (sc->have_prev && sc->prev_bucket == k)
+        a->increase += value >= sc->prev ? value - sc->prev : value;
+    sc->have_prev = true;
+    sc->prev_bucket = k;
+    sc->prev = value;
+    a->count++;
+    return 0;
+}
+
+static int add_quantile(void *userdata, int64_t ts_ms, double value)
+{
+    struct scan *sc = userdata;
+    uint64_t k;
+    struct acc *a = bucket_of(sc, ts_ms, &k);
+    fp_sketch **sketch;
+    int r;
+
+    if (a == NULL)
+        return -EIO;
+    if (!isfinite(value)) /* NaN, and +-Inf, which the sketch cannot hold */
+        return 0;
+    sketch = &sc->sketches[k - sc->first];
+    if (*sketch == NULL) {
+        r = fp_sketch_new(sketch);
+        if (r < 0)
+            return r;
+    }
+    r = fp_sketch_add(*sketch, value);
+    if (r != 0)
+        return r < 0 ? r : -EINVAL; /* finite values are never refused */
+    acc_extremes(a, ts_ms, value);
+    a->count++;
+    return 0;
+}
+
+static fp_point_fn add_fn(enum fp_agg_fn fn)
+{
+    switch (fn) {
+    case FP_AGG_AVG:
+    case FP_AGG_SUM:
+    case FP_AGG_COUNT:
+        return add_sum;
+    case FP_AGG_MIN:
+    case FP_AGG_MAX:
+    case FP_AGG_LAST:
+        return add_extremes;
+    case FP_AGG_RATE:
+    case FP_AGG_INCREASE:
+        return add_increase;
+    case FP_AGG_QUANTILE:
+        return add_quantile;
+    }
+    return NULL; /* can't happen: check_query refused it */
 }
 
 /* The value of a non-empty accumulator for bucket k. Returns 0 or -errno. */
@@ -330,10 +418,13 @@ static int aggregate_group(struct fp_store_reader *rd, const struct fp_agg_query
                 fp_sketch_reset(sc->sketches[i]);
         sc->first = w0;
         sc->n = w1 - w0;
+        /* An empty span: the first sample looks its bucket up. */
+        sc->cur_start = INT64_MAX;
+        sc->cur_end = INT64_MIN;
         for (size_t i = 0; i < n; i++) {
             sc->have_prev = false;
             r = fp_store_read_range(rd, refs[i].id, bucket_start(q, w0), bucket_end(q, w1 - 1) - 1,
-                                    add_sample, sc);
+                                    sc->add, sc);
             if (r != 0)
                 return r;
         }
@@ -357,7 +448,7 @@ int fp_store_aggregate(struct fp_store_reader *rd, const struct fp_agg_query *q,
 {
     struct fp_agg_result *res = NULL;
     struct series_ref *refs = NULL;
-    struct scan sc = {.q = q};
+    struct scan sc = {.q = q, .add = add_fn(q->fn)};
     uint64_t *ids = NULL, n_buckets;
     size_t n_ids = 0, n_refs = 0, window = 0;
     int r;
