@@ -11,7 +11,7 @@
  * The rule is defined by printf and strtod, and they stay the reference (and the slow path), but
  * a series answer prints thousands of values and at three snprintf calls and two strtod calls per
  * value they were most of a 3600-point answer's time. So for the values telemetry is made of,
- * magnitudes in [1e-6, 1e15), format_short computes the same text with exact integer arithmetic:
+ * magnitudes in (1e-6, 1e15), format_short computes the same text with exact integer arithmetic:
  * such a double is m * 2^-s with m < 2^53 and s in [3, 72], so m * 10^k for the k that leaves p
  * digits (k <= 22) fits in 128 bits, and the p-digit rounding and the round-trip test (is the
  * decimal within half an ulp of the double) are comparisons of integers. Everything else (and
@@ -36,19 +36,30 @@
 
 #include <event2/buffer.h>
 
+/* "00" to "99": two digits per division. */
+static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233"
+                                  "34353637383940414243444546474849505152535455565758596061626364656667"
+                                  "6869707172737475767778798081828384858687888990919293949596979899";
+
 /* Writes the decimal digits of x (at least one) at buf. Returns the count. */
 static size_t format_u64(char *buf, uint64_t x)
 {
     char tmp[20];
-    size_t n = 0;
+    size_t n = sizeof(tmp);
 
-    do {
-        tmp[n++] = (char)('0' + x % 10);
-        x /= 10;
-    } while (x != 0);
-    for (size_t i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
-    return n;
+    while (x >= 100) {
+        n -= 2;
+        memcpy(tmp + n, digit_pairs + 2 * (x % 100), 2);
+        x /= 100;
+    }
+    if (x >= 10) {
+        n -= 2;
+        memcpy(tmp + n, digit_pairs + 2 * x, 2);
+    } else {
+        tmp[--n] = (char)('0' + x);
+    }
+    memcpy(buf, tmp + n, sizeof(tmp) - n);
+    return sizeof(tmp) - n;
 }
 
 #ifdef __SIZEOF_INT128__
@@ -136,43 +147,49 @@ static size_t format_g(char *buf, bool negative, uint64_t digits, int p, int x)
 static size_t format_short(char *buf, double v)
 {
     double a = fabs(v);
-    uint64_t bits, m;
+    uint64_t bits, m, q17;
+    u128 n, r17;
     int s, e;
 
-    if (!(a >= 1e-6 && a < 1e15))
+    if (!(a > 1e-6 && a < 1e15))
         return 0;
     memcpy(&bits, &v, sizeof(bits));
     /* Normal numbers only here: v = m * 2^-s exactly. a < 2^50 puts s >= 3; a > 2^-20 puts
-     * s <= 72. */
+     * s <= 72. The double 1e-6 lies just below 10^-6, so a > 1e-6 means a > 10^-6 and the
+     * decimal exponent e below is >= -6. */
     m = (bits & ((UINT64_C(1) << 52) - 1)) | (UINT64_C(1) << 52);
     s = 1075 - (int)((bits >> 52) & 0x7ff);
 
     /* e = floor(log10(a)): 78913 / 2^18 is log10(2) from below, so the estimate from the binary
-     * exponent is e or e - 1; a 17-digit scaling tells which (floor(a * 10^(16 - e)) has 17
-     * digits exactly when 10^e <= a < 10^(e + 1)). */
+     * exponent is e or e - 1 (so >= -7). n = a * 10^(16 - e) * 2^s, whose integer part
+     * q17 is a's 17 leading digits: with the estimate's 10^(15 - e), n has 17 digits before the
+     * binary point exactly when the estimate was low. n < 2^53 * 10^22 < 2^127. */
     e = ((52 - s) * 78913) >> 18;
-    if (((u128)m * pow10_u128(16 - e - 1) >> s) >= pow10_u64[16])
+    n = (u128)m * pow10_u128(15 - e);
+    if ((n >> s) >= pow10_u64[16])
         e++;
+    else
+        n *= 10;
+    q17 = (uint64_t)(n >> s);
+    r17 = n & (((u128)1 << s) - 1);
 
+    /* p digits: the 17 digits divided by d = 10^(17 - p), with the remainder in units of n. */
     for (int p = 15; p <= 17; p++) {
-        int k = p - 1 - e; /* in [0, 22]: a in [1e-6, 1e15) */
-        u128 n = (u128)m * pow10_u128(k);
-        u128 q = n >> s, rem = n - (q << s), half = (u128)1 << (s - 1), diff;
+        uint64_t d = pow10_u64[17 - p], q = q17 / d;
+        u128 rem = ((u128)(q17 % d) << s) | r17, half = (u128)d << (s - 1), diff;
         bool up = rem > half || (rem == half && (q & 1) != 0); /* printf: ties to even */
-        uint64_t digits = (uint64_t)q + up;
+        uint64_t digits = q + up;
         int x = e;
 
-        /* The decimal digits * 10^-k reads back as v when it lies within half an ulp (2^-s / 2,
-         * scaled by 10^k * 2^s: 10^k / 2) of it; at a power of two the gap below is half that.
-         * A tie goes to the even mantissa. */
-        diff = up ? ((u128)1 << s) - rem : rem;
+        /* The decimal reads back as v when it lies within half an ulp of it: the ulp is 2^-s,
+         * 10^(16 - e) in units of n, so the test is 2 * diff against 10^(16 - e). At a power of
+         * two the gap below is half as wide. A tie goes to the even mantissa. */
         if (p < 17) {
-            u128 lim = pow10_u128(k), twice = 2 * diff;
-            bool below = !up && rem != 0;
+            u128 lim = pow10_u128(16 - e);
 
-            if (below && m == UINT64_C(1) << 52)
-                twice *= 2;
-            if (twice > lim || (twice == lim && (m & 1) != 0))
+            diff = up ? ((u128)d << s) - rem : rem;
+            diff *= !up && rem != 0 && m == UINT64_C(1) << 52 ? 4 : 2;
+            if (diff > lim || (diff == lim && (m & 1) != 0))
                 continue;
         }
         if (digits == pow10_u64[p]) { /* 9.99...95 rounded up to 10.0...0 */

@@ -150,7 +150,7 @@ static bool same_as_reference(double v)
 }
 
 /* The printf-free path must print what printf would, byte for byte, wherever it applies:
- * magnitudes in [1e-6, 1e15). Every value is also tried negated. */
+ * magnitudes in (1e-6, 1e15). Every value is also tried negated. */
 static void test_doubles_match_printf(void)
 {
     static const double edges[] = {
