@@ -153,6 +153,8 @@ static bool same_as_reference(double v)
  * magnitudes in (1e-6, 1e15). Every value is also tried negated. */
 static void test_doubles_match_printf(void)
 {
+    /* Bin-packed by hand: clang-format would put one value per line. */
+    /* clang-format off */
     static const double edges[] = {
         1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
         1e11, 1e12, 1e13, 1e14, 1e15, 0x1p-20, 0x1p-19, 0x1p-1, 0x1p0, 0x1p1, 0x1p52, 0x1p49,
@@ -160,6 +162,7 @@ static void test_doubles_match_printf(void)
         0.5, 0.125, 0.3, 2.5, 1.5e-06, 1.25e-05, 123456789012345.6, 4503599627370495.5,
         9007199254740991.0, 1.7976931348623157e308, 5e-324, 2.2250738585072014e-308,
     };
+    /* clang-format on */
     bool ok = true;
 
     /* Powers of ten and two and their neighbours: the digit count changes there, and below a
@@ -196,8 +199,7 @@ static void test_doubles_match_printf(void)
 
         while (mant >= 10 && snprintf(in, sizeof(in), "%" PRIu64, mant) > digits)
             mant /= 10;
-        snprintf(in, sizeof(in), "%s%" PRIu64 "e%d", rnd() & 1 ? "-" : "", mant,
-                 exp10 - digits);
+        snprintf(in, sizeof(in), "%s%" PRIu64 "e%d", rnd() & 1 ? "-" : "", mant, exp10 - digits);
         ok = same_as_reference(strtod(in, NULL));
     }
     /* Averages and rates as the aggregations compute them: quotients of sums. */
