@@ -311,6 +311,9 @@ static int seal(MDB_txn *txn, struct fp_store *s, size_t i)
     rc = stream_decode(&ev, INT64_MIN, INT64_MAX, seal_push, &b);
     if (rc == 0 && b.n > 0)
         rc = fp_samples_store_sorted(txn, s, e->sid, b.ts, b.v, b.n);
+    /* The head held the series' newest sample; from now on "latest" does. */
+    if (rc == 0 && b.n > 0)
+        rc = fp_samples_put_latest(txn, s, e->sid, b.ts[b.n - 1], b.v[b.n - 1]);
     else if (rc > 0)
         rc = EINVAL; /* our own bytes, just written: cannot be damaged */
     free(b.ts);
@@ -557,4 +560,54 @@ int fp_head_read(MDB_txn *txn, struct fp_store *s, bool writer, uint64_t id, int
         return rc == FP_STORE_E_FORMAT ? 0 : rc; /* a damaged head reads as empty */
     }
     return 0;
+}
+
+void fp_head_max_ts(const struct fp_store *s, uint64_t sid, int64_t *max_ts)
+{
+    if (!s->head.active)
+        return;
+    for (size_t i = 0; i < s->head.n; i++)
+        if (s->head.e[i].sid == sid && s->head.e[i].n > 0 && s->head.e[i].last_ts > *max_ts)
+            *max_ts = s->head.e[i].last_ts;
+}
+
+/* The value of an entry's last sample, from its header (scaled) or its stream's last 8 bytes. */
+static bool last_value(const struct entry_view *e, int64_t last_m, double *ret)
+{
+    if (e->n == 0)
+        return false;
+    if (e->mode == MODE_RAW) {
+        if (e->len < 8)
+            return false;
+        *ret = get_double(e->stream + e->len - 8);
+    } else {
+        *ret = fp_chunk_decimal_value(last_m, e->mode);
+    }
+    return true;
+}
+
+int fp_head_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t *ret_ts, double *ret_v)
+{
+    const char *device = series_device(txn, s, id);
+    MDB_val k, v;
+    struct entry_view ev;
+    size_t pos = 0;
+    int rc;
+
+    if (device == NULL)
+        return FP_STORE_E_NOTFOUND;
+    k = (MDB_val){strlen(device), (void *)device};
+    rc = mdb_get(txn, s->head_db, &k, &v);
+    if (rc != 0)
+        return rc == MDB_NOTFOUND ? FP_STORE_E_NOTFOUND : fp_store_map_lmdb(rc);
+    while (next_entry(v.mv_data, v.mv_size, &pos, &ev)) {
+        const uint8_t *hdr = ev.stream - ENTRY_HEADER;
+        if (ev.sid != id)
+            continue;
+        if (!last_value(&ev, get_ts(hdr + 37), ret_v))
+            return FP_STORE_E_NOTFOUND;
+        *ret_ts = ev.last_ts;
+        return 0;
+    }
+    return FP_STORE_E_NOTFOUND;
 }

@@ -196,10 +196,19 @@ int fp_samples_retention(MDB_txn *txn, struct fp_store *s, int64_t now_ms)
 
 /* --- writer state per series ---------------------------------------------------------------- */
 
+/* Finds or adds the state of series id. Adding may move every state: callers holding a state
+ * pointer across anything that can add one (sealing another series) must look it up again. */
 static struct fp_series_state *state_get(struct fp_store *s, uint64_t id)
 {
     size_t p;
 
+    if (s->states_cap > 0) {
+        p = (id * 0x9e3779b97f4a7c15ull) & (s->states_cap - 1);
+        while (s->states[p].id != 0 && s->states[p].id != id)
+            p = (p + 1) & (s->states_cap - 1);
+        if (s->states[p].id == id)
+            return &s->states[p];
+    }
     if ((s->states_used + 1) * 2 > s->states_cap) {
         size_t cap = s->states_cap == 0 ? 1024 : s->states_cap * 2;
         struct fp_series_state *n = calloc(cap, sizeof(*n));
@@ -552,10 +561,13 @@ static int load_max_ts(MDB_txn *txn, struct fp_store *s, struct fp_series_state 
         st->max_ts = get_ts(v.mv_data);
     else if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
+    /* Newer samples than "latest" knows sit in the head of the series' device, which is the
+     * batch's device, loaded now. */
+    fp_head_max_ts(s, st->id, &st->max_ts);
     return 0;
 }
 
-static int update_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t ts, double value)
+int fp_samples_put_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t ts, double value)
 {
     uint8_t id_be[8], vb[16];
     MDB_val k = {8, id_be}, v = {16, vb};
@@ -753,9 +765,12 @@ int fp_samples_write(MDB_txn *txn, struct fp_store *s, uint64_t id, const int64_
         rc = fp_head_seal_series(txn, s, id);
     if (rc == 0 && k > 0)
         rc = store_merged(txn, s, st, pts, k);
-    if (rc == 0 && k < m && s->head.active)
+    if (rc == 0 && k < m && s->head.active) {
         rc = fp_head_append(txn, s, id, &pts[k].ts, &pts[k].v, sizeof(*pts), m - k);
-    else if (rc == 0 && k < m)
+        st = state_get(s, id); /* sealing other series may have moved the states */
+        if (st == NULL)
+            rc = ENOMEM;
+    } else if (rc == 0 && k < m)
         rc = store_sorted(txn, s, st, pts + k, m - k);
     if (rc == 0 && m > 0)
         rc = rollup_points(txn, s, st, pts, m);
@@ -763,7 +778,9 @@ int fp_samples_write(MDB_txn *txn, struct fp_store *s, uint64_t id, const int64_
         *ret_written = m;
         if (pts[m - 1].ts >= st->max_ts || st->max_ts == INT64_MIN) {
             st->max_ts = pts[m - 1].ts;
-            rc = update_latest(txn, s, id, pts[m - 1].ts, pts[m - 1].v);
+            /* The head holds its series' newest sample; "latest" gets it when sealed. */
+            if (!(k < m && s->head.active))
+                rc = fp_samples_put_latest(txn, s, id, pts[m - 1].ts, pts[m - 1].v);
         }
     }
     /* A full chunk's worth of small pieces, or many of them: merge now, while they are hot. */

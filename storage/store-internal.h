@@ -270,6 +270,13 @@ int fp_head_seal_older(MDB_txn *txn, struct fp_store *s, int64_t cutoff);
 int fp_head_read(MDB_txn *txn, struct fp_store *s, bool writer, uint64_t id, int64_t from,
                  int64_t to, int (*fn)(void *, int64_t, double), void *ud);
 void fp_head_fini(struct fp_store *s);
+/* Raises *max_ts to sid's newest head sample in the writer's working copy, if newer. */
+void fp_head_max_ts(const struct fp_store *s, uint64_t sid, int64_t *max_ts);
+/* Series id's newest sample, when its device's head holds the series. Returns 0,
+ * FP_STORE_E_NOTFOUND, or a store code. */
+int fp_head_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t *ret_ts, double *ret_v);
+/* Puts series id's newest sample into "latest". Returns an LMDB rc. */
+int fp_samples_put_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t ts, double value);
 
 /* --- rollup.c: one-hour rollups ------------------------------------------------------------ */
 

@@ -1385,6 +1385,10 @@ int fp_store_latest(struct fp_store_reader *r, uint64_t id, int64_t *ret_ts_ms, 
     MDB_val k = {8, id_be}, v;
     int rc;
 
+    /* The newest samples wait in their device's head; "latest" has the series once sealed. */
+    rc = fp_head_latest(r->txn, r->store, id, ret_ts_ms, ret_value);
+    if (rc != FP_STORE_E_NOTFOUND)
+        return rc;
     put_u64(id_be, id);
     rc = mdb_get(r->txn, r->store->latest, &k, &v);
     if (rc != 0)

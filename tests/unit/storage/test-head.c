@@ -1,7 +1,8 @@
 /* The device head (storage/head.c) against a model: random batches for several series of a few
  * devices (every value mode: integers, 1-6 decimals, arbitrary doubles, NaN, -0.0, +-Inf; mode
  * changes mid-series; steady and jittered cadence, big jumps, day boundaries; out-of-order and
- * duplicate samples; more series than a head holds) are read back bit-identical from the writer,
+ * duplicate samples; more series than a head holds) are read back bit-identical, the newest as
+ * fp_store_latest too, from the writer,
  * from a read-only opener of the same directory, after a reopen, and after compaction. */
 #include "test.h"
 
@@ -163,6 +164,15 @@ static void verify(struct fp_store *s, const char *when)
             }
             fp_assert(n_ids == 1);
             check_int(fp_store_read_range(r, ids[0], INT64_MIN, INT64_MAX, collect, &g), 0);
+            {
+                int64_t lts = 0;
+                double lv = 0;
+                check_int(fp_store_latest(r, ids[0], &lts, &lv), 0);
+                if (lts != m->ts[m->n - 1] || dbits(lv) != m->bits[m->n - 1])
+                    FP_TEST_FAIL("%s: %s %s latest %" PRId64 "/%016" PRIx64 ", expected %" PRId64
+                                 "/%016" PRIx64, when, dev, name, lts, dbits(lv),
+                                 m->ts[m->n - 1], m->bits[m->n - 1]);
+            }
             if (g.n != m->n) {
                 FP_TEST_FAIL("%s: %s %s: %zu samples, expected %zu", when, dev, name, g.n, m->n);
                 bad++;
@@ -247,6 +257,78 @@ static void round_of_writes(struct fp_store *s, uint64_t *seq, int64_t *clock)
     }
 }
 
+/* Writes n points of each of the series names[0..nser) for device dev in one batch. */
+static void put_dev(struct fp_store *s, const char *dev, uint64_t seq, char (*names)[16],
+                    int nser, const int64_t *ts, const double *v, size_t n)
+{
+    struct fp_series_in in[16];
+    struct fp_write_batch b;
+    struct fp_write_result res;
+    for (int k = 0; k < nser; k++)
+        in[k] = (struct fp_series_in){names[k], FP_SERIES_GAUGE, NULL, 0, ts, v, n};
+    b = (struct fp_write_batch){.device = dev, .epoch = 1, .seq = seq, .received_ms = T0,
+                                .series = in, .n_series = (size_t)nser};
+    check_int(fp_store_write(s, &b, 1, &res), 0);
+    check_int(res.samples_written, (long long)(nser * n));
+}
+
+/* After a restart the writer knows no series; a batch that overfills a head seals series it
+ * has not seen yet, adding writer states mid-batch (a use-after-free under AddressSanitizer
+ * once). Every sample must still read back. */
+static void test_many_series(void)
+{
+    enum { NDEV = 300, NSER = 5, NPTS = 470, NEW_PTS = 150 };
+    struct fp_store *s = open_rw();
+    struct fp_store_reader *r;
+    static int64_t ts[NPTS];
+    static double v[NPTS], big[NPTS];
+    static char names[NSER + 1][16];
+    uint64_t seq = 0, *ids = NULL;
+    size_t n_ids = 0, total = 0;
+
+    for (int i = 0; i < NPTS; i++) {
+        ts[i] = T0 + INT64_C(86400000) * 40 + i * 10000; /* clear of the model's data */
+        v[i] = (double)(i % 50) / 10;               /* ~2 bytes a sample in a head */
+        big[i] = (double)((i * 7919) % 100003) * 977; /* ~5 */
+    }
+    for (int k = 0; k <= NSER; k++)
+        (void)snprintf(names[k], sizeof(names[k]), "m%d", k);
+    for (int d = 0; d < NDEV; d++) {
+        char dev[16];
+        (void)snprintf(dev, sizeof(dev), "many%d", d);
+        put_dev(s, dev, ++seq, names, NSER, ts, big, NPTS); /* heads of ~12 KiB, none sealed */
+    }
+    fp_store_close(&s);
+    s = open_rw();
+    /* One writer state first, so the table's growth (at the 513th state) falls on a sealed
+     * series rather than on the batch's own. */
+    put_dev(s, "warm", ++seq, names, 1, ts, v, 1);
+    for (int d = 0; d < NDEV; d++) {
+        char dev[16];
+        (void)snprintf(dev, sizeof(dev), "many%d", d);
+        /* Overfills the head: the biggest stream, a series this writer has not seen since
+         * the restart, is sealed. 600 new writer states in all, so the table grows. */
+        put_dev(s, dev, ++seq, names + NSER, 1, ts, v, NEW_PTS);
+    }
+    fp_assert(fp_store_reader_open(s, &r) == 0);
+    {
+        const struct fp_matcher m[] = {{"device", "many.*", FP_MATCH_RE}};
+        fp_assert(fp_store_select(r, m, 1, &ids, &n_ids) == 0);
+    }
+    check_int(n_ids, NDEV * (NSER + 1)); /* "warm" is not many.* */
+    for (size_t i = 0; i < n_ids; i++) {
+        struct got g = {0};
+        check_int(fp_store_read_range(r, ids[i], INT64_MIN, INT64_MAX, collect, &g), 0);
+        total += g.n;
+        free(g.ts);
+        free(g.bits);
+    }
+    check_int(total, (long long)NDEV * (NSER * NPTS + NEW_PTS));
+    free(ids);
+    fp_store_reader_close(&r);
+    fp_store_close(&s);
+}
+
 int main(void)
 {
     struct fp_store *s, *ro = NULL;
@@ -285,6 +367,7 @@ int main(void)
         round_of_writes(s, &seq, clock);
     verify(s, "writes after compaction");
     fp_store_close(&s);
+    test_many_series();
 
     {
         char p[128];
