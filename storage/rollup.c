@@ -9,13 +9,16 @@
  * doubles, then the sketch's own encoding. NaN samples count nowhere (a NaN marks staleness);
  * +-Inf count in count/sum/min/max but not in the sketch, which cannot hold them.
  *
- * The writer keeps the newest hour of each series in memory and stores it (a) when the series
- * moves on to a later hour, (b) after FLUSH_SAMPLES new samples, so a stored hour lags memory by
- * at most ten minutes at a 10 s cadence, and (c) on fp_store_compact. A reader uses a record for
- * the samples up to its "through" and reads the rest of that hour raw. Memory is never trusted
- * across trouble: after an aborted transaction, a restart, or a sample that lands at or before
- * the series' newest (out of order, or a duplicate whose value may differ), the hour is rebuilt
- * from the raw samples in the same transaction, so a record always equals what raw holds. */
+ * The writer computes an hour from its raw samples (chunks and head, in the same transaction)
+ * and stores it when the hour closes: when a series' samples move on to a later hour, when a
+ * write touches an hour that is already closed (out of order, or the same timestamp again with
+ * another value), and on fp_store_compact for the open hour. Nothing but the open hour's start
+ * is kept in memory per series (a sketch per series would cost the collector ~1 KiB each), and
+ * after a restart or an aborted transaction the hour of the series' newest sample stands in
+ * for it. A record carries the newest sample it includes ("through"); a reader uses the record
+ * for the samples up to it and reads the rest of the hour raw, so a record that is behind
+ * (the open hour after a compact) is never wrong, and a record always equals what raw holds.
+ */
 #include <math.h>
 
 #include "sketch.h"
@@ -24,8 +27,6 @@
 #define HOUR_MS INT64_C(3600000)
 #define RECORD_VERSION 1
 #define RECORD_FIXED (1 + 8 + 8 * 4) /* version, through, sum/min/max/last; plus the count */
-/* Samples added in memory before the record is rewritten: 10 minutes at 10 s. */
-#define FLUSH_SAMPLES 60
 /* Oldest records deleted per retention pass: bounded work per write transaction. */
 #define RETENTION_BATCH 20000
 
@@ -84,226 +85,144 @@ int fp_rollup_decode(const uint8_t *p, size_t len, int64_t hour_ms, struct fp_ro
     return 0;
 }
 
-/* --- the open hour in memory ---------------------------------------------------------------- */
+/* --- computing an hour from raw ------------------------------------------------------------- */
 
-static void open_reset(struct fp_rollup_open *o, int64_t hour)
-{
-    o->hour = hour;
-    o->stale = false;
-    o->unflushed = 0;
-    o->count = 0;
-    o->sum = 0;
-    o->min = INFINITY;
-    o->max = -INFINITY;
-    o->last = NAN;
-    o->through = INT64_MIN;
-    if (o->sketch != NULL)
-        fp_sketch_reset(o->sketch);
-}
+/* One hour's summary while it is being computed. */
+struct acc {
+    uint64_t count; /* non-NaN samples */
+    double sum, min, max, last;
+    int64_t through; /* newest sample; INT64_MIN none */
+    fp_sketch *sketch;
+};
 
-static int open_add(struct fp_rollup_open *o, int64_t ts, double v)
+static int acc_add(void *userdata, int64_t ts, double v)
 {
+    struct acc *a = userdata;
     int r;
 
-    if (ts > o->through)
-        o->through = ts;
-    o->unflushed++;
+    if (ts > a->through)
+        a->through = ts;
     if (isnan(v))
         return 0;
-    if (o->sketch == NULL) {
-        r = fp_sketch_new(&o->sketch);
-        if (r < 0)
-            return ENOMEM;
-    }
-    o->count++;
-    o->sum += v;
-    if (v < o->min)
-        o->min = v;
-    if (v > o->max)
-        o->max = v;
-    o->last = v;
+    a->count++;
+    a->sum += v;
+    if (v < a->min)
+        a->min = v;
+    if (v > a->max)
+        a->max = v;
+    a->last = v;
     if (isfinite(v)) {
-        r = fp_sketch_add(o->sketch, v);
+        r = fp_sketch_add(a->sketch, v);
         if (r < 0)
-            return r == -ENOMEM ? ENOMEM : EOVERFLOW;
+            return r == -ENOMEM ? -ENOMEM : -EOVERFLOW;
     }
     return 0;
 }
 
-static int open_add_cb(void *userdata, int64_t ts, double v)
-{
-    return open_add(userdata, ts, v);
-}
-
-/* Refills o with hour's samples as the transaction sees them. Returns an LMDB rc or errno. */
-static int open_rebuild(MDB_txn *txn, struct fp_store *s, uint64_t id, struct fp_rollup_open *o,
-                        int64_t hour)
-{
-    int rc;
-
-    open_reset(o, hour);
-    rc = fp_samples_read_txn(txn, s, id, hour, hour + HOUR_MS - 1, open_add_cb, o);
-    if (rc < 0)
-        return -rc;
-    return rc;
-}
-
-static int open_store(MDB_txn *txn, struct fp_store *s, uint64_t id, struct fp_rollup_open *o)
+static int acc_store(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t hour,
+                     const struct acc *a)
 {
     uint8_t kb[16], head[RECORD_FIXED + 10], *vb;
     MDB_val k = {16, kb}, v;
     size_t hl = 1 + 8, sk_len = 0;
     int rc;
 
-    put_ts(kb, o->hour);
+    put_ts(kb, hour);
     put_u64(kb + 8, id);
-    if (o->through == INT64_MIN) {
-        /* Every sample of the hour is gone (cannot happen today: nothing deletes single samples). */
+    if (a->through == INT64_MIN) {
+        /* No sample in the hour (all of them moved out by a merge): no record. */
         rc = mdb_del(txn, s->rollup_1h, &k, NULL);
         return rc == MDB_NOTFOUND ? 0 : rc;
     }
     head[0] = RECORD_VERSION;
-    put_ts(head + 1, o->through);
-    hl += put_varint(head + hl, o->count);
-    put_double(head + hl, o->count > 0 ? o->sum : NAN);
-    put_double(head + hl + 8, o->count > 0 ? o->min : NAN);
-    put_double(head + hl + 16, o->count > 0 ? o->max : NAN);
-    put_double(head + hl + 24, o->last);
+    put_ts(head + 1, a->through);
+    hl += put_varint(head + hl, a->count);
+    put_double(head + hl, a->count > 0 ? a->sum : NAN);
+    put_double(head + hl + 8, a->count > 0 ? a->min : NAN);
+    put_double(head + hl + 16, a->count > 0 ? a->max : NAN);
+    put_double(head + hl + 24, a->last);
     hl += 32;
-    if (o->sketch != NULL)
-        (void)fp_sketch_encode(o->sketch, NULL, 0, &sk_len);
-    else
-        sk_len = 0;
-    v.mv_size = hl + (sk_len > 0 ? sk_len : 1);
+    (void)fp_sketch_encode(a->sketch, NULL, 0, &sk_len);
+    v.mv_size = hl + sk_len;
     /* Reserve the value in place: no copy of the sketch through a buffer of ours. */
     rc = mdb_put(txn, s->rollup_1h, &k, &v, MDB_RESERVE);
     if (rc != 0)
         return rc;
     vb = v.mv_data;
     memcpy(vb, head, hl);
-    if (sk_len > 0) {
-        if (fp_sketch_encode(o->sketch, vb + hl, sk_len, &sk_len) < 0)
-            return EINVAL;
-    } else {
-        vb[hl] = 0; /* an empty sketch's encoding: no parts */
-    }
-    o->unflushed = 0;
-    return 0;
+    return fp_sketch_encode(a->sketch, vb + hl, sk_len, &sk_len) < 0 ? EINVAL : 0;
 }
 
-/* Recomputes the stored record of a closed hour from raw. */
+/* Computes the record of series id's hour from its samples as this transaction sees them
+ * (chunks and head) and stores it. Returns an LMDB rc or errno. */
 static int hour_recompute(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t hour)
 {
-    struct fp_rollup_open tmp = {0};
+    struct acc a = {0, 0, INFINITY, -INFINITY, NAN, INT64_MIN, s->rollup_sketch};
     int rc;
 
-    rc = open_rebuild(txn, s, id, &tmp, hour);
-    if (rc == 0)
-        rc = open_store(txn, s, id, &tmp);
-    fp_sketch_destroy(&tmp.sketch);
-    return rc;
+    if (a.sketch == NULL) {
+        if (fp_sketch_new(&s->rollup_sketch) < 0)
+            return ENOMEM;
+        a.sketch = s->rollup_sketch;
+    }
+    fp_sketch_reset(a.sketch);
+    rc = fp_samples_read_txn(txn, s, id, hour, hour + HOUR_MS - 1, acc_add, &a);
+    if (rc < 0)
+        return -rc;
+    return acc_store(txn, s, id, hour, &a);
 }
 
 /* --- the writer's hook ---------------------------------------------------------------------- */
 
 #define TS(i) (*(const int64_t *)(const void *)((const char *)ts + (i) * stride))
-#define VAL(i) (*(const double *)(const void *)((const char *)values + (i) * stride))
 
-int fp_rollup_update(MDB_txn *txn, struct fp_store *s, uint64_t id, struct fp_rollup_open *o,
-                     int64_t max_ts_before, const int64_t *ts, const double *values,
-                     size_t stride, size_t n)
+int fp_rollup_update(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t *open_hour,
+                     int64_t max_ts_before, const int64_t *ts, size_t stride, size_t n)
 {
-    int64_t dirty[8];
-    size_t n_dirty = 0;
-    bool dirty_overflow = false;
+    /* After a restart memory does not know the open hour: the newest sample's stands in. */
+    int64_t open = *open_hour != INT64_MIN ? *open_hour
+                   : max_ts_before != INT64_MIN ? hour_of(max_ts_before) : INT64_MIN;
+    int64_t final_open, prev = INT64_MIN;
+    bool open_done = false;
     int rc = 0;
 
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        int64_t h = hour_of(TS(i));
-        if (max_ts_before != INT64_MIN && TS(i) <= max_ts_before) {
-            /* Out of order, or the same timestamp again: memory cannot subtract what it
-             * replaced, so the hour is recomputed from raw below. */
-            bool seen = false;
-            for (size_t d = 0; d < n_dirty; d++)
-                seen = seen || dirty[d] == h;
-            if (!seen && n_dirty < sizeof(dirty) / sizeof(dirty[0]))
-                dirty[n_dirty++] = h;
-            else if (!seen)
-                dirty_overflow = true;
+    if (n == 0)
+        return 0;
+    final_open = hour_of(TS(n - 1)) > open ? hour_of(TS(n - 1)) : open;
+    /* Every hour this write touched, and the hour that was open, is computed from raw and
+     * stored, except the one open after it: that is done when it closes (or on compact). Points
+     * are sorted, so each hour comes up once. */
+    for (size_t i = 0; rc == 0 && i <= n; i++) {
+        int64_t h;
+        if (i < n) {
+            h = hour_of(TS(i));
+        } else if (!open_done && open != INT64_MIN) {
+            h = open;
+        } else {
+            break;
+        }
+        if (h == open)
+            open_done = true;
+        if (h == prev || h == final_open)
             continue;
-        }
-        if (o->hour != h) {
-            /* First sample since a restart, in a later hour than the series' newest: that
-             * hour's record may miss what memory held when the process stopped. */
-            if (o->hour == INT64_MIN && max_ts_before != INT64_MIN && hour_of(max_ts_before) < h)
-                rc = hour_recompute(txn, s, id, hour_of(max_ts_before));
-            else if (o->hour != INT64_MIN && !o->stale && o->unflushed > 0)
-                rc = open_store(txn, s, id, o);
-            else if (o->hour != INT64_MIN && o->stale)
-                rc = hour_recompute(txn, s, id, o->hour);
-            if (rc != 0)
-                break;
-            open_reset(o, h);
-            /* After a restart (or an abort) the series may already hold samples of this hour
-             * that memory has not seen. */
-            if (max_ts_before != INT64_MIN && max_ts_before >= h)
-                o->stale = true;
-        }
-        if (!o->stale)
-            rc = open_add(o, TS(i), VAL(i));
+        prev = h;
+        rc = hour_recompute(txn, s, id, h);
     }
-    if (rc != 0)
-        return rc;
-    if (dirty_overflow) {
-        /* Samples scattered over many earlier hours: recompute each hour they touched. */
-        int64_t prev = INT64_MIN;
-        for (size_t i = 0; rc == 0 && i < n; i++) {
-            int64_t h = hour_of(TS(i));
-            if (TS(i) > max_ts_before || h == prev)
-                continue;
-            prev = h;
-            if (h == o->hour)
-                o->stale = true;
-            else
-                rc = hour_recompute(txn, s, id, h);
-        }
-    } else {
-        for (size_t d = 0; rc == 0 && d < n_dirty; d++) {
-            if (dirty[d] == o->hour)
-                o->stale = true;
-            else
-                rc = hour_recompute(txn, s, id, dirty[d]);
-        }
-    }
-    if (rc == 0 && o->hour != INT64_MIN && o->stale) {
-        rc = open_rebuild(txn, s, id, o, o->hour);
-        if (rc == 0)
-            rc = open_store(txn, s, id, o);
-    }
-    if (rc == 0 && o->hour != INT64_MIN && o->unflushed >= FLUSH_SAMPLES)
-        rc = open_store(txn, s, id, o);
+    if (rc == 0)
+        *open_hour = final_open;
     return rc;
 }
 
 #undef TS
-#undef VAL
 
-int fp_rollup_flush(MDB_txn *txn, struct fp_store *s, uint64_t id, struct fp_rollup_open *o)
+int fp_rollup_flush(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t open_hour)
 {
-    int rc;
-
-    if (o->hour == INT64_MIN)
-        return 0;
-    if (o->stale) {
-        rc = open_rebuild(txn, s, id, o, o->hour);
-        return rc == 0 ? open_store(txn, s, id, o) : rc;
-    }
-    return o->unflushed > 0 ? open_store(txn, s, id, o) : 0;
+    return open_hour == INT64_MIN ? 0 : hour_recompute(txn, s, id, open_hour);
 }
 
-void fp_rollup_open_fini(struct fp_rollup_open *o)
+void fp_rollup_fini(struct fp_store *s)
 {
-    fp_sketch_destroy(&o->sketch);
+    fp_sketch_destroy(&s->rollup_sketch);
 }
 
 int fp_rollup_retention(MDB_txn *txn, struct fp_store *s, int64_t now_ms)

@@ -107,8 +107,7 @@ void fp_samples_txn_end(struct fp_store *s, bool committed)
     if (!committed)
         for (size_t i = 0; i < s->states_cap; i++) {
             s->states[i].max_ts = INT64_MIN;
-            if (s->states[i].rollup.hour != INT64_MIN)
-                s->states[i].rollup.stale = true;
+            s->states[i].rollup_hour = INT64_MIN;
         }
     parts_lock(s);
     /* LMDB closes handles opened in a transaction that aborts. */
@@ -232,7 +231,7 @@ static struct fp_series_state *state_get(struct fp_store *s, uint64_t id)
     if (s->states[p].id == 0) {
         s->states[p] = (struct fp_series_state){.id = id, .max_ts = INT64_MIN,
                                                 .pending_day = INT64_MAX,
-                                                .rollup = {.hour = INT64_MIN}};
+                                                .rollup_hour = INT64_MIN};
         s->states_used++;
     }
     return &s->states[p];
@@ -240,8 +239,7 @@ static struct fp_series_state *state_get(struct fp_store *s, uint64_t id)
 
 void fp_samples_fini(struct fp_store *s)
 {
-    for (size_t i = 0; i < s->states_cap; i++)
-        fp_rollup_open_fini(&s->states[i].rollup);
+    fp_rollup_fini(s);
     free(s->states);
     fp_head_fini(s);
     s->states = NULL;
@@ -713,7 +711,7 @@ int fp_samples_store_sorted(MDB_txn *txn, struct fp_store *s, uint64_t id, const
 static int rollup_points(MDB_txn *txn, struct fp_store *s, struct fp_series_state *st,
                          const struct point *pts, size_t m)
 {
-    return fp_rollup_update(txn, s, st->id, &st->rollup, st->max_ts, &pts[0].ts, &pts[0].v,
+    return fp_rollup_update(txn, s, st->id, &st->rollup_hour, st->max_ts, &pts[0].ts,
                             sizeof(*pts), m);
 }
 
@@ -992,6 +990,6 @@ int fp_samples_flush_rollups(MDB_txn *txn, struct fp_store *s)
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < s->states_cap; i++)
         if (s->states[i].id != 0)
-            rc = fp_rollup_flush(txn, s, s->states[i].id, &s->states[i].rollup);
+            rc = fp_rollup_flush(txn, s, s->states[i].id, s->states[i].rollup_hour);
     return rc;
 }

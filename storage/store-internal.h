@@ -30,16 +30,6 @@ struct fp_partition {
 
 struct fp_sketch;
 
-/* The newest hour of one series' rollup, in the writer's memory (rollup.c). */
-struct fp_rollup_open {
-    int64_t hour;        /* start of the hour; INT64_MIN: none yet */
-    bool stale;          /* memory may differ from raw: rebuild before use */
-    uint32_t unflushed;  /* samples added since the record was last stored */
-    uint64_t count;      /* non-NaN samples */
-    double sum, min, max, last;
-    int64_t through;     /* newest sample added; INT64_MIN none */
-    struct fp_sketch *sketch; /* finite samples; created on first use */
-};
 
 /* A growable byte buffer for building keys and values (helpers below). */
 struct buf {
@@ -72,7 +62,7 @@ struct fp_series_state {
     uint32_t pending;        /* samples in small chunks since the last compaction */
     uint32_t pending_chunks; /* small chunks written since the last compaction */
     int64_t pending_day;     /* oldest day holding them; INT64_MAX none */
-    struct fp_rollup_open rollup;
+    int64_t rollup_hour;     /* the open hour of its rollup (rollup.c); INT64_MIN unknown */
 };
 
 /* One remembered series: its canonical key (owned) and id. Filled only by committed writes. */
@@ -108,6 +98,7 @@ struct fp_store {
     size_t keys_cap, keys_used;
     int64_t retention_checked_ms;   /* wall clock of the last retention pass */
     struct fp_head head;
+    struct fp_sketch *rollup_sketch; /* reused by every rollup computed */
 };
 
 struct fp_store_reader {
@@ -280,18 +271,17 @@ int fp_samples_put_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t
 
 /* --- rollup.c: one-hour rollups ------------------------------------------------------------ */
 
-/* After the samples of one write (n points at ts/values, stride bytes apart, sorted, unique)
- * are stored: folds them into o, stores finished or due hours, and recomputes from raw the
- * hours that points at or before max_ts_before (the series' newest before this write;
- * INT64_MIN for none) touched. Returns an LMDB rc or errno. */
-int fp_rollup_update(MDB_txn *txn, struct fp_store *s, uint64_t id, struct fp_rollup_open *o,
-                     int64_t max_ts_before, const int64_t *ts, const double *values,
-                     size_t stride, size_t n);
+/* After the samples of one write (n points at ts, stride bytes apart, sorted, unique) are
+ * stored: computes from raw and stores the record of every hour they touched and of the hour
+ * that was open, except the hour open after the write (*open_hour, updated; INT64_MIN unknown,
+ * then max_ts_before's hour stands in). Returns an LMDB rc or errno. */
+int fp_rollup_update(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t *open_hour,
+                     int64_t max_ts_before, const int64_t *ts, size_t stride, size_t n);
 
-/* Stores o's hour if memory holds anything the record lacks. */
-int fp_rollup_flush(MDB_txn *txn, struct fp_store *s, uint64_t id, struct fp_rollup_open *o);
+/* Computes and stores the open hour's record. */
+int fp_rollup_flush(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t open_hour);
 
-void fp_rollup_open_fini(struct fp_rollup_open *o);
+void fp_rollup_fini(struct fp_store *s);
 
 /* Deletes up to a bounded number of records older than the rollup retention. */
 int fp_rollup_retention(MDB_txn *txn, struct fp_store *s, int64_t now_ms);
