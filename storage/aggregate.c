@@ -62,6 +62,7 @@ struct scan {
     struct acc *accs; /**< the window's accumulators */
     fp_sketch **sketches; /**< FP_AGG_QUANTILE: one per accumulator, created on first use */
     fp_point_fn add;  /**< the read callback for q->fn */
+    struct rollup_scan *rollups; /**< when whole hours may come from stored rollups */
     /* The bucket of the latest sample: cur_k, covering [cur_start, cur_end). */
     uint64_t cur_k;
     int64_t cur_start;
@@ -400,6 +401,128 @@ static int check_query(const struct fp_agg_query *q, uint64_t *ret_buckets)
     return *ret_buckets > FP_AGG_BUCKETS_MAX ? -ERANGE : 0;
 }
 
+/* --- stored one-hour rollups ---------------------------------------------------------------- */
+
+/* Whether q's buckets are whole hours on hour boundaries and its reduction can be rebuilt from
+ * count, sum, min, max and a sketch: then each hour a series has a rollup for is merged from
+ * it, and only the rest is read raw. last, increase and rate need the samples themselves. */
+static bool rollups_usable(const struct fp_agg_query *q)
+{
+    if (q->step_ms % FP_ROLLUP_MS != 0 || q->from_ms % FP_ROLLUP_MS != 0)
+        return false;
+    switch (q->fn) {
+    case FP_AGG_AVG:
+    case FP_AGG_SUM:
+    case FP_AGG_COUNT:
+    case FP_AGG_MIN:
+    case FP_AGG_MAX:
+    case FP_AGG_QUANTILE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* A raw gap still to read: [from, to], inclusive as fp_store_read_range takes it. */
+struct gap {
+    int64_t from, to;
+};
+
+struct rollup_scan {
+    struct scan *sc;
+    int64_t lo, hi;   /**< the window's span, [lo, hi) */
+    int64_t pos;      /**< everything before pos is accounted for */
+    struct gap *gaps; /**< raw reads still to do, in time order */
+    size_t n_gaps, cap;
+};
+
+static int gap_push(struct rollup_scan *rs, int64_t from, int64_t to)
+{
+    if (from > to)
+        return 0;
+    if (rs->n_gaps > 0 && rs->gaps[rs->n_gaps - 1].to + 1 == from) {
+        rs->gaps[rs->n_gaps - 1].to = to;
+        return 0;
+    }
+    if (rs->n_gaps == rs->cap) {
+        size_t cap = rs->cap ? rs->cap * 2 : 16;
+        struct gap *g = realloc(rs->gaps, cap * sizeof(*g));
+        if (g == NULL)
+            return -ENOMEM;
+        rs->gaps = g;
+        rs->cap = cap;
+    }
+    rs->gaps[rs->n_gaps++] = (struct gap){from, to};
+    return 0;
+}
+
+/* Merges one stored hour into its bucket, or leaves the hour to the raw read when the record
+ * cannot stand for it (clipped by the range, or +-Inf for a quantile, which the sketch lacks). */
+static int merge_rollup(void *userdata, const struct fp_rollup *ro)
+{
+    struct rollup_scan *rs = userdata;
+    struct scan *sc = rs->sc;
+    const struct fp_agg_query *q = sc->q;
+    int64_t end = ro->start_ms + FP_ROLLUP_MS;
+    uint64_t k;
+    struct acc *a;
+    int r;
+
+    if (ro->start_ms < rs->lo || end > rs->hi)
+        return 0;
+    if (q->fn == FP_AGG_QUANTILE && ro->count > 0 && !(isfinite(ro->min) && isfinite(ro->max)))
+        return 0;
+    a = bucket_of(sc, ro->start_ms, &k);
+    if (a == NULL)
+        return 0;
+    r = gap_push(rs, rs->pos, ro->start_ms - 1);
+    if (r == 0 && !ro->complete)
+        r = gap_push(rs, ro->through_ms + 1, end - 1);
+    if (r != 0)
+        return r;
+    rs->pos = end;
+    if (ro->count == 0)
+        return 0;
+    if (q->fn == FP_AGG_QUANTILE) {
+        fp_sketch **sketch = &sc->sketches[k - sc->first];
+        if (*sketch == NULL && (r = fp_sketch_new(sketch)) < 0)
+            return r;
+        r = fp_sketch_merge_encoded(*sketch, ro->sketch, ro->sketch_len);
+        if (r != 0)
+            return r < 0 ? r : -EIO;
+    }
+    if (q->fn == FP_AGG_AVG || q->fn == FP_AGG_SUM || q->fn == FP_AGG_COUNT) {
+        a->sum += ro->sum;
+    } else if (a->count == 0) { /* min, max, and the extremes that clamp a quantile */
+        a->min = ro->min;
+        a->max = ro->max;
+    } else {
+        a->min = ro->min < a->min ? ro->min : a->min;
+        a->max = ro->max > a->max ? ro->max : a->max;
+    }
+    a->count += ro->count;
+    return 0;
+}
+
+/* Reads series id over [lo, hi) through its stored rollups and the raw samples they lack. */
+static int read_with_rollups(struct fp_store_reader *rd, uint64_t id, int64_t lo, int64_t hi,
+                             struct scan *sc, struct rollup_scan *rs)
+{
+    int r;
+
+    rs->sc = sc;
+    rs->lo = lo;
+    rs->hi = hi;
+    rs->pos = lo;
+    rs->n_gaps = 0;
+    r = fp_store_read_rollups(rd, id, lo, hi, merge_rollup, rs);
+    if (r == 0)
+        r = gap_push(rs, rs->pos, hi - 1);
+    for (size_t i = 0; r == 0 && i < rs->n_gaps; i++)
+        r = fp_store_read_range(rd, id, rs->gaps[i].from, rs->gaps[i].to, sc->add, sc);
+    return r;
+}
+
 /* Computes one group (refs[0..n)) into g, window by window. */
 static int aggregate_group(struct fp_store_reader *rd, const struct fp_agg_query *q,
                            uint64_t n_buckets, const struct series_ref *refs, size_t n,
@@ -423,8 +546,12 @@ static int aggregate_group(struct fp_store_reader *rd, const struct fp_agg_query
         sc->cur_end = INT64_MIN;
         for (size_t i = 0; i < n; i++) {
             sc->have_prev = false;
-            r = fp_store_read_range(rd, refs[i].id, bucket_start(q, w0), bucket_end(q, w1 - 1) - 1,
-                                    sc->add, sc);
+            if (sc->rollups != NULL)
+                r = read_with_rollups(rd, refs[i].id, bucket_start(q, w0), bucket_end(q, w1 - 1),
+                                      sc, sc->rollups);
+            else
+                r = fp_store_read_range(rd, refs[i].id, bucket_start(q, w0),
+                                        bucket_end(q, w1 - 1) - 1, sc->add, sc);
             if (r != 0)
                 return r;
         }
@@ -449,6 +576,7 @@ int fp_store_aggregate(struct fp_store_reader *rd, const struct fp_agg_query *q,
     struct fp_agg_result *res = NULL;
     struct series_ref *refs = NULL;
     struct scan sc = {.q = q, .add = add_fn(q->fn)};
+    struct rollup_scan rs = {0};
     uint64_t *ids = NULL, n_buckets;
     size_t n_ids = 0, n_refs = 0, window = 0;
     int r;
@@ -502,6 +630,8 @@ int fp_store_aggregate(struct fp_store_reader *rd, const struct fp_agg_query *q,
         goto out;
     }
 
+    if (rollups_usable(q))
+        sc.rollups = &rs;
     for (size_t i = 0, run; i < n_refs; i += run) {
         struct fp_agg_group *g = &res->groups[res->n_groups];
 
@@ -524,6 +654,7 @@ int fp_store_aggregate(struct fp_store_reader *rd, const struct fp_agg_query *q,
     }
 
 out:
+    free(rs.gaps);
     for (size_t i = 0; sc.sketches != NULL && i < window; i++)
         fp_sketch_destroy(&sc.sketches[i]);
     free(sc.sketches);

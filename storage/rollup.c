@@ -4,7 +4,8 @@
  * decoding every sample.
  *
  * Layout: database "rollup_1h", key (hour start, series id), big-endian, so the hours sort in
- * time and retention deletes from the front of one B-tree without scanning. Value: version byte,
+ * time and retention deletes from the front of one B-tree without scanning. Value: version byte
+ * (top bit: complete, the series had moved past the hour),
  * the newest sample included ("through"), the count as a varint, sum, min, max and last as
  * doubles, then the sketch's own encoding. NaN samples count nowhere (a NaN marks staleness);
  * +-Inf count in count/sum/min/max but not in the sketch, which cannot hold them.
@@ -67,13 +68,14 @@ int fp_rollup_decode(const uint8_t *p, size_t len, int64_t hour_ms, struct fp_ro
     size_t pos = 9;
     uint64_t count;
 
-    if (len < RECORD_FIXED + 1 || p[0] != RECORD_VERSION)
+    if (len < RECORD_FIXED + 1 || (p[0] & 0x7f) != RECORD_VERSION)
         return FP_STORE_E_FORMAT;
     if (get_varint(p, len, &pos, &count) != 0 || len - pos < 32)
         return FP_STORE_E_FORMAT;
     *ret = (struct fp_rollup){
         .start_ms = hour_ms,
         .through_ms = get_ts(p + 1),
+        .complete = (p[0] & 0x80) != 0,
         .count = count,
         .sum = get_double(p + pos),
         .min = get_double(p + pos + 8),
@@ -120,7 +122,7 @@ static int acc_add(void *userdata, int64_t ts, double v)
 }
 
 static int acc_store(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t hour,
-                     const struct acc *a)
+                     const struct acc *a, bool complete)
 {
     uint8_t kb[16], head[RECORD_FIXED + 10], *vb;
     MDB_val k = {16, kb}, v;
@@ -134,7 +136,7 @@ static int acc_store(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t hour
         rc = mdb_del(txn, s->rollup_1h, &k, NULL);
         return rc == MDB_NOTFOUND ? 0 : rc;
     }
-    head[0] = RECORD_VERSION;
+    head[0] = RECORD_VERSION | (complete ? 0x80 : 0);
     put_ts(head + 1, a->through);
     hl += put_varint(head + hl, a->count);
     put_double(head + hl, a->count > 0 ? a->sum : NAN);
@@ -154,8 +156,10 @@ static int acc_store(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t hour
 }
 
 /* Computes the record of series id's hour from its samples as this transaction sees them
- * (chunks and head) and stores it. Returns an LMDB rc or errno. */
-static int hour_recompute(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t hour)
+ * (chunks and head) and stores it; complete when the series has moved past the hour (a later
+ * sample in it would recompute it). Returns an LMDB rc or errno. */
+static int hour_recompute(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t hour,
+                          bool complete)
 {
     struct acc a = {0, 0, INFINITY, -INFINITY, NAN, INT64_MIN, s->rollup_sketch};
     int rc;
@@ -169,7 +173,7 @@ static int hour_recompute(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t
     rc = fp_samples_read_txn(txn, s, id, hour, hour + HOUR_MS - 1, acc_add, &a);
     if (rc < 0)
         return -rc;
-    return acc_store(txn, s, id, hour, &a);
+    return acc_store(txn, s, id, hour, &a, complete);
 }
 
 /* --- the writer's hook ---------------------------------------------------------------------- */
@@ -206,7 +210,7 @@ int fp_rollup_update(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t *ope
         if (h == prev || h == final_open)
             continue;
         prev = h;
-        rc = hour_recompute(txn, s, id, h);
+        rc = hour_recompute(txn, s, id, h, h < final_open);
     }
     if (rc == 0)
         *open_hour = final_open;
@@ -217,7 +221,7 @@ int fp_rollup_update(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t *ope
 
 int fp_rollup_flush(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t open_hour)
 {
-    return open_hour == INT64_MIN ? 0 : hour_recompute(txn, s, id, open_hour);
+    return open_hour == INT64_MIN ? 0 : hour_recompute(txn, s, id, open_hour, false);
 }
 
 void fp_rollup_fini(struct fp_store *s)

@@ -193,12 +193,14 @@ int fp_store_read_range(struct fp_store_reader *r, uint64_t id, int64_t from_ms,
 int fp_store_latest(struct fp_store_reader *r, uint64_t id, int64_t *ret_ts_ms, double *ret_value);
 
 /* One stored one-hour rollup of a series: the samples of [start_ms, start_ms + 1 h) up to and
- * including through_ms. Samples of the hour after through_ms are not in it (the writer stores
- * the hour every 60 samples and when it ends): read them raw. NaN samples are in nothing;
+ * including through_ms. Unless complete, samples of the hour after through_ms are not in it
+ * (fp_store_compact stores the open hour): read them raw. NaN samples are in nothing;
  * +-Inf are in count, sum, min and max but not in the sketch. */
 struct fp_rollup {
     int64_t start_ms;
     int64_t through_ms;
+    bool complete;        /**< the whole hour: no sample after through_ms (the series had moved
+                               past the hour; a later sample in it rewrites the record) */
     uint64_t count;
     double sum, min, max; /**< NaN when count is 0 */
     double last;          /**< the newest non-NaN sample's value; NaN if none */

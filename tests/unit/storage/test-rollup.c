@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "aggregate.h"
 #include "sketch.h"
 #include "store.h"
 
@@ -190,6 +191,28 @@ static size_t verify(struct fp_store *s, int64_t from, int64_t to, bool complete
     return records;
 }
 
+/* Whether the record of the hour at h says it is complete; -1 when there is none. */
+static int complete_flag(struct fp_store *s, int64_t h)
+{
+    const struct fp_matcher m[] = {{"__name__", "m", FP_MATCH_EQ}};
+    struct fp_store_reader *r;
+    struct got *g = calloc(1, sizeof(*g));
+    uint64_t *ids;
+    size_t n_ids;
+    int flag = -1;
+
+    fp_assert(g != NULL);
+    fp_assert(fp_store_reader_open(s, &r) == 0);
+    fp_assert(fp_store_select(r, m, 1, &ids, &n_ids) == 0 && n_ids == 1);
+    check_int(fp_store_read_rollups(r, ids[0], h, h + HOUR, take, g), 0);
+    if (g->n == 1)
+        flag = g->r[0].complete;
+    free(ids);
+    free(g);
+    fp_store_reader_close(&r);
+    return flag;
+}
+
 static uint64_t rng = 42;
 static double noise(void)
 {
@@ -216,6 +239,18 @@ static void test_live(void)
     /* The open hour: computed when it closes. */
     check_int(verify(s, T0 + 3 * HOUR, T0 + 4 * HOUR, false), 0);
     check_int(fp_store_compact(s), 0);
+    check_int(verify(s, T0, T0 + 4 * HOUR, true), 4);
+    /* Closed hours are complete; the open one, stored by compact, may still grow. */
+    check_int(complete_flag(s, T0 + 2 * HOUR), 1);
+    check_int(complete_flag(s, T0 + 3 * HOUR), 0);
+    {
+        int64_t ts = T0 + 3 * HOUR + 1; /* a later sample in the open hour: read raw */
+        double v = 1e6;
+        put(s, 100000, ts + 2000 * 10000, &ts, &v, 1);
+        ts = T0 + 4 * HOUR; /* and the hour closes */
+        put(s, 100001, ts, &ts, &v, 1);
+    }
+    check_int(complete_flag(s, T0 + 3 * HOUR), 1);
     check_int(verify(s, T0, T0 + 4 * HOUR, true), 4);
     fp_store_close(&s);
 }
@@ -349,6 +384,114 @@ static void test_retention(void)
     fp_store_close(&s);
 }
 
+/* fp_store_aggregate's answers with whole-hour buckets against the raw samples of each hour
+ * (quantiles within 1%); npts buckets expected in [T0, to). */
+static void check_aggregate(struct fp_store *s, int64_t to, size_t npts)
+{
+    static const enum fp_agg_fn fns[] = {FP_AGG_AVG, FP_AGG_SUM, FP_AGG_COUNT, FP_AGG_MIN,
+                                         FP_AGG_MAX, FP_AGG_QUANTILE, FP_AGG_QUANTILE};
+    static const double qs[] = {0, 0, 0, 0, 0, 0.95, 1.0};
+    const struct fp_matcher m[] = {{"__name__", "m", FP_MATCH_EQ}};
+    struct fp_store_reader *r;
+    uint64_t *ids;
+    size_t n_ids;
+
+    fp_assert(fp_store_reader_open(s, &r) == 0);
+    fp_assert(fp_store_select(r, m, 1, &ids, &n_ids) == 0 && n_ids == 1);
+    for (size_t f = 0; f < sizeof(fns) / sizeof(fns[0]); f++) {
+        struct fp_agg_query q = {.matchers = m, .n_matchers = 1, .from_ms = T0, .to_ms = to,
+                                 .step_ms = HOUR, .fn = fns[f], .q = qs[f], .max_points = 100};
+        struct fp_agg_result *res = NULL;
+        check_int(fp_store_aggregate(r, &q, &res), 0);
+        fp_assert(res != NULL && res->n_groups == 1);
+        check_int(res->groups[0].n_points, (long long)npts);
+        for (size_t k = 0; k < res->groups[0].n_points; k++) {
+            const struct fp_agg_point *pt = &res->groups[0].points[k];
+            int64_t h = T0 + (int64_t)k * HOUR, end = h + HOUR < to ? h + HOUR : to;
+            struct vals raw = {0};
+            double sum = 0, mn = INFINITY, mx = -INFINITY, want = 0, *fin;
+            size_t nf = 0;
+            check_int(pt->ts_ms, h);
+            check_int(fp_store_read_range(r, ids[0], h, end - 1, collect, &raw), 0);
+            fin = calloc(raw.n + 1, sizeof(*fin));
+            fp_assert(fin != NULL);
+            for (size_t i = 0; i < raw.n; i++) {
+                sum += raw.v[i];
+                mn = fmin(mn, raw.v[i]);
+                mx = fmax(mx, raw.v[i]);
+                if (isfinite(raw.v[i]))
+                    fin[nf++] = raw.v[i];
+            }
+            switch (fns[f]) {
+            case FP_AGG_AVG:
+                want = sum / (double)raw.n;
+                break;
+            case FP_AGG_SUM:
+                want = sum;
+                break;
+            case FP_AGG_COUNT:
+                want = (double)raw.n;
+                break;
+            case FP_AGG_MIN:
+                want = mn;
+                break;
+            case FP_AGG_MAX:
+                want = mx;
+                break;
+            default:
+                qsort(fin, nf, sizeof(*fin), cmp_double);
+                want = fin[(size_t)floor(qs[f] * (double)(nf - 1))];
+                break;
+            }
+            if (isinf(want))
+                check(pt->value == want);
+            else if (fabs(pt->value - want) > (fns[f] == FP_AGG_QUANTILE ? 0.01 : 1e-12) * fabs(want))
+                FP_TEST_FAIL("fn %d hour %zu: %.17g, from raw %.17g", (int)fns[f], k, pt->value,
+                             want);
+            free(fin);
+            free(raw.ts);
+            free(raw.v);
+        }
+        fp_agg_result_destroy(&res);
+    }
+    free(ids);
+    fp_store_reader_close(&r);
+}
+
+/* Whole-hour buckets merge the stored hours and read the rest raw: complete hours, an hour
+ * holding +Inf (the sketch cannot merge it: raw), the open hour without a record, the open hour
+ * stored by compact and grown since (record, then raw after its "through"), a clipped bucket. */
+static void test_aggregate_from_rollups(void)
+{
+    struct fp_store *s;
+    uint64_t seq = 0;
+    int64_t ts;
+
+    rm_store();
+    s = open_store(0, 0);
+    for (int i = 0; i < 4 * 360 - 60; i++) {
+        double v = round((1 + noise() * 9) * 1000) / 1000;
+        ts = T0 + i * 10000;
+        if (i == 2 * 360 + 17)
+            v = INFINITY;
+        put(s, ++seq, ts, &ts, &v, 1);
+    }
+    check_aggregate(s, T0 + 3 * HOUR + 30 * 60000, 4); /* hour 3: open, no record, clipped */
+    check_aggregate(s, T0 + 4 * HOUR, 4);
+    check_int(fp_store_compact(s), 0);
+    check_int(complete_flag(s, T0 + 3 * HOUR), 0);
+    for (int i = 4 * 360 - 60; i < 4 * 360; i++) { /* the rest of hour 3, after "through" */
+        double v = 42.5 + i;
+        ts = T0 + i * 10000;
+        put(s, ++seq, ts, &ts, &v, 1);
+    }
+    check_int(complete_flag(s, T0 + 3 * HOUR), 0);
+    check_aggregate(s, T0 + 4 * HOUR, 4);
+    check_aggregate(s, T0 + 5 * HOUR, 4);
+    check_aggregate(s, T0 + 3 * HOUR + 30 * 60000, 4); /* hour 3's record covers more */
+    fp_store_close(&s);
+}
+
 int main(void)
 {
     (void)snprintf(dir, sizeof(dir), "/tmp/fp-test-rollup-XXXXXX");
@@ -358,6 +501,7 @@ int main(void)
     test_restart();
     test_map_growth_and_specials();
     test_retention();
+    test_aggregate_from_rollups();
     rm_store();
     (void)rmdir(dir);
     fp_test_end();
