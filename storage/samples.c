@@ -897,20 +897,62 @@ int fp_samples_reader_begin(struct fp_store *s, struct fp_store_reader *r)
     }
 }
 
+/* The day partitions that may hold [from_ms, to_ms], ascending: from the reader's handles (no
+ * LMDB access), or, in the writer's transaction, from the main database. */
+static int read_days(MDB_txn *txn, const struct fp_store_reader *r, int64_t from_ms,
+                     int64_t to_ms, int64_t *days, size_t *ret_n)
+{
+    size_t n = 0;
+    int rc;
+
+    if (r == NULL) {
+        rc = part_list(txn, days, MAX_PARTITIONS, &n);
+        if (rc != 0)
+            return rc;
+    } else {
+        for (size_t i = 0; i < r->n_parts; i++)
+            days[n++] = r->parts[i].day;
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = i; j > 0 && days[j - 1] > days[j]; j--) {
+                int64_t t = days[j];
+                days[j] = days[j - 1];
+                days[j - 1] = t;
+            }
+    }
+    *ret_n = 0;
+    for (size_t i = 0; i < n; i++)
+        if (days[i] >= day_of(from_ms) && days[i] <= day_of(to_ms))
+            days[(*ret_n)++] = days[i];
+    return 0;
+}
+
+/* A stored chunk of the series being read, borrowed from the transaction's snapshot. */
+struct chunk_ref {
+    const uint8_t *chunk;
+    size_t len;
+    int64_t first, last;
+};
+
 /* Reads through the reader's handles (r) or, in the writer's transaction, through part_open
- * (r NULL, s and txn given). */
+ * (r NULL, s and txn given).
+ *
+ * Chunks of a series do not overlap and its head samples come after them (samples.c, head.c),
+ * so the usual read hands each chunk's samples to fn straight from the decoder and then the
+ * head's. Should the chunks ever overlap (a store damaged, or a bug), every sample is gathered,
+ * sorted and deduplicated instead, with the later chunk in key order winning, as before. */
 static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_reader *r,
                      uint64_t id, int64_t from_ms, int64_t to_ms, fp_point_fn fn, void *userdata)
 {
     int64_t days[MAX_PARTITIONS];
+    struct chunk_ref local[32], *refs = local;
+    size_t nd, n_refs = 0, cap_refs = 32;
     struct gather g = {0};
-    uint32_t order = 0;
-    size_t nd;
+    bool ordered = true;
     int rc, res = 0, err = 0;
 
     if (from_ms > to_ms)
         return 0;
-    rc = part_list(txn, days, MAX_PARTITIONS, &nd);
+    rc = read_days(txn, r, from_ms, to_ms, days, &nd);
     if (rc != 0)
         return fp_store_map_lmdb(rc);
     for (size_t d = 0; d < nd && err == 0; d++) {
@@ -919,8 +961,6 @@ static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_rea
         MDB_cursor *cur;
         MDB_dbi dbi;
 
-        if (days[d] < day_of(from_ms) || days[d] > day_of(to_ms))
-            continue;
         if (r != NULL && !reader_part(r, days[d], &dbi))
             continue; /* created after the reader's handles were taken: nothing acked in it
                          before this reader began is missed but the last instant's */
@@ -932,43 +972,83 @@ static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_rea
         /* No chunk spans more than CHUNK_SPAN_MAX_MS, so none starting earlier reaches from. */
         put_ts(kb + 8, from_ms > INT64_MIN + CHUNK_SPAN_MAX_MS ? from_ms - CHUNK_SPAN_MAX_MS
                                                                : INT64_MIN);
-        for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && err == 0;
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
              rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            struct fp_chunk_iter it;
-            int64_t ts;
-            double val;
+            struct chunk_ref c;
             if (k.mv_size != 16 || get_u64(k.mv_data) != id || get_ts((uint8_t *)k.mv_data + 8) > to_ms)
                 break;
             if (v.mv_size <= 8 || get_ts(v.mv_data) < from_ms)
                 continue;
-            if (fp_chunk_iter_init(&it, (const uint8_t *)v.mv_data + 8, v.mv_size - 8) != 0)
-                continue;
-            order++;
-            if (fp_chunk_iter_seek(&it, from_ms, &ts, &val) != 0)
-                continue;
-            do {
-                if (ts > to_ms)
+            c = (struct chunk_ref){(const uint8_t *)v.mv_data + 8, v.mv_size - 8,
+                                   get_ts((uint8_t *)k.mv_data + 8), get_ts(v.mv_data)};
+            if (n_refs > 0 && c.first <= refs[n_refs - 1].last)
+                ordered = false;
+            if (n_refs == cap_refs) {
+                struct chunk_ref *nr = malloc(2 * cap_refs * sizeof(*nr));
+                if (nr == NULL) {
+                    err = -ENOMEM;
                     break;
-                err = gather_push(&g, ts, val, order);
-            } while (err == 0 && fp_chunk_iter_next(&it, &ts, &val) == 0);
+                }
+                memcpy(nr, refs, n_refs * sizeof(*nr));
+                if (refs != local)
+                    free(refs);
+                refs = nr;
+                cap_refs *= 2;
+            }
+            refs[n_refs++] = c;
         }
         mdb_cursor_close(cur);
     }
     if (err == 0) {
-        /* The head last: its samples are newer than any chunk's (head.c). */
-        struct head_push hp = {&g, order + 1};
+        /* The head, gathered first: it is small, and where it starts decides the path. */
+        struct head_push hp = {&g, (uint32_t)n_refs + 1};
         rc = fp_head_read(txn, r != NULL ? r->store : s, r == NULL, id, from_ms, to_ms,
                           head_push_cb, &hp);
         if (rc < 0)
             err = rc;
         else if (rc > 0)
             err = -EIO;
+        if (g.n > 0 && n_refs > 0 && g.pts[0].ts <= refs[n_refs - 1].last)
+            ordered = false;
     }
-    if (err == 0) {
-        g.n = sort_unique(g.pts, g.n);
+    if (err == 0 && ordered) {
+        for (size_t i = 0; i < n_refs && res == 0; i++) {
+            struct fp_chunk_iter it;
+            int64_t ts;
+            double val;
+            if (fp_chunk_iter_init(&it, refs[i].chunk, refs[i].len) != 0 ||
+                fp_chunk_iter_seek(&it, from_ms, &ts, &val) != 0)
+                continue; /* a damaged chunk is skipped, as before */
+            do {
+                if (ts > to_ms)
+                    break;
+                res = fn(userdata, ts, val);
+            } while (res == 0 && fp_chunk_iter_next(&it, &ts, &val) == 0);
+        }
         for (size_t i = 0; i < g.n && res == 0; i++)
             res = fn(userdata, g.pts[i].ts, g.pts[i].v);
+    } else if (err == 0) {
+        for (size_t i = 0; i < n_refs && err == 0; i++) {
+            struct fp_chunk_iter it;
+            int64_t ts;
+            double val;
+            if (fp_chunk_iter_init(&it, refs[i].chunk, refs[i].len) != 0 ||
+                fp_chunk_iter_seek(&it, from_ms, &ts, &val) != 0)
+                continue;
+            do {
+                if (ts > to_ms)
+                    break;
+                err = gather_push(&g, ts, val, (uint32_t)i + 1);
+            } while (err == 0 && fp_chunk_iter_next(&it, &ts, &val) == 0);
+        }
+        if (err == 0) {
+            g.n = sort_unique(g.pts, g.n);
+            for (size_t i = 0; i < g.n && res == 0; i++)
+                res = fn(userdata, g.pts[i].ts, g.pts[i].v);
+        }
     }
+    if (refs != local)
+        free(refs);
     free(g.pts);
     return err != 0 ? err : res;
 }
