@@ -545,7 +545,10 @@ int fp_agent_run(struct fp_agent *a)
             fp_log_warn("probe", "last round failed (%s), dropping it", strerror(-r));
         rounds++;
     }
-    /* Give the last batches a moment to be acknowledged before they are lost with us. */
+    /* Give the last batches a moment to be acknowledged before they are lost with us (or left
+     * in the spool): a collector that came back while the reconnect backoff was waiting gets
+     * them now rather than after the wait. */
+    fp_sender_retry_now(a->sender);
     for (int64_t end = fp_clock_mono_ms() + 2000; fp_clock_mono_ms() < end;) {
         fp_sender_get_stats(a->sender, &st);
         if (st.batches_queued == 0)

@@ -311,6 +311,11 @@ int fp_sender_poll(struct fp_sender *s, int64_t timeout_ms)
     }
 }
 
+void fp_sender_retry_now(struct fp_sender *s)
+{
+    fp_zmtp_retry_now(s->link);
+}
+
 void fp_sender_get_stats(const struct fp_sender *s, struct fp_sender_stats *ret)
 {
     *ret = s->st;

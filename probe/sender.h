@@ -57,3 +57,6 @@ int fp_sender_enqueue(struct fp_sender *s, uint64_t seq, uint8_t *buf, size_t le
 int fp_sender_poll(struct fp_sender *s, int64_t timeout_ms);
 
 void fp_sender_get_stats(const struct fp_sender *s, struct fp_sender_stats *ret);
+
+/* Tries to reach the collector now if not connected, ending any backoff wait. */
+void fp_sender_retry_now(struct fp_sender *s);

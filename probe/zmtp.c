@@ -757,6 +757,12 @@ bool fp_zmtp_connected(const struct fp_zmtp *z)
     return z->state == READY;
 }
 
+void fp_zmtp_retry_now(struct fp_zmtp *z)
+{
+    if (z->state == IDLE)
+        z->next_attempt_ms = 0;
+}
+
 void fp_zmtp_get_stats(const struct fp_zmtp *z, struct fp_zmtp_stats *ret)
 {
     *ret = z->st;

@@ -57,4 +57,8 @@ int fp_zmtp_poll(struct fp_zmtp *z, int64_t timeout_ms);
 /* True while a connection has completed its handshake (sends are accepted). */
 bool fp_zmtp_connected(const struct fp_zmtp *z);
 
+/* Makes the next connection attempt due now when none is under way, whatever the backoff
+ * had reached (a probe about to exit tries once more rather than waiting out its backoff). */
+void fp_zmtp_retry_now(struct fp_zmtp *z);
+
 void fp_zmtp_get_stats(const struct fp_zmtp *z, struct fp_zmtp_stats *ret);
