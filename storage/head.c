@@ -33,31 +33,6 @@
 /* Timestamp steps beyond this end an entry, keeping delta-of-delta arithmetic in range. */
 #define STEP_MAX (INT64_C(1) << 60)
 
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
-static bool get_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *ret)
-{
-    uint64_t v = 0;
-    for (unsigned shift = 0; shift < 64 && *pos < len; shift += 7) {
-        uint8_t b = p[(*pos)++];
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *ret = v;
-            return true;
-        }
-    }
-    return false;
-}
-
 static uint64_t zz(int64_t v)
 {
     return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);

@@ -38,39 +38,15 @@ static int64_t hour_of(int64_t ts_ms)
 
 /* --- record encoding ------------------------------------------------------------------------ */
 
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
-static int get_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *ret)
-{
-    uint64_t v = 0;
-    for (unsigned shift = 0; shift < 64 && *pos < len; shift += 7) {
-        uint8_t b = p[(*pos)++];
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *ret = v;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-int fp_rollup_decode(const uint8_t *p, size_t len, int64_t hour_ms, struct fp_rollup *ret)
+/* Parses a stored record of the hour starting at hour_ms. Returns 0 or FP_STORE_E_FORMAT. */
+static int rollup_decode(const uint8_t *p, size_t len, int64_t hour_ms, struct fp_rollup *ret)
 {
     size_t pos = 9;
     uint64_t count;
 
     if (len < RECORD_FIXED + 1 || (p[0] & 0x7f) != RECORD_VERSION)
         return FP_STORE_E_FORMAT;
-    if (get_varint(p, len, &pos, &count) != 0 || len - pos < 32)
+    if (!get_varint(p, len, &pos, &count) || len - pos < 32)
         return FP_STORE_E_FORMAT;
     *ret = (struct fp_rollup){
         .start_ms = hour_ms,
@@ -277,7 +253,7 @@ int fp_store_read_rollups(struct fp_store_reader *r, uint64_t id, int64_t from_m
             continue;
         if (rc != 0)
             return fp_store_map_lmdb(rc);
-        if (fp_rollup_decode(v.mv_data, v.mv_size, h, &ro) != 0)
+        if (rollup_decode(v.mv_data, v.mv_size, h, &ro) != 0)
             continue; /* a damaged record: the caller reads that hour raw */
         rc = fn(userdata, &ro);
         if (rc != 0)

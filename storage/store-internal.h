@@ -186,6 +186,34 @@ static inline double get_double(const uint8_t *p)
     return v;
 }
 
+/* LEB128: 7 bits a byte, low first. Writes at most 10 bytes; returns how many. */
+static inline size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+/* Reads a varint at p[*pos] (len bytes in all), advancing *pos. False when it runs past len or
+ * past 64 bits. */
+static inline bool get_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *ret)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64 && *pos < len; shift += 7) {
+        uint8_t b = p[(*pos)++];
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *ret = v;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Floor division, without negating (which overflows at INT64_MIN). */
 static inline int64_t day_of(int64_t ts_ms)
 {
@@ -285,9 +313,6 @@ void fp_rollup_fini(struct fp_store *s);
 
 /* Deletes up to a bounded number of records older than the rollup retention. */
 int fp_rollup_retention(MDB_txn *txn, struct fp_store *s, int64_t now_ms);
-
-/* Parses a stored record of the hour starting at hour_ms. Returns 0 or FP_STORE_E_FORMAT. */
-int fp_rollup_decode(const uint8_t *p, size_t len, int64_t hour_ms, struct fp_rollup *ret);
 
 /* Frees the writer's series states and encoder. */
 void fp_samples_fini(struct fp_store *s);
