@@ -77,6 +77,7 @@ void fp_collector_options_default(struct fp_collector_options *ret)
         .max_group = 256,
     };
     fp_batch_limits_default(&ret->limits);
+    fp_store_options_default(&ret->store);
 }
 
 int fp_collector_new(const struct fp_collector_options *opts, struct fp_collector **ret, char *err,
@@ -100,7 +101,7 @@ int fp_collector_new(const struct fp_collector_options *opts, struct fp_collecto
         r = -ENOMEM;
         goto fail;
     }
-    r = fp_store_open(opts->data_dir, 0, NULL, &c->store, err, err_size);
+    r = fp_store_open(opts->data_dir, 0, &opts->store, &c->store, err, err_size);
     if (r != 0)
         goto fail;
 

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "batch.h"
+#include "store.h"
 
 struct fp_collector;
 
@@ -14,9 +15,11 @@ struct fp_collector_options {
     const char *data_dir; /**< store directory (must exist); borrowed */
     struct fp_batch_limits limits;
     size_t max_group;     /**< most batches committed in one transaction */
+    struct fp_store_options store; /**< retention, map size, out-of-order window */
 };
 
-/* Fills the defaults: FP_DEFAULT_COLLECTOR_ENDPOINT, no data dir, default limits, group 256. */
+/* Fills the defaults: FP_DEFAULT_COLLECTOR_ENDPOINT, no data dir, default limits, group 256,
+ * the store's defaults. */
 void fp_collector_options_default(struct fp_collector_options *ret);
 
 /* What the collector has done since it started. */

@@ -33,6 +33,8 @@ static void usage(FILE *f)
         "  --listen ENDPOINT          ZeroMQ endpoint to bind (default %s)\n"
         "  --data DIR                 store directory; created if its parent exists (required)\n"
         "  --max-message-bytes N      largest batch accepted (default 4194304)\n"
+        "  --raw-retention DURATION   keep raw samples this long, whole days (default 15d)\n"
+        "  --rollup-retention DURATION keep one-hour rollups this long (default 730d)\n"
         "  --log-level LEVEL          error, warn, info or debug (default info)\n"
         "  --help                     show this help and exit\n"
         "  --version                  show the version and exit\n",
@@ -41,11 +43,22 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_LISTEN = 256, OPT_DATA, OPT_LOG_LEVEL, OPT_MAX_MSG, OPT_HELP, OPT_VERSION };
+    enum {
+        OPT_LISTEN = 256,
+        OPT_DATA,
+        OPT_LOG_LEVEL,
+        OPT_MAX_MSG,
+        OPT_RAW_RETENTION,
+        OPT_ROLLUP_RETENTION,
+        OPT_HELP,
+        OPT_VERSION
+    };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"data", required_argument, NULL, OPT_DATA},
         {"max-message-bytes", required_argument, NULL, OPT_MAX_MSG},
+        {"raw-retention", required_argument, NULL, OPT_RAW_RETENTION},
+        {"rollup-retention", required_argument, NULL, OPT_ROLLUP_RETENTION},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -75,6 +88,21 @@ int main(int argc, char **argv)
                 return fp_usage_error(
                     PROG, "--max-message-bytes: \"%s\" is not a size from 1024 to 2^30", optarg);
             opts.limits.max_message_bytes = (size_t)v;
+            break;
+        }
+        case OPT_RAW_RETENTION:
+        case OPT_ROLLUP_RETENTION: {
+            int64_t ms;
+            const char *name = opt == OPT_RAW_RETENTION ? "raw" : "rollup";
+            /* At least a day for raw: its partitions are days, and an hour of rollups. */
+            int64_t min_ms = opt == OPT_RAW_RETENTION ? INT64_C(86400000) : INT64_C(3600000);
+            if (fp_parse_duration_ms(optarg, &ms) < 0 || ms < min_ms)
+                return fp_usage_error(PROG, "--%s-retention: \"%s\" is not a duration of at least %s",
+                                      name, optarg, opt == OPT_RAW_RETENTION ? "1d" : "1h");
+            if (opt == OPT_RAW_RETENTION)
+                opts.store.raw_retention_ms = ms;
+            else
+                opts.store.rollup_retention_ms = ms;
             break;
         }
         case OPT_LOG_LEVEL:

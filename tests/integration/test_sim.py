@@ -108,6 +108,38 @@ def test(st):
     check(p.returncode == 1 and ("cannot write the summary to %s" % bad) in p.stderr,
           "unwritable summary: exit %d, %r" % (p.returncode, p.stderr))
     check(st.stop(collector) == 0, "collector exit")
+    retention(st)
+
+
+def retention(st):
+    """--raw-retention: samples older than it (by the collector's clock) are refused and counted,
+    the rest stored; bad values get one line."""
+    for flag, value in [("--raw-retention", "23h"), ("--raw-retention", "x"),
+                        ("--rollup-retention", "59m"), ("--rollup-retention", "-1d")]:
+        p = subprocess.run([st.exe("fleetpulse-collector"), "--data", st.tmp, flag, value],
+                           capture_output=True, text=True, timeout=10)
+        lines = p.stderr.strip().splitlines()
+        check(p.returncode == 2 and len(lines) == 1 and flag in lines[0] and value in lines[0],
+              "%s %s: exit %d, %r" % (flag, value, p.returncode, p.stderr))
+    cport = fplib.free_port()
+    endpoint = "tcp://127.0.0.1:%d" % cport
+    summary = os.path.join(st.tmp, "retention.json")
+    collector = st.start("fleetpulse-collector", "--listen", endpoint, "--data",
+                         os.path.join(st.tmp, "data-retention"), "--raw-retention", "1d",
+                         "--rollup-retention", "2d")
+    fplib.wait_collector(st, collector)
+    # 30 h at 10 min: 180 steps a device, of which the oldest ~36 are past a day.
+    sim = st.start("fleetpulse-sim", "--collector", endpoint, "--devices", 2, "--interval", "10m",
+                   "--backfill", "30h", "--summary", summary)
+    check(sim.wait(60) == 0, "simulator exit %s" % sim.returncode)
+    with open(summary) as f:
+        tot = json.load(f)["total"]
+    series = tot["generated"] // (2 * 180)
+    check(tot["generated"] == 2 * 180 * series, "generated %s" % tot)
+    check(tot["acknowledged"] + tot["refused"] == tot["generated"], "%s" % tot)
+    check(2 * 34 * series <= tot["refused"] <= 2 * 37 * series,
+          "refused %d of %d, expected ~%d" % (tot["refused"], tot["generated"], 2 * 36 * series))
+    check(st.stop(collector) == 0, "collector exit")
 
 
 fplib.main(test)
