@@ -402,21 +402,20 @@ static void test_model(const char *model)
     check(ctx == NULL);
 }
 
-/* A long interval must not hold close() up: the wait between rounds is interruptible. */
+/* A long interval must not hold close() up: the wait between rounds is interruptible. A close
+ * that waited would sit out the hour and fail the test by meson's timeout, not by a clock
+ * reading here (no timing thresholds in tests). */
 static void test_close_while_waiting(const char *model)
 {
     static struct capture c;
     struct fp_sampler_env env = model_env(model, 3600 * 1000);
     struct fp_emitter e;
     void *ctx = NULL;
-    int64_t t0;
 
     capture_init(&c, &e);
     fp_assert(inproc()->open(&env, &ctx) == 0);
     check_int(poll_until(ctx, &c, &e, have_round), 0);
-    t0 = fp_clock_mono_ms();
     inproc()->close(&ctx);
-    check(fp_clock_mono_ms() - t0 < 5000);
     check(ctx == NULL);
 }
 
