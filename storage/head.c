@@ -267,7 +267,7 @@ static int seal_push(void *ud, int64_t ts, double v)
 }
 
 /* Moves entry i into chunks and out of the head. */
-static int seal(MDB_txn *txn, struct fp_store *s, size_t i)
+static int seal(MDB_txn *txn, struct fp_store *s, size_t i, bool whole)
 {
     struct fp_head *h = &s->head;
     struct fp_head_entry *e = &h->e[i], tmp;
@@ -285,7 +285,7 @@ static int seal(MDB_txn *txn, struct fp_store *s, size_t i)
     }
     rc = stream_decode(&ev, INT64_MIN, INT64_MAX, seal_push, &b);
     if (rc == 0 && b.n > 0)
-        rc = fp_samples_store_sorted(txn, s, e->sid, b.ts, b.v, b.n);
+        rc = fp_samples_store_sorted(txn, s, e->sid, b.ts, b.v, b.n, whole);
     /* The head held the series' newest sample; from now on "latest" does. */
     if (rc == 0 && b.n > 0)
         rc = fp_samples_put_latest(txn, s, e->sid, b.ts[b.n - 1], b.v[b.n - 1]);
@@ -308,7 +308,7 @@ int fp_head_seal_series(MDB_txn *txn, struct fp_store *s, uint64_t sid)
 {
     for (size_t i = 0; i < s->head.n; i++)
         if (s->head.e[i].sid == sid)
-            return seal(txn, s, i);
+            return seal(txn, s, i, false);
     return 0;
 }
 
@@ -320,9 +320,11 @@ static unsigned mode_for(double v, int64_t *ret_m)
     return MODE_RAW;
 }
 
-/* Appends one sample to e (fresh or not). Returns 0, 1 when it does not fit the entry (seal it
- * and start another), or -ENOMEM. */
-static int entry_add(struct fp_head_entry *e, int64_t ts, double v)
+/* Appends one sample to e (fresh or not; a fresh one takes the narrowest mode v fits, or
+ * force_mode when it is not -1). Returns 0; 1 when the entry is whole (its hour is over, or it
+ * is full): seal it and start another; 2 when the value does not fit the entry's mode (widen
+ * it); or -ENOMEM. */
+static int entry_add(struct fp_head_entry *e, int64_t ts, double v, int force_mode)
 {
     uint8_t tmp[24];
     size_t n = 0;
@@ -330,15 +332,22 @@ static int entry_add(struct fp_head_entry *e, int64_t ts, double v)
 
     if (e->n == 0) {
         e->mode = (uint8_t)mode_for(v, &m);
+        if (force_mode >= 0 && force_mode != e->mode) {
+            e->mode = (uint8_t)force_mode;
+            if (e->mode != MODE_RAW && !fp_chunk_decimal_fit(v, e->mode, &m))
+                return 2;
+        }
         e->first_ts = ts;
         e->last_delta = 0;
     } else {
         int64_t delta = ts - e->last_ts;
-        if (e->n >= FP_CHUNK_MAX_SAMPLES || ts - e->first_ts >= CHUNK_SPAN_MAX_MS ||
-            day_of(ts) != day_of(e->first_ts) || delta > STEP_MAX)
+        /* Streams end on the hour, so a chunk is an hour of a series (or 480 samples of it):
+         * a read of whole hours decodes nothing outside them. */
+        if (e->n >= FP_CHUNK_MAX_SAMPLES || hour_of(ts) != hour_of(e->first_ts) ||
+            delta > STEP_MAX)
             return 1;
         if (e->mode != MODE_RAW && !fp_chunk_decimal_fit(v, e->mode, &m))
-            return 1;
+            return 2;
         n = put_varint(tmp, zz(delta - e->last_delta));
         e->last_delta = delta;
     }
@@ -354,6 +363,45 @@ static int entry_add(struct fp_head_entry *e, int64_t ts, double v)
     e->last_ts = ts;
     e->n++;
     return 0;
+}
+
+/* Re-encodes e in the narrowest mode that holds its samples and v as well (more decimals, or
+ * raw doubles), then appends v: a series whose first value happened to be 40.0 and whose next
+ * is 40.001 keeps one stream, not a one-sample chunk. Returns 0, or -ENOMEM. */
+static int entry_widen(struct fp_head_entry *e, int64_t ts, double v)
+{
+    struct entry_view ev;
+    struct seal_buf b = {0};
+    int64_t m;
+    int mode = MODE_RAW, r = 0;
+
+    for (unsigned d = e->mode + 1u; d <= DECIMALS && mode == MODE_RAW; d++)
+        if (fp_chunk_decimal_fit(v, d, &m))
+            mode = (int)d;
+    entry_view_of(e, &ev);
+    b.ts = malloc((e->n + 1) * sizeof(*b.ts));
+    b.v = malloc((e->n + 1) * sizeof(*b.v));
+    if (b.ts == NULL || b.v == NULL) {
+        free(b.ts);
+        free(b.v);
+        return -ENOMEM;
+    }
+    (void)stream_decode(&ev, INT64_MIN, INT64_MAX, seal_push, &b); /* our own bytes */
+    for (;;) {
+        e->n = 0;
+        e->bytes.len = 0;
+        for (size_t i = 0; i < b.n && r == 0; i++)
+            r = entry_add(e, b.ts[i], b.v[i], mode);
+        if (r == 0)
+            r = entry_add(e, ts, v, mode);
+        if (r != 2 || mode == MODE_RAW)
+            break;
+        mode = MODE_RAW; /* an old value past 2^53 once scaled: raw doubles take anything */
+        r = 0;
+    }
+    free(b.ts);
+    free(b.v);
+    return r < 0 ? -ENOMEM : 0;
 }
 
 int fp_head_append(MDB_txn *txn, struct fp_store *s, uint64_t sid, const int64_t *ts,
@@ -375,15 +423,17 @@ int fp_head_append(MDB_txn *txn, struct fp_store *s, uint64_t sid, const int64_t
                 return ENOMEM;
             idx = h->n - 1;
         }
-        rc = entry_add(&h->e[idx], t, v);
+        rc = entry_add(&h->e[idx], t, v, -1);
+        if (rc == 2)
+            rc = entry_widen(&h->e[idx], t, v);
         if (rc == 1) {
-            rc = seal(txn, s, idx);
+            rc = seal(txn, s, idx, true);
             if (rc != 0)
                 return rc;
             if (entry_new(h, sid) == NULL)
                 return ENOMEM;
             idx = h->n - 1;
-            rc = entry_add(&h->e[idx], t, v); /* a fresh entry takes any sample */
+            rc = entry_add(&h->e[idx], t, v, -1); /* a fresh entry takes any sample */
         }
         if (rc < 0)
             return ENOMEM;
@@ -394,7 +444,7 @@ int fp_head_append(MDB_txn *txn, struct fp_store *s, uint64_t sid, const int64_t
         for (size_t i = 1; i < h->n; i++)
             if (h->e[i].bytes.len > h->e[big].bytes.len)
                 big = i;
-        rc = seal(txn, s, big);
+        rc = seal(txn, s, big, false);
         if (rc != 0)
             return rc;
     }
@@ -446,7 +496,7 @@ static int seal_where(MDB_txn *txn, struct fp_store *s, int64_t cutoff)
         rc = fp_head_begin(txn, s, p);
         for (size_t j = 0; rc == 0 && j < s->head.n;) {
             if (s->head.e[j].last_ts < cutoff || cutoff == INT64_MAX)
-                rc = seal(txn, s, j); /* moves the last entry into j */
+                rc = seal(txn, s, j, false); /* moves the last entry into j */
             else
                 j++;
         }

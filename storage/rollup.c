@@ -25,16 +25,11 @@
 #include "sketch.h"
 #include "store-internal.h"
 
-#define HOUR_MS INT64_C(3600000)
 #define RECORD_VERSION 1
 #define RECORD_FIXED (1 + 8 + 8 * 4) /* version, through, sum/min/max/last; plus the count */
 /* Oldest records deleted per retention pass: bounded work per write transaction. */
 #define RETENTION_BATCH 20000
 
-static int64_t hour_of(int64_t ts_ms)
-{
-    return (ts_ms / HOUR_MS - (ts_ms % HOUR_MS < 0)) * HOUR_MS;
-}
 
 /* --- record encoding ------------------------------------------------------------------------ */
 

@@ -576,9 +576,10 @@ int fp_samples_put_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t
     return mdb_put(txn, s->latest, &k, &v, 0);
 }
 
-/* Stores sorted, unique pts as chunks, day by day, counting small ones for compaction. */
+/* Stores sorted, unique pts as chunks, day by day, counting small ones for compaction (unless
+ * whole: an hour's stream from the head, which stays as it is). */
 static int store_sorted(MDB_txn *txn, struct fp_store *s, struct fp_series_state *st,
-                        const struct point *pts, size_t m)
+                        const struct point *pts, size_t m, bool whole)
 {
     int rc = 0;
 
@@ -593,10 +594,12 @@ static int store_sorted(MDB_txn *txn, struct fp_store *s, struct fp_series_state
         rc = part_open(txn, s, day, true, &dbi);
         if (rc == 0)
             rc = store_points(txn, s, dbi, st->id, pts + i, j - i, &small, &small_chunks);
-        st->pending += small;
-        st->pending_chunks += small_chunks;
-        if (small_chunks > 0 && day < st->pending_day)
-            st->pending_day = day;
+        if (!whole) {
+            st->pending += small;
+            st->pending_chunks += small_chunks;
+            if (small_chunks > 0 && day < st->pending_day)
+                st->pending_day = day;
+        }
         i = j;
     }
     return rc;
@@ -680,7 +683,7 @@ static int store_merged(MDB_txn *txn, struct fp_store *s, struct fp_series_state
         for (size_t x = i; x < j; x++)
             all[n_all++] = (struct point){pts[x].ts, pts[x].v, 1};
         n_all = sort_unique(all, n_all);
-        rc = store_sorted(txn, s, st, all, n_all);
+        rc = store_sorted(txn, s, st, all, n_all, false);
         i = j;
     }
     free(all);
@@ -688,7 +691,7 @@ static int store_merged(MDB_txn *txn, struct fp_store *s, struct fp_series_state
 }
 
 int fp_samples_store_sorted(MDB_txn *txn, struct fp_store *s, uint64_t id, const int64_t *ts,
-                            const double *values, size_t n)
+                            const double *values, size_t n, bool whole)
 {
     struct fp_series_state *st = state_get(s, id);
     struct point *pts;
@@ -701,7 +704,7 @@ int fp_samples_store_sorted(MDB_txn *txn, struct fp_store *s, uint64_t id, const
         return ENOMEM;
     for (size_t i = 0; i < n; i++)
         pts[i] = (struct point){ts[i], values[i], (uint32_t)i};
-    rc = store_sorted(txn, s, st, pts, n);
+    rc = store_sorted(txn, s, st, pts, n, whole);
     free(pts);
     return rc;
 }
@@ -769,7 +772,7 @@ int fp_samples_write(MDB_txn *txn, struct fp_store *s, uint64_t id, const int64_
         if (st == NULL)
             rc = ENOMEM;
     } else if (rc == 0 && k < m)
-        rc = store_sorted(txn, s, st, pts + k, m - k);
+        rc = store_sorted(txn, s, st, pts + k, m - k, false);
     if (rc == 0 && m > 0)
         rc = rollup_points(txn, s, st, pts, m);
     if (rc == 0 && m > 0) {

@@ -214,6 +214,14 @@ static inline bool get_varint(const uint8_t *p, size_t len, size_t *pos, uint64_
     return false;
 }
 
+#define HOUR_MS INT64_C(3600000)
+
+/* Start of the UTC hour holding ts_ms (floor, for negative times too). */
+static inline int64_t hour_of(int64_t ts_ms)
+{
+    return (ts_ms / HOUR_MS - (ts_ms % HOUR_MS < 0)) * HOUR_MS;
+}
+
 /* Floor division, without negating (which overflows at INT64_MIN). */
 static inline int64_t day_of(int64_t ts_ms)
 {
@@ -263,10 +271,11 @@ int fp_samples_read_txn(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t f
 /* Stores every series' open rollup hour (fp_store_compact). Returns an LMDB rc or errno. */
 int fp_samples_flush_rollups(MDB_txn *txn, struct fp_store *s);
 
-/* Stores sorted, unique points of series id in chunks (the head's sealer). Returns an LMDB rc
- * or errno. */
+/* Stores sorted, unique points of series id in chunks (the head's sealer). whole: an hour's
+ * stream that ended (or filled up), never counted as a small chunk to merge, so chunks stay on
+ * hour boundaries. Returns an LMDB rc or errno. */
 int fp_samples_store_sorted(MDB_txn *txn, struct fp_store *s, uint64_t id, const int64_t *ts,
-                            const double *values, size_t n);
+                            const double *values, size_t n, bool whole);
 
 /* --- head.c: each device's newest samples, before they become chunks ----------------------- */
 
