@@ -266,31 +266,35 @@ static int seal_push(void *ud, int64_t ts, double v)
     return 0;
 }
 
+/* Decodes all of e into b (new arrays: free b->ts and b->v). Returns 0, ENOMEM, or EINVAL when
+ * the stream does not decode (only a damaged store: the writer then refuses the device's batches
+ * with that error rather than drop what the stream held). */
+static int entry_decode(const struct fp_head_entry *e, struct seal_buf *b)
+{
+    struct entry_view ev;
+
+    entry_view_of(e, &ev);
+    *b = (struct seal_buf){malloc((e->n + 1) * sizeof(*b->ts)),
+                           malloc((e->n + 1) * sizeof(*b->v)), 0};
+    if (b->ts == NULL || b->v == NULL)
+        return ENOMEM;
+    return stream_decode(&ev, INT64_MIN, INT64_MAX, seal_push, b) == 0 ? 0 : EINVAL;
+}
+
 /* Moves entry i into chunks and out of the head. */
 static int seal(MDB_txn *txn, struct fp_store *s, size_t i, bool whole)
 {
     struct fp_head *h = &s->head;
     struct fp_head_entry *e = &h->e[i], tmp;
-    struct entry_view ev;
-    struct seal_buf b = {0};
+    struct seal_buf b;
     int rc;
 
-    entry_view_of(e, &ev);
-    b.ts = malloc((e->n + 1) * sizeof(*b.ts));
-    b.v = malloc((e->n + 1) * sizeof(*b.v));
-    if (b.ts == NULL || b.v == NULL) {
-        free(b.ts);
-        free(b.v);
-        return ENOMEM;
-    }
-    rc = stream_decode(&ev, INT64_MIN, INT64_MAX, seal_push, &b);
+    rc = entry_decode(e, &b);
     if (rc == 0 && b.n > 0)
         rc = fp_samples_store_sorted(txn, s, e->sid, b.ts, b.v, b.n, whole);
     /* The head held the series' newest sample; from now on "latest" does. */
     if (rc == 0 && b.n > 0)
         rc = fp_samples_put_latest(txn, s, e->sid, b.ts[b.n - 1], b.v[b.n - 1]);
-    else if (rc > 0)
-        rc = EINVAL; /* our own bytes, just written: cannot be damaged */
     free(b.ts);
     free(b.v);
     if (rc != 0)
@@ -370,24 +374,17 @@ static int entry_add(struct fp_head_entry *e, int64_t ts, double v, int force_mo
  * is 40.001 keeps one stream, not a one-sample chunk. Returns 0, or -ENOMEM. */
 static int entry_widen(struct fp_head_entry *e, int64_t ts, double v)
 {
-    struct entry_view ev;
-    struct seal_buf b = {0};
+    struct seal_buf b;
     int64_t m;
-    int mode = MODE_RAW, r = 0;
+    int mode = MODE_RAW, r;
 
     for (unsigned d = e->mode + 1u; d <= DECIMALS && mode == MODE_RAW; d++)
         if (fp_chunk_decimal_fit(v, d, &m))
             mode = (int)d;
-    entry_view_of(e, &ev);
-    b.ts = malloc((e->n + 1) * sizeof(*b.ts));
-    b.v = malloc((e->n + 1) * sizeof(*b.v));
-    if (b.ts == NULL || b.v == NULL) {
-        free(b.ts);
-        free(b.v);
-        return -ENOMEM;
-    }
-    (void)stream_decode(&ev, INT64_MIN, INT64_MAX, seal_push, &b); /* our own bytes */
+    r = entry_decode(e, &b);
     for (;;) {
+        if (r != 0)
+            break;
         e->n = 0;
         e->bytes.len = 0;
         for (size_t i = 0; i < b.n && r == 0; i++)
@@ -401,7 +398,7 @@ static int entry_widen(struct fp_head_entry *e, int64_t ts, double v)
     }
     free(b.ts);
     free(b.v);
-    return r < 0 ? -ENOMEM : 0;
+    return r == 0 ? 0 : r == EINVAL ? -EINVAL : -ENOMEM;
 }
 
 int fp_head_append(MDB_txn *txn, struct fp_store *s, uint64_t sid, const int64_t *ts,
@@ -436,7 +433,7 @@ int fp_head_append(MDB_txn *txn, struct fp_store *s, uint64_t sid, const int64_t
             rc = entry_add(&h->e[idx], t, v, -1); /* a fresh entry takes any sample */
         }
         if (rc < 0)
-            return ENOMEM;
+            return -rc;
     }
     /* Keep the value a few pages: seal the biggest entries. */
     while (head_bytes(h) > HEAD_MAX_BYTES && h->n > 0) {

@@ -1014,42 +1014,28 @@ static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_rea
         if (g.n > 0 && n_refs > 0 && g.pts[0].ts <= refs[n_refs - 1].last)
             ordered = false;
     }
-    if (err == 0 && ordered) {
-        for (size_t i = 0; i < n_refs && res == 0; i++) {
-            struct fp_chunk_iter it;
-            int64_t ts;
-            double val;
-            if (fp_chunk_iter_init(&it, refs[i].chunk, refs[i].len) != 0 ||
-                fp_chunk_iter_seek(&it, from_ms, &ts, &val) != 0)
-                continue; /* a damaged chunk is skipped, as before */
-            do {
-                if (ts > to_ms)
-                    break;
+    /* Ordered: each sample goes to fn as decoded, then the head's. Else all are gathered, with
+     * the chunk's position in key order as the tie-break, sorted and deduplicated first. */
+    for (size_t i = 0; i < n_refs && err == 0 && res == 0; i++) {
+        struct fp_chunk_iter it;
+        int64_t ts;
+        double val;
+        if (fp_chunk_iter_init(&it, refs[i].chunk, refs[i].len) != 0 ||
+            fp_chunk_iter_seek(&it, from_ms, &ts, &val) != 0)
+            continue; /* a damaged chunk is skipped, as before */
+        do {
+            if (ts > to_ms)
+                break;
+            if (ordered)
                 res = fn(userdata, ts, val);
-            } while (res == 0 && fp_chunk_iter_next(&it, &ts, &val) == 0);
-        }
-        for (size_t i = 0; i < g.n && res == 0; i++)
-            res = fn(userdata, g.pts[i].ts, g.pts[i].v);
-    } else if (err == 0) {
-        for (size_t i = 0; i < n_refs && err == 0; i++) {
-            struct fp_chunk_iter it;
-            int64_t ts;
-            double val;
-            if (fp_chunk_iter_init(&it, refs[i].chunk, refs[i].len) != 0 ||
-                fp_chunk_iter_seek(&it, from_ms, &ts, &val) != 0)
-                continue;
-            do {
-                if (ts > to_ms)
-                    break;
+            else
                 err = gather_push(&g, ts, val, (uint32_t)i + 1);
-            } while (err == 0 && fp_chunk_iter_next(&it, &ts, &val) == 0);
-        }
-        if (err == 0) {
-            g.n = sort_unique(g.pts, g.n);
-            for (size_t i = 0; i < g.n && res == 0; i++)
-                res = fn(userdata, g.pts[i].ts, g.pts[i].v);
-        }
+        } while (err == 0 && res == 0 && fp_chunk_iter_next(&it, &ts, &val) == 0);
     }
+    if (err == 0 && !ordered)
+        g.n = sort_unique(g.pts, g.n);
+    for (size_t i = 0; err == 0 && i < g.n && res == 0; i++)
+        res = fn(userdata, g.pts[i].ts, g.pts[i].v);
     if (refs != local)
         free(refs);
     free(g.pts);
