@@ -22,6 +22,7 @@ static void on_term(int sig)
 int main(int argc, char **argv)
 {
     struct fp_batch_limits lim;
+    struct fp_batch_arena *arena;
     void *ctx, *sock;
     int zero = 0, hwm = 100000;
 
@@ -32,6 +33,8 @@ int main(int argc, char **argv)
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
     fp_batch_limits_default(&lim);
+    if (fp_batch_arena_new(&arena) != 0)
+        return 1;
     ctx = zmq_ctx_new();
     sock = zmq_socket(ctx, ZMQ_ROUTER);
     (void)zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof(zero));
@@ -58,8 +61,9 @@ int main(int argc, char **argv)
             continue; /* EINTR from SIGTERM ends the loop */
         }
         (void)zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &more_len);
-        if (fp_batch_decode(zmq_msg_data(&body), zmq_msg_size(&body), &lim, &b, err, sizeof(err)) ==
-            0) {
+        /* Decoded as the collector decodes: into an arena, freed in one go. */
+        if (fp_batch_decode_in(arena, zmq_msg_data(&body), zmq_msg_size(&body), &lim, &b, err,
+                               sizeof(err)) == 0) {
             for (size_t i = 0; i < b->n_series; i++)
                 samples += b->series[i]->n_values;
             if (fp_ack_encode(b->epoch, b->seq, FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_OK, NULL,
@@ -68,12 +72,13 @@ int main(int argc, char **argv)
                 (void)zmq_send(sock, ack, ack_len, 0);
                 free(ack);
             }
-            fp_batch_free(&b);
         }
+        fp_batch_arena_reset(arena);
         zmq_msg_close(&id);
         zmq_msg_close(&body);
     }
     zmq_close(sock);
     zmq_ctx_term(ctx);
+    fp_batch_arena_destroy(&arena);
     return 0;
 }

@@ -741,8 +741,115 @@ static int validate(const Fleetpulse__V1__Batch *b, const struct fp_batch_limits
     return 0;
 }
 
-int fp_batch_decode(const uint8_t *buf, size_t len, const struct fp_batch_limits *lim,
-                    Fleetpulse__V1__Batch **ret, char *err, size_t err_size)
+/* Blocks are ARENA_BLOCK bytes; an allocation over a quarter of that gets a block of its own, so
+ * little is wasted at a block's end. */
+#define ARENA_BLOCK (256u << 10)
+#define ARENA_ALIGN 16u
+
+struct arena_block {
+    struct arena_block *next;
+    size_t size, used;
+    _Alignas(16) unsigned char data[];
+};
+
+struct fp_batch_arena {
+    struct arena_block *blocks; /* newest first; allocations come from the first */
+};
+
+int fp_batch_arena_new(struct fp_batch_arena **ret)
+{
+    *ret = calloc(1, sizeof(**ret));
+    return *ret == NULL ? -ENOMEM : 0;
+}
+
+static struct arena_block *arena_block_new(size_t size)
+{
+    struct arena_block *b = malloc(sizeof(*b) + size);
+    if (b != NULL)
+        *b = (struct arena_block){.size = size};
+    return b;
+}
+
+void *fp_batch_arena_alloc(struct fp_batch_arena *a, size_t size)
+{
+    struct arena_block *b = a->blocks;
+    size_t need = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+
+    if (need < size)
+        return NULL;
+    if (b != NULL && b->size - b->used >= need) {
+        void *p = b->data + b->used;
+        b->used += need;
+        return p;
+    }
+    if (need > ARENA_BLOCK / 4) {
+        /* Its own block, behind the current one so the current one keeps filling. */
+        struct arena_block *big = arena_block_new(need);
+        if (big == NULL)
+            return NULL;
+        big->used = need;
+        if (b == NULL) {
+            a->blocks = big;
+        } else {
+            big->next = b->next;
+            b->next = big;
+        }
+        return big->data;
+    }
+    b = arena_block_new(ARENA_BLOCK);
+    if (b == NULL)
+        return NULL;
+    b->next = a->blocks;
+    a->blocks = b;
+    b->used = need;
+    return b->data;
+}
+
+void fp_batch_arena_reset(struct fp_batch_arena *a)
+{
+    struct arena_block *keep = NULL, *b = a->blocks;
+
+    while (b != NULL) {
+        struct arena_block *next = b->next;
+        if (keep == NULL && b->size == ARENA_BLOCK) {
+            keep = b;
+        } else {
+            free(b);
+        }
+        b = next;
+    }
+    if (keep != NULL)
+        *keep = (struct arena_block){.size = ARENA_BLOCK};
+    a->blocks = keep;
+}
+
+void fp_batch_arena_destroy(struct fp_batch_arena **ap)
+{
+    struct fp_batch_arena *a = *ap;
+    if (a == NULL)
+        return;
+    for (struct arena_block *b = a->blocks, *next; b != NULL; b = next) {
+        next = b->next;
+        free(b);
+    }
+    free(a);
+    *ap = NULL;
+}
+
+static void *arena_pb_alloc(void *data, size_t size)
+{
+    return fp_batch_arena_alloc(data, size);
+}
+
+static void arena_pb_free(void *data, void *ptr)
+{
+    (void)data;
+    (void)ptr; /* all of it goes at the arena's reset */
+}
+
+static int decode(ProtobufCAllocator *alloc, const uint8_t *buf, size_t len,
+                  const struct fp_batch_limits *lim, Fleetpulse__V1__Batch **ret, char *err,
+                  size_t err_size)
 {
     Fleetpulse__V1__Batch *b;
     int r;
@@ -751,16 +858,31 @@ int fp_batch_decode(const uint8_t *buf, size_t len, const struct fp_batch_limits
     if (len > lim->max_message_bytes)
         return refuse(err, err_size, FP_BATCH_E_TOO_LARGE, "message of %zu bytes, limit %zu", len,
                       lim->max_message_bytes);
-    b = fleetpulse__v1__batch__unpack(NULL, len, buf);
+    b = fleetpulse__v1__batch__unpack(alloc, len, buf);
     if (b == NULL)
         return refuse(err, err_size, FP_BATCH_E_SCHEMA, "not a fleetpulse Batch (decode failed)");
     r = validate(b, lim, err, err_size);
     if (r != 0) {
-        fleetpulse__v1__batch__free_unpacked(b, NULL);
+        if (alloc == NULL)
+            fleetpulse__v1__batch__free_unpacked(b, NULL);
         return r;
     }
     *ret = b;
     return 0;
+}
+
+int fp_batch_decode(const uint8_t *buf, size_t len, const struct fp_batch_limits *lim,
+                    Fleetpulse__V1__Batch **ret, char *err, size_t err_size)
+{
+    return decode(NULL, buf, len, lim, ret, err, err_size);
+}
+
+int fp_batch_decode_in(struct fp_batch_arena *a, const uint8_t *buf, size_t len,
+                       const struct fp_batch_limits *lim, Fleetpulse__V1__Batch **ret, char *err,
+                       size_t err_size)
+{
+    ProtobufCAllocator alloc = {arena_pb_alloc, arena_pb_free, a};
+    return decode(&alloc, buf, len, lim, ret, err, err_size);
 }
 
 /* Reads a base-128 varint; returns bytes used, 0 when truncated or over 10 bytes. */

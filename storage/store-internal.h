@@ -96,6 +96,8 @@ struct fp_store {
     struct fp_chunk_enc *enc;
     struct key_cache_entry *keys;   /* canonical series key -> id, open addressing */
     size_t keys_cap, keys_used;
+    struct dev_cache **devs;        /* device -> what the writer knows of it (store.c) */
+    size_t devs_cap, devs_used;
     int64_t retention_checked_ms;   /* wall clock of the last retention pass */
     struct fp_head head;
     struct fp_sketch *rollup_sketch; /* reused by every rollup computed */

@@ -44,6 +44,7 @@ void fp_store_options_default(struct fp_store_options *ret)
 }
 
 static void key_cache_clear(struct fp_store *s);
+static void dev_cache_clear(struct fp_store *s);
 
 static uint64_t fnv64(const void *data, size_t len)
 {
@@ -281,6 +282,7 @@ void fp_store_close(struct fp_store **sp)
     mdb_env_close(s->env);
     fp_samples_fini(s);
     key_cache_clear(s);
+    dev_cache_clear(s);
     (void)pthread_mutex_destroy(&s->parts_lock);
     free(s);
     *sp = NULL;
@@ -652,7 +654,8 @@ static void rec_time(struct device_rec *rec, const struct batch_timing *t, int64
 
 /* A device's stored record as one batch found it: the counters, and a copy of the identity pairs
  * (copied: a page read early in a large transaction can be spilled to disk before the record is
- * written back, which would leave a pointer into it dangling). Read once per batch. */
+ * written back, which would leave a pointer into it dangling). Read once, then kept in the
+ * writer's device cache. */
 struct device_state {
     bool found;
     struct device_rec rec;
@@ -682,6 +685,199 @@ static int device_load(MDB_txn *txn, struct fp_store *s, const char *device,
                 v.mv_size - DEVICE_HEADER_BYTES) < 0)
         return ENOMEM;
     return 0;
+}
+
+/* Dedup state per (device, epoch): the highest seq applied plus a bitmap of the DEDUP_WINDOW
+ * seqs at and below it (bit i: seq hwm - i applied). A high-water mark alone is not enough: with
+ * several batches in flight, seq N can be lost and resent after N+1 was stored, and must still
+ * be applied. Probes keep at most a few dozen batches in flight, so a seq further back than the
+ * window was applied or refused long ago; it is treated as applied. */
+#define DEDUP_WINDOW 256
+#define DEDUP_BYTES (8 + DEDUP_WINDOW / 8)
+
+/* --- the writer's device cache --------------------------------------------------------------
+ * A live fleet sends many small batches, each like the device's previous one. Per device the
+ * writer keeps what it would otherwise read back every batch: the record, the dedup state of the
+ * newest epoch, and the series of the last batch in the order sent, with their ids. A batch like
+ * the last one then resolves each series with one comparison of what was sent, instead of
+ * building, sorting and hashing its canonical key. The record and dedup state are still written
+ * every batch; the cache only saves reads. It is updated as a transaction goes and cleared
+ * whole when one aborts, so it never holds what was not committed. */
+#define DEV_CACHE_MAX 65536u
+#define DEV_SERIES_MAX 64u
+
+struct dev_series {
+    uint64_t id;
+    uint8_t *sent; /* type u8, metric\0, label count u8, (name\0value\0)* in the order sent */
+    size_t len;
+};
+
+struct dev_cache {
+    char *device;
+    uint64_t hash;
+    struct device_state st;
+    struct buf info; /* st.info */
+    bool dedup_valid;
+    uint64_t dedup_epoch;
+    uint8_t dedup[DEDUP_BYTES];
+    struct dev_series *series; /* slot i: the series sent i-th; sent NULL: none */
+    size_t n_series;
+};
+
+static uint64_t name_hash(const char *p)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ull;
+    for (; *p != '\0'; p++)
+        h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+    return h ^ (h >> 29);
+}
+
+static void dev_series_forget(struct dev_cache *dc)
+{
+    for (size_t i = 0; i < dc->n_series; i++)
+        free(dc->series[i].sent);
+    free(dc->series);
+    dc->series = NULL;
+    dc->n_series = 0;
+}
+
+static void dev_cache_clear(struct fp_store *s)
+{
+    for (size_t i = 0; i < s->devs_cap; i++) {
+        struct dev_cache *dc = s->devs[i];
+        if (dc == NULL)
+            continue;
+        dev_series_forget(dc);
+        free(dc->info.data);
+        free(dc->device);
+        free(dc);
+    }
+    free(s->devs);
+    s->devs = NULL;
+    s->devs_cap = s->devs_used = 0;
+}
+
+/* The cache entry of device, loaded from LMDB on first sight. Returns an LMDB rc (ENOMEM). */
+static int dev_cache_get(MDB_txn *txn, struct fp_store *s, const char *device,
+                         struct dev_cache **ret)
+{
+    uint64_t h = name_hash(device);
+    struct dev_cache *dc;
+    size_t p;
+    int rc;
+
+    if (s->devs_cap > 0) {
+        for (p = h & (s->devs_cap - 1); s->devs[p] != NULL; p = (p + 1) & (s->devs_cap - 1)) {
+            dc = s->devs[p];
+            if (dc->hash == h && strcmp(dc->device, device) == 0) {
+                *ret = dc;
+                return 0;
+            }
+        }
+    }
+    if (s->devs_used >= DEV_CACHE_MAX)
+        dev_cache_clear(s); /* a fleet this large pays the reads again, bounded memory */
+    if ((s->devs_used + 1) * 2 > s->devs_cap) {
+        size_t cap = s->devs_cap == 0 ? 1024 : s->devs_cap * 2;
+        struct dev_cache **n = calloc(cap, sizeof(*n));
+        if (n == NULL)
+            return ENOMEM;
+        for (size_t i = 0; i < s->devs_cap; i++) {
+            if (s->devs[i] == NULL)
+                continue;
+            for (p = s->devs[i]->hash & (cap - 1); n[p] != NULL; p = (p + 1) & (cap - 1))
+                ;
+            n[p] = s->devs[i];
+        }
+        free(s->devs);
+        s->devs = n;
+        s->devs_cap = cap;
+    }
+    dc = calloc(1, sizeof(*dc));
+    if (dc == NULL || (dc->device = strdup(device)) == NULL) {
+        free(dc);
+        return ENOMEM;
+    }
+    dc->hash = h;
+    dc->st.info = &dc->info;
+    rc = device_load(txn, s, device, &dc->st);
+    if (rc != 0) {
+        free(dc->info.data);
+        free(dc->device);
+        free(dc);
+        return rc;
+    }
+    for (p = h & (s->devs_cap - 1); s->devs[p] != NULL; p = (p + 1) & (s->devs_cap - 1))
+        ;
+    s->devs[p] = dc;
+    s->devs_used++;
+    *ret = dc;
+    return 0;
+}
+
+static bool sent_str(const uint8_t **p, const uint8_t *end, const char *str)
+{
+    size_t n = strlen(str) + 1;
+    if ((size_t)(end - *p) < n || memcmp(*p, str, n) != 0)
+        return false;
+    *p += n;
+    return true;
+}
+
+/* The id of in when the device sent the same series in slot i last time. */
+static bool dev_series_find(const struct dev_cache *dc, size_t i, const struct fp_series_in *in,
+                            uint64_t *ret_id)
+{
+    const struct dev_series *ds = i < dc->n_series ? &dc->series[i] : NULL;
+    const uint8_t *p, *end;
+
+    if (ds == NULL || ds->sent == NULL)
+        return false;
+    p = ds->sent;
+    end = p + ds->len;
+    if (*p++ != (uint8_t)in->type || !sent_str(&p, end, in->metric) || p == end ||
+        *p++ != (uint8_t)in->n_labels)
+        return false;
+    for (size_t k = 0; k < in->n_labels; k++)
+        if (!sent_str(&p, end, in->labels[k].name) || !sent_str(&p, end, in->labels[k].value))
+            return false;
+    if (p != end)
+        return false;
+    *ret_id = ds->id;
+    return true;
+}
+
+/* Remembers in as the series sent in slot i; only a cache, so running out of memory is fine. */
+static void dev_series_remember(struct dev_cache *dc, size_t i, const struct fp_series_in *in,
+                                uint64_t id, struct buf *tmp)
+{
+    struct dev_series *ds;
+    uint8_t *copy;
+
+    if (i >= DEV_SERIES_MAX || in->n_labels > MAX_LABELS)
+        return;
+    if (i >= dc->n_series) {
+        struct dev_series *n = realloc(dc->series, (i + 1) * sizeof(*n));
+        if (n == NULL)
+            return;
+        memset(n + dc->n_series, 0, (i + 1 - dc->n_series) * sizeof(*n));
+        dc->series = n;
+        dc->n_series = i + 1;
+    }
+    tmp->len = 0;
+    if (buf_add(tmp, &(uint8_t){(uint8_t)in->type}, 1) < 0 || buf_str(tmp, in->metric) < 0 ||
+        buf_add(tmp, &(uint8_t){(uint8_t)in->n_labels}, 1) < 0)
+        return;
+    for (size_t k = 0; k < in->n_labels; k++)
+        if (buf_str(tmp, in->labels[k].name) < 0 || buf_str(tmp, in->labels[k].value) < 0)
+            return;
+    copy = malloc(tmp->len);
+    if (copy == NULL)
+        return;
+    memcpy(copy, tmp->data, tmp->len);
+    ds = &dc->series[i];
+    free(ds->sent);
+    *ds = (struct dev_series){.id = id, .sent = copy, .len = tmp->len};
 }
 
 /* The identity labels of b's device: from the batch when it carries DeviceInfo, else from the
@@ -714,6 +910,7 @@ static int update_device(MDB_txn *txn, struct fp_store *s, const struct fp_write
 {
     MDB_val k = {strlen(b->device) + 1, (void *)b->device}, v;
     struct device_rec *rec = &dev->rec;
+    int rc;
 
     if (!dev->found)
         rec->first_seen = b->received_ms;
@@ -742,24 +939,30 @@ static int update_device(MDB_txn *txn, struct fp_store *s, const struct fp_write
         return ENOMEM;
     }
     v = (MDB_val){tmp->len, tmp->data};
-    return mdb_put(txn, s->devices, &k, &v, 0);
+    rc = mdb_put(txn, s->devices, &k, &v, 0);
+    if (rc != 0)
+        return rc;
+    dev->found = true;
+    if (b->n_info > 0 && !duplicate) {
+        dev->info->len = 0;
+        if (buf_add(dev->info, tmp->data + DEVICE_HEADER_BYTES,
+                    tmp->len - DEVICE_HEADER_BYTES) < 0)
+            return ENOMEM;
+    }
+    return 0;
 }
 
-/* Dedup state per (device, epoch): the highest seq applied plus a bitmap of the DEDUP_WINDOW
- * seqs at and below it (bit i: seq hwm - i applied). A high-water mark alone is not enough: with
- * several batches in flight, seq N can be lost and resent after N+1 was stored, and must still
- * be applied. Probes keep at most a few dozen batches in flight, so a seq further back than the
- * window was applied or refused long ago; it is treated as applied. */
-#define DEDUP_WINDOW 256
-#define DEDUP_BYTES (8 + DEDUP_WINDOW / 8)
-
+/* Moves every bit of the little-endian bitmap shift places up (seq hwm moved up by shift). */
 static void bitmap_shift(uint8_t *bits, uint64_t shift)
 {
     uint8_t out[DEDUP_WINDOW / 8] = {0};
     if (shift < DEDUP_WINDOW) {
-        for (size_t i = 0; i + shift < DEDUP_WINDOW; i++)
-            if (bits[i / 8] & (1u << (i % 8)))
-                out[(i + shift) / 8] |= (uint8_t)(1u << ((i + shift) % 8));
+        size_t by = (size_t)(shift / 8), r = (size_t)(shift % 8);
+        for (size_t j = by; j < DEDUP_WINDOW / 8; j++) {
+            out[j] = (uint8_t)(bits[j - by] << r);
+            if (r > 0 && j > by)
+                out[j] |= (uint8_t)(bits[j - by - 1] >> (8 - r));
+        }
     }
     memcpy(bits, out, sizeof(out));
 }
@@ -767,7 +970,7 @@ static void bitmap_shift(uint8_t *bits, uint64_t shift)
 /* Sets *ret_dup when (device, epoch, seq) was applied before; otherwise records it. Returns an
  * LMDB rc. */
 static int dedup_check(MDB_txn *txn, struct fp_store *s, const struct fp_write_batch *b,
-                       struct buf *tmp, bool *ret_dup)
+                       struct dev_cache *dc, struct buf *tmp, bool *ret_dup)
 {
     uint8_t state[DEDUP_BYTES] = {0};
     uint8_t *bits = state + 8;
@@ -782,12 +985,18 @@ static int dedup_check(MDB_txn *txn, struct fp_store *s, const struct fp_write_b
     put_u64(tmp->data + tmp->len, b->epoch);
     tmp->len += 8;
     k = (MDB_val){tmp->len, tmp->data};
-    rc = mdb_get(txn, s->dedup, &k, &v);
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        return rc;
-    if (rc == 0 && v.mv_size == DEDUP_BYTES) {
-        memcpy(state, v.mv_data, DEDUP_BYTES);
+    if (dc->dedup_valid && dc->dedup_epoch == b->epoch) {
+        memcpy(state, dc->dedup, DEDUP_BYTES);
         hwm = get_u64(state);
+    } else {
+        rc = mdb_get(txn, s->dedup, &k, &v);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return rc;
+        if (rc == 0 && v.mv_size == DEDUP_BYTES) {
+            memcpy(state, v.mv_data, DEDUP_BYTES);
+            hwm = get_u64(state);
+        }
+        dc->dedup_valid = false;
     }
     if (hwm == 0 || b->seq > hwm) {
         bitmap_shift(bits, hwm == 0 ? DEDUP_WINDOW : b->seq - hwm);
@@ -803,7 +1012,13 @@ static int dedup_check(MDB_txn *txn, struct fp_store *s, const struct fp_write_b
     }
     put_u64(state, hwm);
     v = (MDB_val){DEDUP_BYTES, state};
-    return mdb_put(txn, s->dedup, &k, &v, 0);
+    rc = mdb_put(txn, s->dedup, &k, &v, 0);
+    if (rc == 0) {
+        memcpy(dc->dedup, state, DEDUP_BYTES);
+        dc->dedup_epoch = b->epoch;
+        dc->dedup_valid = true;
+    }
+    return rc;
 }
 
 static int write_events(MDB_txn *txn, struct fp_store *s, const struct fp_write_batch *b,
@@ -859,7 +1074,6 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
                      struct fp_write_result *res, struct buf *key, struct buf *tmp,
                      struct buf *info)
 {
-    struct device_state dev = {.info = info};
     struct identity ident;
     MDB_txn *txn;
     uint64_t next_id;
@@ -873,39 +1087,48 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
         const struct fp_write_batch *b = &batches[bi];
         uint64_t written = 0, refused = 0, too_old = 0;
         struct batch_timing timing = {INT64_MIN, 0};
-        bool dup = false;
+        bool dup = false, have_ident = false;
+        struct dev_cache *dc;
 
         res[bi] = (struct fp_write_result){0};
-        rc = device_load(txn, s, b->device, &dev);
+        rc = dev_cache_get(txn, s, b->device, &dc);
         if (rc == 0 && b->seq > 0)
-            rc = dedup_check(txn, s, b, tmp, &dup);
+            rc = dedup_check(txn, s, b, dc, tmp, &dup);
         if (rc != 0)
             break;
         if (dup) {
             res[bi].status = FP_STORE_E_DUP;
-            rc = update_device(txn, s, b, &dev, true, 0, NULL, tmp);
+            rc = update_device(txn, s, b, &dc->st, true, 0, NULL, tmp);
             continue;
         }
-        ident.n = 0;
-        if (b->device[0] != '@') {
-            rc = device_identity(b, &dev, &ident);
-            if (rc != 0)
-                break;
-        }
+        /* New identity labels may give every series of the device a new id. */
+        if (b->n_info > 0)
+            dev_series_forget(dc);
         rc = fp_head_begin(txn, s, b->device);
         for (size_t si = 0; rc == 0 && si < b->n_series; si++) {
             const struct fp_series_in *in = &b->series[si];
             uint64_t id, w = 0, old = 0;
-            int r = canonical_key(b->device, &ident, in, key);
-            if (r == -ENOMEM) {
-                rc = ENOMEM;
-                break;
+            if (!dev_series_find(dc, si, in, &id)) {
+                int r;
+                if (!have_ident) {
+                    ident.n = 0;
+                    if (b->device[0] != '@' && (rc = device_identity(b, &dc->st, &ident)) != 0)
+                        break;
+                    have_ident = true;
+                }
+                r = canonical_key(b->device, &ident, in, key);
+                if (r == -ENOMEM) {
+                    rc = ENOMEM;
+                    break;
+                }
+                if (r < 0) {
+                    refused += in->n;
+                    continue;
+                }
+                rc = series_resolve(txn, s, key, in->type, &next_id, tmp, &id);
+                if (rc == 0)
+                    dev_series_remember(dc, si, in, id, tmp);
             }
-            if (r < 0) {
-                refused += in->n;
-                continue;
-            }
-            rc = series_resolve(txn, s, key, in->type, &next_id, tmp, &id);
             if (rc == 0)
                 rc = fp_samples_write(txn, s, id, in->ts_ms, in->values, in->n, b->received_ms,
                                       &w, &old);
@@ -919,7 +1142,7 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
         if (rc == 0)
             rc = write_events(txn, s, b, key, tmp);
         if (rc == 0)
-            rc = update_device(txn, s, b, &dev, false, written, &timing, tmp);
+            rc = update_device(txn, s, b, &dc->st, false, written, &timing, tmp);
         res[bi].samples_written = written;
         res[bi].samples_refused = refused;
         res[bi].samples_too_old = too_old;
@@ -938,12 +1161,15 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
         mdb_txn_abort(txn);
         fp_samples_txn_end(s, false);
         key_cache_clear(s);
+        dev_cache_clear(s);
         return rc;
     }
     rc = mdb_txn_commit(txn);
     fp_samples_txn_end(s, rc == 0);
-    if (rc != 0)
+    if (rc != 0) {
         key_cache_clear(s);
+        dev_cache_clear(s);
+    }
     return rc;
 }
 
@@ -966,6 +1192,7 @@ static int run_txn(struct fp_store *s, int (*step)(MDB_txn *, struct fp_store *,
             mdb_txn_abort(txn);
             fp_samples_txn_end(s, false);
             key_cache_clear(s);
+            dev_cache_clear(s);
         }
         if (rc != MDB_MAP_FULL || s->map_bytes >= s->opts.max_map_bytes)
             return rc;

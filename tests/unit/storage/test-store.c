@@ -521,12 +521,125 @@ static void test_foreign(void)
               FP_STORE_E_FORMAT);
 }
 
+/* The writer remembers each device's series in the order it sent them (and its record and dedup
+ * state). Series sent in another order, a changed label value in the same slot, new identity
+ * labels, a store reopened, and batches of an older epoch in between must all still land on the
+ * right series and be deduplicated as before. */
+static void test_device_cache(void)
+{
+    struct fp_store *s = NULL;
+    struct fp_store_reader *r = NULL;
+    char err[256];
+    int64_t ts[1] = {1732412400000};
+    const double v1[1] = {1}, v2[1] = {2};
+    const struct fp_label za[] = {{"zone", "a"}}, zb[] = {{"zone", "b"}}, zc[] = {{"zone", "c"}};
+    const struct fp_label m1[] = {{"model", "m1"}}, m2[] = {{"model", "m2"}};
+    struct fp_series_in in[2] = {{"temp", FP_SERIES_GAUGE, za, 1, ts, v1, 1},
+                                 {"temp", FP_SERIES_GAUGE, zb, 1, ts, v2, 1}};
+    struct fp_write_batch b = {.device = "dc", .epoch = 1, .seq = 1, .received_ms = 1,
+                               .info = m1, .n_info = 1, .series = in, .n_series = 2};
+    struct fp_write_result res;
+    struct fp_series_desc d;
+    struct points pts = {0};
+    uint64_t ida, idb;
+
+    rm_store(dir);
+    fp_assert(fp_store_open(dir, 0, NULL, &s, err, sizeof(err)) == 0);
+    check_int(fp_store_write(s, &b, 1, &res), 0);
+    check_int(res.samples_written, 2);
+
+    /* Swapped order, no info: the same two series, one more point each. */
+    b.n_info = 0;
+    b.seq = 2;
+    ts[0] += 10000;
+    in[0].labels = zb;
+    in[0].values = v2;
+    in[1].labels = za;
+    in[1].values = v1;
+    check_int(fp_store_write(s, &b, 1, &res), 0);
+    check_int(res.samples_written, 2);
+
+    /* Same slot, another value of the label: a third series, not the one cached there. */
+    b.seq = 3;
+    ts[0] += 10000;
+    in[1].labels = zc;
+    check_int(fp_store_write(s, &b, 1, &res), 0);
+
+    /* An older epoch's batch (a spool replayed after a restart) between two of the newest. */
+    b.epoch = 0;
+    b.seq = 3;
+    ts[0] += 10000;
+    check_int(fp_store_write(s, &b, 1, &res), 0);
+    check_int(res.status, 0);
+    b.epoch = 1;
+    check_int(fp_store_write(s, &b, 1, &res), 0);
+    check_int(res.status, FP_STORE_E_DUP); /* epoch 1 seq 3 was applied above */
+    b.seq = 2;
+    check_int(fp_store_write(s, &b, 1, &res), 0);
+    check_int(res.status, FP_STORE_E_DUP);
+
+    fp_assert(fp_store_reader_open(s, &r) == 0);
+    check_int(select_count(r, NULL, 0), 3);
+    {
+        const struct fp_matcher ma[] = {{"zone", "a", FP_MATCH_EQ}};
+        const struct fp_matcher mb[] = {{"zone", "b", FP_MATCH_EQ}};
+        ida = select_one(r, ma, 1);
+        idb = select_one(r, mb, 1);
+    }
+    check_int(fp_store_read_range(r, ida, 0, INT64_MAX, collect, &pts), 0);
+    check_int(pts.n, 2);
+    check_double(pts.v[0], 1);
+    check_double(pts.v[1], 1);
+    pts.n = 0;
+    check_int(fp_store_read_range(r, idb, 0, INT64_MAX, collect, &pts), 0);
+    check_int(pts.n, 4); /* slot 0 held zone b from the second batch on */
+    check_double(pts.v[0], 2);
+    fp_store_reader_close(&r);
+
+    /* New identity: new series, labelled with it, also for the batches after it without info. */
+    b.epoch = 2;
+    b.seq = 1;
+    b.info = m2;
+    b.n_info = 1;
+    ts[0] += 10000;
+    check_int(fp_store_write(s, &b, 1, &res), 0);
+    b.n_info = 0;
+    b.seq = 2;
+    ts[0] += 10000;
+    check_int(fp_store_write(s, &b, 1, &res), 0);
+    fp_store_close(&s);
+
+    /* Reopened: nothing cached, everything as stored. */
+    fp_assert(fp_store_open(dir, 0, NULL, &s, err, sizeof(err)) == 0);
+    b.seq = 2;
+    check_int(fp_store_write(s, &b, 1, &res), 0);
+    check_int(res.status, FP_STORE_E_DUP);
+    b.seq = 3;
+    ts[0] += 10000;
+    check_int(fp_store_write(s, &b, 1, &res), 0);
+    check_int(res.status, 0);
+    fp_assert(fp_store_reader_open(s, &r) == 0);
+    check_int(select_count(r, NULL, 0), 5);
+    {
+        const struct fp_matcher m[] = {{"model", "m2", FP_MATCH_EQ}, {"zone", "b", FP_MATCH_EQ}};
+        uint64_t id = select_one(r, m, 2);
+        check_int(fp_store_series_get(r, id, &d), 0);
+        check_int(d.n_labels, 3);
+        pts.n = 0;
+        check_int(fp_store_read_range(r, id, 0, INT64_MAX, collect, &pts), 0);
+        check_int(pts.n, 3);
+    }
+    fp_store_reader_close(&r);
+    fp_store_close(&s);
+}
+
 int main(void)
 {
     (void)snprintf(dir, sizeof(dir), "/tmp/fp-test-store-XXXXXX");
     fp_assert(mkdtemp(dir) != NULL);
     test_roundtrip();
     test_device_timing();
+    test_device_cache();
     test_refusals();
     test_growth();
     test_abort_keeps_ids_consistent();
