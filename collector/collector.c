@@ -1,10 +1,12 @@
 /* Receive, validate, group-commit, acknowledge.
  *
  * One thread owns the ROUTER socket and the store. Each wake-up drains up to max_group messages
- * without blocking, decodes and validates each, writes all valid ones in one LMDB transaction
- * (group commit: one fsync for many probes), and only then answers. A probe therefore never sees
- * OK for a batch that is not on disk. Refused batches are answered at once with the reason, so
- * probes stop resending what will never be accepted; every refusal is counted.
+ * without blocking, decodes and validates each, and writes all valid ones in one LMDB transaction
+ * (group commit: one fsync for many probes). The store syncs each commit in its own thread while
+ * this one decodes and writes the next group, and the answers to a group wait until its commit
+ * is on disk: a probe never sees OK for a batch that is not. Refused batches are answered at once
+ * with the reason, so probes stop resending what will never be accepted; every refusal is
+ * counted.
  *
  * Back-pressure: ZeroMQ's receive high-water mark bounds what waits in memory; while we commit,
  * further batches wait in the kernel and in the probes' spools, never in an unbounded queue here. */
@@ -38,6 +40,14 @@
 #define RCV_HWM 256
 #define GROUP_MAX_BYTES (8u << 20)
 
+/* An answer that waits for its group's commit to be durable. */
+struct pending_ack {
+    zmq_msg_t env[MAX_ENVELOPE];
+    size_t n_env;
+    uint64_t epoch, seq, accepted, refused;
+    Fleetpulse__V1__AckStatus status;
+};
+
 struct msg {
     zmq_msg_t env[MAX_ENVELOPE];
     size_t n_env;
@@ -67,6 +77,9 @@ struct fp_collector {
     struct fp_write_result *wr;
     size_t *valid_idx; /* msgs index of each wb entry */
     struct fp_batch_arena *arena; /* one group's decoded batches and their storage views */
+    struct pending_ack *pending;  /* the answers of the latest group written */
+    size_t n_pending;
+    uint64_t pending_commit;      /* the commit they wait for (fp_store_committed) */
     int64_t last_refusal_log_ms;
     uint64_t refusals_unlogged;
 };
@@ -79,6 +92,7 @@ void fp_collector_options_default(struct fp_collector_options *ret)
     };
     fp_batch_limits_default(&ret->limits);
     fp_store_options_default(&ret->store);
+    ret->store.background_sync = true;
 }
 
 int fp_collector_new(const struct fp_collector_options *opts, struct fp_collector **ret, char *err,
@@ -98,7 +112,9 @@ int fp_collector_new(const struct fp_collector_options *opts, struct fp_collecto
     c->wb = calloc(c->opts.max_group, sizeof(*c->wb));
     c->wr = calloc(c->opts.max_group, sizeof(*c->wr));
     c->valid_idx = calloc(c->opts.max_group, sizeof(*c->valid_idx));
-    if (c->msgs == NULL || c->wb == NULL || c->wr == NULL || c->valid_idx == NULL ||
+    c->pending = calloc(c->opts.max_group, sizeof(*c->pending));
+    if (c->pending == NULL ||
+        c->msgs == NULL || c->wb == NULL || c->wr == NULL || c->valid_idx == NULL ||
         fp_batch_arena_new(&c->arena) != 0) {
         r = -ENOMEM;
         goto fail;
@@ -163,6 +179,10 @@ void fp_collector_destroy(struct fp_collector **cp)
     free(c->wb);
     free(c->wr);
     free(c->valid_idx);
+    for (size_t i = 0; c->pending != NULL && i < c->n_pending; i++)
+        for (size_t k = 0; k < c->pending[i].n_env; k++)
+            (void)zmq_msg_close(&c->pending[i].env[k]);
+    free(c->pending);
     fp_batch_arena_destroy(&c->arena);
     free(c);
     *cp = NULL;
@@ -324,22 +344,22 @@ static uint64_t batch_samples(const Fleetpulse__V1__Batch *b)
     return n;
 }
 
-static void reply(struct fp_collector *c, struct msg *m, uint64_t epoch, uint64_t seq,
-                  Fleetpulse__V1__AckStatus status, const char *detail, uint64_t accepted,
-                  uint64_t refused)
+static void send_ack(struct fp_collector *c, zmq_msg_t *env, size_t n_env, uint64_t epoch,
+                     uint64_t seq, Fleetpulse__V1__AckStatus status, const char *detail,
+                     uint64_t accepted, uint64_t refused)
 {
     uint8_t *buf;
     size_t len;
 
-    if (m->n_env == 0)
+    if (n_env == 0)
         return;
     if (fp_ack_encode(epoch, seq, status, detail, accepted, refused, &buf, &len) < 0)
         return;
-    for (size_t i = 0; i < m->n_env; i++) {
+    for (size_t i = 0; i < n_env; i++) {
         /* Copy, so the envelope can be released with the message as usual. */
         zmq_msg_t part;
         (void)zmq_msg_init(&part);
-        (void)zmq_msg_copy(&part, &m->env[i]);
+        (void)zmq_msg_copy(&part, &env[i]);
         if (zmq_msg_send(&part, c->sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
             (void)zmq_msg_close(&part);
             free(buf);
@@ -349,6 +369,54 @@ static void reply(struct fp_collector *c, struct msg *m, uint64_t epoch, uint64_
     /* A peer that went away or stopped reading loses its ack and resends: dedup absorbs it. */
     (void)zmq_send(c->sock, buf, len, ZMQ_DONTWAIT);
     free(buf);
+}
+
+static void reply(struct fp_collector *c, struct msg *m, uint64_t epoch, uint64_t seq,
+                  Fleetpulse__V1__AckStatus status, const char *detail, uint64_t accepted,
+                  uint64_t refused)
+{
+    send_ack(c, m->env, m->n_env, epoch, seq, status, detail, accepted, refused);
+}
+
+/* Keeps m's answer until commit is durable; takes m's envelope. */
+static void defer_ack(struct fp_collector *c, struct msg *m, Fleetpulse__V1__AckStatus status,
+                      uint64_t accepted, uint64_t refused)
+{
+    struct pending_ack *a = &c->pending[c->n_pending++];
+
+    *a = (struct pending_ack){.n_env = m->n_env, .epoch = m->batch->epoch, .seq = m->batch->seq,
+                              .accepted = accepted, .refused = refused, .status = status};
+    for (size_t i = 0; i < m->n_env; i++) {
+        (void)zmq_msg_init(&a->env[i]);
+        (void)zmq_msg_move(&a->env[i], &m->env[i]);
+    }
+}
+
+/* Sends the waiting answers once their commit is on disk. Returns 0, or -EIO when the store
+ * could not sync: the answers are dropped unsent, and the probes will resend. */
+static int flush_acks(struct fp_collector *c)
+{
+    int r = 0;
+
+    if (c->n_pending > 0)
+        r = fp_store_wait_durable(c->store, c->pending_commit, -1);
+    for (size_t i = 0; i < c->n_pending; i++) {
+        struct pending_ack *a = &c->pending[i];
+        if (r == 0)
+            send_ack(c, a->env, a->n_env, a->epoch, a->seq, a->status,
+                     a->status == FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_DUPLICATE
+                         ? "already stored"
+                         : NULL,
+                     a->accepted, a->refused);
+        for (size_t k = 0; k < a->n_env; k++)
+            (void)zmq_msg_close(&a->env[k]);
+    }
+    c->n_pending = 0;
+    if (r != 0)
+        fp_log_error("collector", "the store could not sync to disk (%s); stopping without "
+                     "answering the last batches, which their probes will resend",
+                     fp_store_strerror(r));
+    return r;
 }
 
 static void log_refusal(struct fp_collector *c, const struct msg *m, const char *device,
@@ -366,8 +434,10 @@ static void log_refusal(struct fp_collector *c, const struct msg *m, const char 
     c->refusals_unlogged = 0;
 }
 
-/* Decodes, commits and answers the n messages in c->msgs. */
-static void process_group(struct fp_collector *c, size_t n)
+/* Decodes and commits the n messages in c->msgs, answers the previous group once its commit is
+ * durable, and keeps this group's answers for the next flush. Returns 0, or -EIO when the store
+ * can no longer make anything durable. */
+static int process_group(struct fp_collector *c, size_t n)
 {
     size_t n_valid = 0, *valid_idx = c->valid_idx;
     int64_t now = fp_clock_now_ms();
@@ -396,14 +466,19 @@ static void process_group(struct fp_collector *c, size_t n)
         valid_idx[n_valid++] = i;
     }
     if (n_valid == 0)
-        return;
+        return 0;
 
     int64_t t0 = fp_clock_mono_ns();
     r = fp_store_write(c->store, c->wb, n_valid, c->wr);
+    /* Committing waited for the previous group's sync, so its answers go out now. */
+    if (flush_acks(c) != 0)
+        return -EIO;
     uint64_t took = (uint64_t)(fp_clock_mono_ns() - t0);
     c->stats.commit_ns_total += took;
     if (took > c->stats.commit_ns_max)
         c->stats.commit_ns_max = took;
+    if (r == -EIO)
+        return r; /* flush_acks above reported it */
     if (r != 0) {
         fp_log_error("collector", "store write of %zu batches failed: %s; asking probes to retry",
                      n_valid, fp_store_strerror(r));
@@ -413,16 +488,17 @@ static void process_group(struct fp_collector *c, size_t n)
             reply(c, m, m->batch->epoch, m->batch->seq,
                   FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_RETRY, fp_store_strerror(r), 0, 0);
         }
-        return;
+        return 0;
     }
     c->stats.commits++;
+    c->pending_commit = fp_store_committed(c->store);
     for (size_t k = 0; k < n_valid; k++) {
         struct msg *m = &c->msgs[valid_idx[k]];
         const struct fp_write_result *res = &c->wr[k];
         if (res->status == FP_STORE_E_DUP) {
             c->stats.batches_duplicate++;
-            reply(c, m, m->batch->epoch, m->batch->seq,
-                  FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_DUPLICATE, "already stored", 0, 0);
+            /* Its first copy may be in the commit still syncing: answer after it, too. */
+            defer_ack(c, m, FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_DUPLICATE, 0, 0);
             continue;
         }
         c->stats.batches_applied++;
@@ -433,9 +509,10 @@ static void process_group(struct fp_collector *c, size_t n)
                            res->samples_refused);
             log_refusal(c, m, m->batch->device_id, "partial");
         }
-        reply(c, m, m->batch->epoch, m->batch->seq, FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_OK,
-              NULL, res->samples_written, res->samples_refused);
+        defer_ack(c, m, FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_OK, res->samples_written,
+                  res->samples_refused);
     }
+    return 0;
 }
 
 struct self_value {
@@ -521,14 +598,18 @@ int fp_collector_run(struct fp_collector *c)
             next_self = fp_clock_mono_ms() + SELF_INTERVAL_MS;
         }
 
-        if (zmq_poll(&item, 1, 1000) < 0) {
+        /* Answers wait for their sync only while nothing else is waiting to be written. */
+        if (zmq_poll(&item, 1, c->n_pending > 0 ? 0 : 1000) < 0) {
             if (errno == EINTR)
                 continue;
             r = -errno;
             break;
         }
-        if (!(item.revents & ZMQ_POLLIN))
+        if (!(item.revents & ZMQ_POLLIN)) {
+            if (c->n_pending > 0 && (r = flush_acks(c)) != 0)
+                break;
             continue;
+        }
         size_t group_bytes = 0;
         while (n < c->opts.max_group && group_bytes < GROUP_MAX_BYTES) {
             int got = receive_one(c, &c->msgs[n]);
@@ -541,15 +622,20 @@ int fp_collector_run(struct fp_collector *c)
             n++;
         }
         c->stats.queue_batches = n;
-        process_group(c, n);
+        int pr = process_group(c, n);
         for (size_t i = 0; i < n; i++)
             msg_release(&c->msgs[i]);
         fp_batch_arena_reset(c->arena);
+        if (pr < 0)
+            r = pr;
         if (r < 0)
             break;
     }
-    /* The final totals, so the store has them even for a run shorter than the interval. */
-    write_self(c, fp_clock_now_ms());
-    if (getenv("FP_DEBUG_GROUPS")) fprintf(stderr, "commits %lu batches %lu commit_s %.2f\n", (unsigned long)c->stats.commits, (unsigned long)c->stats.batches_received, c->stats.commit_ns_total/1e9);
+    if (r != -EIO) {
+        /* The final totals, so the store has them even for a run shorter than the interval. */
+        write_self(c, fp_clock_now_ms());
+        if (flush_acks(c) != 0)
+            r = -EIO;
+    }
     return r;
 }

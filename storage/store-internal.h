@@ -98,6 +98,14 @@ struct fp_store {
     size_t keys_cap, keys_used;
     struct dev_cache **devs;        /* device -> what the writer knows of it (store.c) */
     size_t devs_cap, devs_used;
+    /* Background sync (fp_store_options.background_sync): commit counts, guarded by sync_lock */
+    bool bg_sync;
+    pthread_t sync_thread;
+    pthread_mutex_t sync_lock;
+    pthread_cond_t sync_cond;
+    uint64_t committed, sync_wanted, durable;
+    int sync_err; /* the errno of a failed sync: nothing committed after it is known durable */
+    bool sync_stop;
     int64_t retention_checked_ms;   /* wall clock of the last retention pass */
     struct fp_head head;
     struct fp_sketch *rollup_sketch; /* reused by every rollup computed */

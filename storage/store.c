@@ -25,11 +25,13 @@
 #include <errno.h>
 #include <limits.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 void fp_store_options_default(struct fp_store_options *ret)
@@ -182,13 +184,136 @@ static int open_dbs(struct fp_store *s, char *err, size_t err_size, const char *
     return 0;
 }
 
+/* --- background sync --------------------------------------------------------------------------
+ * With background_sync the environment is opened MDB_NOSYNC and every commit is followed by one
+ * fdatasync here, in the store's sync thread, while the writer goes on with its next
+ * transaction. That fdatasync covers the data pages and the meta page together (LMDB's own
+ * durable commit syncs twice). A commit waits for the sync before it, so at any moment at most
+ * the newest commit is not yet durable. That keeps a crash safe: a commit only overwrites pages
+ * that were freed before the newest durable meta page, never a page that meta still needs. */
+static void *sync_main(void *arg)
+{
+    struct fp_store *s = arg;
+
+    (void)pthread_mutex_lock(&s->sync_lock);
+    for (;;) {
+        uint64_t target;
+        int rc;
+        while (!s->sync_stop && (s->sync_wanted <= s->durable || s->sync_err != 0))
+            (void)pthread_cond_wait(&s->sync_cond, &s->sync_lock);
+        if (s->sync_wanted <= s->durable || s->sync_err != 0)
+            break; /* stopping, nothing left to sync */
+        target = s->sync_wanted;
+        (void)pthread_mutex_unlock(&s->sync_lock);
+        rc = mdb_env_sync(s->env, 1);
+        (void)pthread_mutex_lock(&s->sync_lock);
+        if (rc != 0)
+            s->sync_err = rc;
+        else
+            s->durable = target;
+        (void)pthread_cond_broadcast(&s->sync_cond);
+    }
+    (void)pthread_mutex_unlock(&s->sync_lock);
+    return NULL;
+}
+
+/* Waits (sync_lock held) until commit is durable or a sync failed; -ETIMEDOUT past deadline. */
+static int sync_wait_locked(struct fp_store *s, uint64_t commit, const struct timespec *deadline)
+{
+    while (s->durable < commit && s->sync_err == 0) {
+        if (deadline == NULL)
+            (void)pthread_cond_wait(&s->sync_cond, &s->sync_lock);
+        else if (pthread_cond_timedwait(&s->sync_cond, &s->sync_lock, deadline) == ETIMEDOUT)
+            return s->durable >= commit ? 0 : -ETIMEDOUT;
+    }
+    return s->durable >= commit ? 0 : -EIO;
+}
+
+/* Commits a write transaction: durably, or with background_sync after the previous commit's
+ * sync and handing its own to the sync thread. Returns an LMDB rc or EIO. */
+static int commit_txn(struct fp_store *s, MDB_txn *txn)
+{
+    int rc;
+
+    if (!s->bg_sync) {
+        rc = mdb_txn_commit(txn);
+        if (rc == 0)
+            s->committed++;
+        return rc;
+    }
+    (void)pthread_mutex_lock(&s->sync_lock);
+    rc = sync_wait_locked(s, s->committed, NULL);
+    (void)pthread_mutex_unlock(&s->sync_lock);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return EIO;
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc != 0)
+        return rc;
+    (void)pthread_mutex_lock(&s->sync_lock);
+    s->committed++;
+    s->sync_wanted = s->committed;
+    (void)pthread_cond_broadcast(&s->sync_cond);
+    (void)pthread_mutex_unlock(&s->sync_lock);
+    return 0;
+}
+
+uint64_t fp_store_committed(struct fp_store *s)
+{
+    uint64_t n;
+    if (!s->bg_sync)
+        return s->committed;
+    (void)pthread_mutex_lock(&s->sync_lock);
+    n = s->committed;
+    (void)pthread_mutex_unlock(&s->sync_lock);
+    return n;
+}
+
+int fp_store_wait_durable(struct fp_store *s, uint64_t commit, int timeout_ms)
+{
+    struct timespec deadline;
+    int r;
+
+    if (!s->bg_sync)
+        return 0;
+    if (timeout_ms >= 0) {
+        (void)clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+    }
+    (void)pthread_mutex_lock(&s->sync_lock);
+    r = sync_wait_locked(s, commit, timeout_ms >= 0 ? &deadline : NULL);
+    (void)pthread_mutex_unlock(&s->sync_lock);
+    return r;
+}
+
+/* Ends the sync thread after it has synced every commit. */
+static void sync_stop(struct fp_store *s)
+{
+    if (!s->bg_sync)
+        return;
+    (void)pthread_mutex_lock(&s->sync_lock);
+    s->sync_stop = true;
+    (void)pthread_cond_broadcast(&s->sync_cond);
+    (void)pthread_mutex_unlock(&s->sync_lock);
+    (void)pthread_join(s->sync_thread, NULL);
+    (void)pthread_mutex_destroy(&s->sync_lock);
+    (void)pthread_cond_destroy(&s->sync_cond);
+    s->bg_sync = false;
+}
+
 int fp_store_open(const char *dir, unsigned flags, const struct fp_store_options *opts,
                   struct fp_store **ret, char *err, size_t err_size)
 {
     struct fp_store *s;
     struct stat st;
     char path[PATH_MAX];
-    unsigned env_flags = MDB_NOTLS;
+    unsigned env_flags = MDB_NOTLS | MDB_NORDAHEAD;
     int rc, r;
 
     if (stat(dir, &st) < 0) {
@@ -224,6 +349,11 @@ int fp_store_open(const char *dir, unsigned flags, const struct fp_store_options
         s->opts = *opts;
     else
         fp_store_options_default(&s->opts);
+
+    if (s->readonly)
+        s->opts.background_sync = false;
+    if (s->opts.background_sync)
+        env_flags |= MDB_NOSYNC;
 
     rc = mdb_env_create(&s->env);
     if (rc != 0) {
@@ -264,6 +394,26 @@ int fp_store_open(const char *dir, unsigned flags, const struct fp_store_options
     r = open_dbs(s, err, err_size, dir);
     if (r != 0)
         goto fail;
+    if (s->opts.background_sync) {
+        /* What opening wrote (a new store's format record) is durable before anything else. */
+        rc = mdb_env_sync(s->env, 1);
+        if (rc != 0) {
+            fp_set_err(err, err_size, "cannot sync store in %s: %s", dir, mdb_strerror(rc));
+            r = fp_store_map_lmdb(rc);
+            goto fail;
+        }
+        (void)pthread_mutex_init(&s->sync_lock, NULL);
+        (void)pthread_cond_init(&s->sync_cond, NULL);
+        rc = pthread_create(&s->sync_thread, NULL, sync_main, s);
+        if (rc != 0) {
+            (void)pthread_mutex_destroy(&s->sync_lock);
+            (void)pthread_cond_destroy(&s->sync_cond);
+            fp_set_err(err, err_size, "cannot start the sync thread: %s", strerror(rc));
+            r = -rc;
+            goto fail;
+        }
+        s->bg_sync = true;
+    }
     *ret = s;
     return 0;
 fail:
@@ -279,6 +429,7 @@ void fp_store_close(struct fp_store **sp)
     struct fp_store *s = *sp;
     if (s == NULL)
         return;
+    sync_stop(s);
     mdb_env_close(s->env);
     fp_samples_fini(s);
     key_cache_clear(s);
@@ -1164,7 +1315,7 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
         dev_cache_clear(s);
         return rc;
     }
-    rc = mdb_txn_commit(txn);
+    rc = commit_txn(s, txn);
     fp_samples_txn_end(s, rc == 0);
     if (rc != 0) {
         key_cache_clear(s);
@@ -1186,8 +1337,15 @@ static int run_txn(struct fp_store *s, int (*step)(MDB_txn *, struct fp_store *,
             return rc;
         rc = step(txn, s, arg);
         if (rc == 0) {
-            rc = mdb_txn_commit(txn);
+            rc = commit_txn(s, txn);
             fp_samples_txn_end(s, rc == 0);
+            if (rc != 0) {
+                key_cache_clear(s);
+                dev_cache_clear(s);
+            } else if (fp_store_wait_durable(s, fp_store_committed(s), -1) != 0) {
+                /* Maintenance is rare: it returns durable, as without background_sync. */
+                return EIO;
+            }
         } else {
             mdb_txn_abort(txn);
             fp_samples_txn_end(s, false);

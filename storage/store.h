@@ -54,6 +54,8 @@ struct fp_store_options {
                                      a day partition at a time; 0 keeps everything */
     int64_t rollup_retention_ms; /**< one-hour rollups older than this are dropped, a bounded
                                       number per write; 0 keeps everything */
+    bool background_sync;        /**< fp_store_write returns before its commit is on disk; see
+                                      fp_store_wait_durable */
 };
 
 void fp_store_options_default(struct fp_store_options *ret);
@@ -115,8 +117,12 @@ struct fp_write_result {
 };
 
 /* Writes n batches in one durable transaction: when this returns 0 every applied batch is on
- * disk. ret_results has n entries, filled per batch. Grows the map as needed. Returns 0,
- * FP_STORE_E_FULL (nothing written), or -errno (nothing written). */
+ * disk, or with the background_sync option, committed (visible to readers) with its fsync
+ * running in a thread of the store: fp_store_wait_durable tells when it is on disk. A write
+ * waits for the previous write's sync before it commits, so at most one commit is ever waiting
+ * for its sync, and that sync overlaps the next write's work. ret_results has n entries, filled
+ * per batch. Grows the map as needed. Returns 0, FP_STORE_E_FULL (nothing written), or -errno
+ * (nothing written; -EIO: an earlier background sync failed, and nothing more can be written). */
 int fp_store_write(struct fp_store *s, const struct fp_write_batch *batches, size_t n,
                    struct fp_write_result *ret_results);
 
@@ -124,6 +130,15 @@ int fp_store_write(struct fp_store *s, const struct fp_write_batch *batches, siz
  * also does this as it goes, series by series). Call before measuring size on disk or at a quiet
  * moment; durable when it returns 0. Returns 0, FP_STORE_E_FULL or -errno. */
 int fp_store_compact(struct fp_store *s);
+
+/* The number of write transactions committed since the store was opened: a write that returned
+ * 0 is covered by the value read after it. */
+uint64_t fp_store_committed(struct fp_store *s);
+
+/* Waits until the first commit commits are on disk (at once without background_sync). Returns 0,
+ * -ETIMEDOUT after timeout_ms (negative: no limit), or -EIO when a sync failed: what was not yet
+ * durable may be lost, and the caller must not report it as stored. */
+int fp_store_wait_durable(struct fp_store *s, uint64_t commit, int timeout_ms);
 
 /* --- reading --------------------------------------------------------------------------------- */
 

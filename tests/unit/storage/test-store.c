@@ -633,6 +633,61 @@ static void test_device_cache(void)
     fp_store_close(&s);
 }
 
+/* background_sync: a write returns committed and visible; fp_store_wait_durable says when it is
+ * on disk; the next write waits for that sync; closing syncs what is left. */
+static void test_background_sync(void)
+{
+    struct fp_store_options o;
+    struct fp_store *s = NULL;
+    struct fp_store_reader *r = NULL;
+    char err[256];
+    int64_t ts[1];
+    double v[1];
+    const struct fp_series_in in = {"up", FP_SERIES_GAUGE, NULL, 0, ts, v, 1};
+    struct fp_write_batch b = {.device = "bg", .epoch = 1, .series = &in, .n_series = 1};
+    struct fp_write_result res;
+    struct points pts = {0};
+    uint64_t before;
+
+    rm_store(dir);
+    fp_store_options_default(&o);
+    o.background_sync = true;
+    fp_assert(fp_store_open(dir, 0, &o, &s, err, sizeof(err)) == 0);
+    before = fp_store_committed(s);
+    for (int i = 0; i < 40; i++) {
+        ts[0] = 1732412400000 + i * 10000;
+        v[0] = i;
+        b.seq = (uint64_t)i + 1;
+        b.received_ms = ts[0];
+        check_int(fp_store_write(s, &b, 1, &res), 0);
+        check_int(res.samples_written, 1);
+        /* at most the newest commit is still waiting for its sync */
+        check_int(fp_store_wait_durable(s, fp_store_committed(s) - 1, 0), 0);
+    }
+    check_int(fp_store_committed(s) - before, 40);
+    check_int(fp_store_wait_durable(s, fp_store_committed(s), 5000), 0);
+    check_int(fp_store_wait_durable(s, fp_store_committed(s) + 1, 10), -ETIMEDOUT);
+    fp_assert(fp_store_reader_open(s, &r) == 0);
+    check_int(fp_store_read_range(r, select_one(r, NULL, 0), 0, INT64_MAX, collect, &pts), 0);
+    check_int(pts.n, 40);
+    fp_store_reader_close(&r);
+    /* the last write is not waited for: close syncs it */
+    ts[0] += 10000;
+    b.seq = 41;
+    check_int(fp_store_write(s, &b, 1, &res), 0);
+    fp_store_close(&s);
+
+    fp_assert(fp_store_open(dir, FP_STORE_READONLY, NULL, &s, err, sizeof(err)) == 0);
+    check_int(fp_store_committed(s), 0);
+    check_int(fp_store_wait_durable(s, 1, 0), 0); /* nothing in the background here */
+    fp_assert(fp_store_reader_open(s, &r) == 0);
+    pts.n = 0;
+    check_int(fp_store_read_range(r, select_one(r, NULL, 0), 0, INT64_MAX, collect, &pts), 0);
+    check_int(pts.n, 41);
+    fp_store_reader_close(&r);
+    fp_store_close(&s);
+}
+
 int main(void)
 {
     (void)snprintf(dir, sizeof(dir), "/tmp/fp-test-store-XXXXXX");
@@ -640,6 +695,7 @@ int main(void)
     test_roundtrip();
     test_device_timing();
     test_device_cache();
+    test_background_sync();
     test_refusals();
     test_growth();
     test_abort_keeps_ids_consistent();
