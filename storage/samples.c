@@ -718,9 +718,28 @@ static int rollup_points(MDB_txn *txn, struct fp_store *s, struct fp_series_stat
                             sizeof(*pts), m);
 }
 
+void fp_samples_state_prefetch(const struct fp_store *s, uint32_t slot)
+{
+    if (slot < s->states_cap)
+        __builtin_prefetch(&s->states[slot], 1);
+}
+
+/* state_get, first trying the slot *hint where the state was found last time, and updating it. */
+static struct fp_series_state *state_at(struct fp_store *s, uint64_t id, uint32_t *hint)
+{
+    struct fp_series_state *st;
+
+    if (hint != NULL && *hint < s->states_cap && s->states[*hint].id == id)
+        return &s->states[*hint];
+    st = state_get(s, id);
+    if (hint != NULL && st != NULL)
+        *hint = (uint32_t)(st - s->states);
+    return st;
+}
+
 int fp_samples_write(MDB_txn *txn, struct fp_store *s, uint64_t id, const int64_t *ts,
-                     const double *values, size_t n, int64_t now_ms, uint64_t *ret_written,
-                     uint64_t *ret_refused)
+                     const double *values, size_t n, int64_t now_ms, uint32_t *hint,
+                     uint64_t *ret_written, uint64_t *ret_refused)
 {
     struct fp_series_state *st;
     struct point *pts;
@@ -732,7 +751,7 @@ int fp_samples_write(MDB_txn *txn, struct fp_store *s, uint64_t id, const int64_
     *ret_refused = 0;
     if (n == 0)
         return 0;
-    st = state_get(s, id);
+    st = state_at(s, id, hint);
     if (st == NULL)
         return ENOMEM;
     if (st->max_ts == INT64_MIN) {
@@ -768,7 +787,7 @@ int fp_samples_write(MDB_txn *txn, struct fp_store *s, uint64_t id, const int64_
         rc = store_merged(txn, s, st, pts, k);
     if (rc == 0 && k < m && s->head.active) {
         rc = fp_head_append(txn, s, id, &pts[k].ts, &pts[k].v, sizeof(*pts), m - k);
-        st = state_get(s, id); /* sealing other series may have moved the states */
+        st = state_at(s, id, hint); /* sealing other series may have moved the states */
         if (st == NULL)
             rc = ENOMEM;
     } else if (rc == 0 && k < m)

@@ -244,10 +244,14 @@ int fp_store_map_lmdb(int rc);
 /* --- samples.c: chunked, time-partitioned sample storage -------------------------------------- */
 
 /* Stores one series' samples (any order) in the write txn. Sets *ret_written and *ret_refused
- * (too old for the out-of-order window or the retention). Returns an LMDB rc (or ENOMEM). */
+ * (too old for the out-of-order window or the retention). hint (may be NULL) is where the
+ * series' writer state was found last time; updated. Returns an LMDB rc (or ENOMEM). */
 int fp_samples_write(MDB_txn *txn, struct fp_store *s, uint64_t id, const int64_t *ts,
-                     const double *values, size_t n, int64_t now_ms, uint64_t *ret_written,
-                     uint64_t *ret_refused);
+                     const double *values, size_t n, int64_t now_ms, uint32_t *hint,
+                     uint64_t *ret_written, uint64_t *ret_refused);
+
+/* Starts reading the writer state at slot (a hint from fp_samples_write) into the cache. */
+void fp_samples_state_prefetch(const struct fp_store *s, uint32_t slot);
 
 /* Calls fn for the samples of series id in [from_ms, to_ms], oldest first, each timestamp once.
  * Returns 0, fn's non-zero result, or -errno. */

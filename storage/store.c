@@ -859,8 +859,9 @@ static int device_load(MDB_txn *txn, struct fp_store *s, const char *device,
 
 struct dev_series {
     uint64_t id;
-    uint8_t *sent; /* type u8, metric\0, label count u8, (name\0value\0)* in the order sent */
-    size_t len;
+    uint32_t off, len; /* in the device's sent bytes: type u8, metric\0, label count u8,
+                          (name\0value\0)* in the order sent; len 0: slot empty */
+    uint32_t state;    /* where the series' writer state was last found (fp_samples_write) */
 };
 
 struct dev_cache {
@@ -871,8 +872,10 @@ struct dev_cache {
     bool dedup_valid;
     uint64_t dedup_epoch;
     uint8_t dedup[DEDUP_BYTES];
-    struct dev_series *series; /* slot i: the series sent i-th; sent NULL: none */
-    size_t n_series;
+    /* One block: n_series slots (slot i: the series sent i-th), then their sent bytes, so a
+     * batch's lookups touch a few cache lines instead of one allocation per series. */
+    struct dev_series *series;
+    size_t n_series, sent_len;
 };
 
 static uint64_t name_hash(const char *p)
@@ -885,11 +888,9 @@ static uint64_t name_hash(const char *p)
 
 static void dev_series_forget(struct dev_cache *dc)
 {
-    for (size_t i = 0; i < dc->n_series; i++)
-        free(dc->series[i].sent);
     free(dc->series);
     dc->series = NULL;
-    dc->n_series = 0;
+    dc->n_series = dc->sent_len = 0;
 }
 
 static void dev_cache_clear(struct fp_store *s)
@@ -975,46 +976,37 @@ static bool sent_str(const uint8_t **p, const uint8_t *end, const char *str)
     return true;
 }
 
-/* The id of in when the device sent the same series in slot i last time. */
-static bool dev_series_find(const struct dev_cache *dc, size_t i, const struct fp_series_in *in,
-                            uint64_t *ret_id)
+/* The slot of in when the device sent the same series in slot i last time, else NULL. */
+static struct dev_series *dev_series_find(const struct dev_cache *dc, size_t i,
+                                          const struct fp_series_in *in)
 {
-    const struct dev_series *ds = i < dc->n_series ? &dc->series[i] : NULL;
+    struct dev_series *ds = i < dc->n_series ? &dc->series[i] : NULL;
     const uint8_t *p, *end;
 
-    if (ds == NULL || ds->sent == NULL)
-        return false;
-    p = ds->sent;
+    if (ds == NULL || ds->len == 0)
+        return NULL;
+    p = (const uint8_t *)(dc->series + dc->n_series) + ds->off;
     end = p + ds->len;
     if (*p++ != (uint8_t)in->type || !sent_str(&p, end, in->metric) || p == end ||
         *p++ != (uint8_t)in->n_labels)
-        return false;
+        return NULL;
     for (size_t k = 0; k < in->n_labels; k++)
         if (!sent_str(&p, end, in->labels[k].name) || !sent_str(&p, end, in->labels[k].value))
-            return false;
-    if (p != end)
-        return false;
-    *ret_id = ds->id;
-    return true;
+            return NULL;
+    return p == end ? ds : NULL;
 }
 
-/* Remembers in as the series sent in slot i; only a cache, so running out of memory is fine. */
+/* Remembers in as the series sent in slot i, rebuilding the device's block (rare: a device's
+ * first batch, or one that changed). Only a cache: running out of memory leaves it as it was. */
 static void dev_series_remember(struct dev_cache *dc, size_t i, const struct fp_series_in *in,
                                 uint64_t id, struct buf *tmp)
 {
-    struct dev_series *ds;
-    uint8_t *copy;
+    size_t n, len = 0;
+    struct dev_series *blk;
+    uint8_t *sent, *old_sent;
 
     if (i >= DEV_SERIES_MAX || in->n_labels > MAX_LABELS)
         return;
-    if (i >= dc->n_series) {
-        struct dev_series *n = realloc(dc->series, (i + 1) * sizeof(*n));
-        if (n == NULL)
-            return;
-        memset(n + dc->n_series, 0, (i + 1 - dc->n_series) * sizeof(*n));
-        dc->series = n;
-        dc->n_series = i + 1;
-    }
     tmp->len = 0;
     if (buf_add(tmp, &(uint8_t){(uint8_t)in->type}, 1) < 0 || buf_str(tmp, in->metric) < 0 ||
         buf_add(tmp, &(uint8_t){(uint8_t)in->n_labels}, 1) < 0)
@@ -1022,13 +1014,31 @@ static void dev_series_remember(struct dev_cache *dc, size_t i, const struct fp_
     for (size_t k = 0; k < in->n_labels; k++)
         if (buf_str(tmp, in->labels[k].name) < 0 || buf_str(tmp, in->labels[k].value) < 0)
             return;
-    copy = malloc(tmp->len);
-    if (copy == NULL)
+    n = i + 1 > dc->n_series ? i + 1 : dc->n_series;
+    blk = malloc(n * sizeof(*blk) + dc->sent_len + tmp->len);
+    if (blk == NULL)
         return;
-    memcpy(copy, tmp->data, tmp->len);
-    ds = &dc->series[i];
-    free(ds->sent);
-    *ds = (struct dev_series){.id = id, .sent = copy, .len = tmp->len};
+    sent = (uint8_t *)(blk + n);
+    old_sent = (uint8_t *)(dc->series + dc->n_series);
+    for (size_t k = 0; k < n; k++) {
+        const struct dev_series *o = k < dc->n_series ? &dc->series[k] : NULL;
+        if (k == i) {
+            memcpy(sent + len, tmp->data, tmp->len);
+            blk[k] = (struct dev_series){.id = id, .off = (uint32_t)len,
+                                         .len = (uint32_t)tmp->len};
+        } else if (o != NULL && o->len > 0) {
+            memcpy(sent + len, old_sent + o->off, o->len);
+            blk[k] = *o;
+            blk[k].off = (uint32_t)len;
+        } else {
+            blk[k] = (struct dev_series){0};
+        }
+        len += blk[k].len;
+    }
+    free(dc->series);
+    dc->series = blk;
+    dc->n_series = n;
+    dc->sent_len = len;
 }
 
 /* The identity labels of b's device: from the batch when it carries DeviceInfo, else from the
@@ -1255,11 +1265,19 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
         /* New identity labels may give every series of the device a new id. */
         if (b->n_info > 0)
             dev_series_forget(dc);
+        /* Start the memory reads of this batch's series states now, all at once. */
+        for (size_t k = 0; k < dc->n_series; k++)
+            fp_samples_state_prefetch(s, dc->series[k].state);
         rc = fp_head_begin(txn, s, b->device);
         for (size_t si = 0; rc == 0 && si < b->n_series; si++) {
             const struct fp_series_in *in = &b->series[si];
+            struct dev_series *ds = dev_series_find(dc, si, in);
             uint64_t id, w = 0, old = 0;
-            if (!dev_series_find(dc, si, in, &id)) {
+            uint32_t hint = UINT32_MAX;
+            if (ds != NULL) {
+                id = ds->id;
+                hint = ds->state;
+            } else {
                 int r;
                 if (!have_ident) {
                     ident.n = 0;
@@ -1279,10 +1297,13 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
                 rc = series_resolve(txn, s, key, in->type, &next_id, tmp, &id);
                 if (rc == 0)
                     dev_series_remember(dc, si, in, id, tmp);
+                ds = dev_series_find(dc, si, in);
             }
             if (rc == 0)
                 rc = fp_samples_write(txn, s, id, in->ts_ms, in->values, in->n, b->received_ms,
-                                      &w, &old);
+                                      &hint, &w, &old);
+            if (ds != NULL)
+                ds->state = hint;
             written += w;
             refused += old;
             too_old += old;
