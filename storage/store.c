@@ -1064,6 +1064,29 @@ static int device_identity(const struct fp_write_batch *b, const struct device_s
     return 0;
 }
 
+/* True when b carries identity labels other than the ones stored for its device. */
+static bool identity_changes(const struct fp_write_batch *b, const struct device_state *dev)
+{
+    static const struct fp_write_batch no_info = {0};
+    struct identity *now, *before;
+    bool changed = true;
+
+    if (b->n_info == 0)
+        return false;
+    now = malloc(sizeof(*now));
+    before = malloc(sizeof(*before));
+    if (now != NULL && before != NULL && device_identity(b, dev, now) == 0 &&
+        device_identity(&no_info, dev, before) == 0 && now->n == before->n) {
+        changed = false;
+        for (size_t i = 0; i < now->n && !changed; i++)
+            changed = strcmp(now->l[i].name, before->l[i].name) != 0 ||
+                      strcmp(now->l[i].value, before->l[i].value) != 0;
+    }
+    free(now);
+    free(before);
+    return changed;
+}
+
 /* Writes back the record of b's device with b counted (as applied, or as a duplicate). */
 static int update_device(MDB_txn *txn, struct fp_store *s, const struct fp_write_batch *b,
                          struct device_state *dev, bool duplicate, uint64_t samples,
@@ -1262,8 +1285,9 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
             rc = update_device(txn, s, b, &dc->st, true, 0, NULL, tmp);
             continue;
         }
-        /* New identity labels may give every series of the device a new id. */
-        if (b->n_info > 0)
+        /* New identity labels may give every series of the device a new id. A probe resends
+         * its identity when it restarts, mostly unchanged. */
+        if (identity_changes(b, &dc->st))
             dev_series_forget(dc);
         /* Start the memory reads of this batch's series states now, all at once. */
         for (size_t k = 0; k < dc->n_series; k++)

@@ -578,6 +578,14 @@ static void test_device_cache(void)
     check_int(fp_store_write(s, &b, 1, &res), 0);
     check_int(res.status, FP_STORE_E_DUP);
 
+    /* The same identity sent again (a probe restarted): still the same series. */
+    b.seq = 4;
+    b.n_info = 1;
+    ts[0] += 10000;
+    check_int(fp_store_write(s, &b, 1, &res), 0);
+    check_int(res.samples_written, 2);
+    b.n_info = 0;
+
     fp_assert(fp_store_reader_open(s, &r) == 0);
     check_int(select_count(r, NULL, 0), 3);
     {
@@ -592,7 +600,7 @@ static void test_device_cache(void)
     check_double(pts.v[1], 1);
     pts.n = 0;
     check_int(fp_store_read_range(r, idb, 0, INT64_MAX, collect, &pts), 0);
-    check_int(pts.n, 4); /* slot 0 held zone b from the second batch on */
+    check_int(pts.n, 5); /* slot 0 held zone b from the second batch on */
     check_double(pts.v[0], 2);
     fp_store_reader_close(&r);
 
