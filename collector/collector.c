@@ -1,12 +1,13 @@
 /* Receive, validate, group-commit, acknowledge.
  *
- * One thread owns the ROUTER socket and the store. Each wake-up drains up to max_group messages
- * without blocking, decodes and validates each, and writes all valid ones in one LMDB transaction
- * (group commit: one fsync for many probes). The store syncs each commit in its own thread while
- * this one decodes and writes the next group, and the answers to a group wait until its commit
- * is on disk: a probe never sees OK for a batch that is not. Refused batches are answered at once
- * with the reason, so probes stop resending what will never be accepted; every refusal is
- * counted.
+ * Three threads, one pipeline. The network thread (the caller of fp_collector_run) owns the
+ * ROUTER socket: it drains up to max_group messages without blocking, decodes and validates each,
+ * and hands the group to the store thread, which writes all valid batches in one LMDB
+ * transaction (group commit: one fsync for many probes). The store's own sync thread makes that
+ * commit durable while the store thread writes the next group and the network thread decodes the
+ * one after. Answers to a group wait until its commit is on disk: a probe never sees OK for a
+ * batch that is not. Refused batches are answered at once with the reason, so probes stop
+ * resending what will never be accepted; every refusal is counted.
  *
  * Back-pressure: ZeroMQ's receive high-water mark bounds what waits in memory; while we commit,
  * further batches wait in the kernel and in the probes' spools, never in an unbounded queue here. */
@@ -14,12 +15,16 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "clock.h"
@@ -59,9 +64,34 @@ struct msg {
     struct fp_series_in *series;
     struct fp_label *labels;
     struct fp_event_in *events;
-    struct fp_label info[64];
-    char info_scratch[8192];
+    struct fp_label *info; /* in the group's arena, when the batch carries DeviceInfo */
     size_t n_info;
+};
+
+#define INFO_MAX 64
+#define INFO_SCRATCH 8192 /* holds any valid DeviceInfo (fp_device_info_to_labels) */
+
+/* One group of messages on its way through the pipeline: filled and decoded by the network
+ * thread, written by the store thread, answered and released by the network thread. */
+enum group_state { GROUP_FREE, GROUP_READY, GROUP_WRITING, GROUP_DONE };
+
+struct group {
+    enum group_state state;
+    struct msg *msgs;
+    size_t n;
+    struct fp_write_batch *wb;
+    struct fp_write_result *wr;
+    size_t *valid_idx; /* msgs index of each wb entry */
+    size_t n_valid;
+    struct fp_batch_arena *arena; /* the group's decoded batches and their storage views */
+    /* the collector's own series, written before the group when self_due */
+    bool self_due;
+    struct fp_collector_stats self_stats;
+    int64_t self_now_ms;
+    /* set by the store thread */
+    int rc;
+    uint64_t commit; /* fp_store_committed after the write */
+    uint64_t took_ns;
 };
 
 struct fp_collector {
@@ -71,12 +101,15 @@ struct fp_collector {
     struct fp_collector_options opts;
     char endpoint[256];
     atomic_int stop; /* set from a signal handler or another thread; lock-free, so both are safe */
-    struct fp_collector_stats stats;
-    struct msg *msgs;
-    struct fp_write_batch *wb;
-    struct fp_write_result *wr;
-    size_t *valid_idx; /* msgs index of each wb entry */
-    struct fp_batch_arena *arena; /* one group's decoded batches and their storage views */
+    struct fp_collector_stats stats; /* the network thread's */
+    struct group groups[2];
+    /* the store thread; todo and done under lock */
+    pthread_t store_thread;
+    bool store_started, store_stop;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct group *todo, *done;
+    int wake_fd; /* eventfd: the store thread finished a group */
     struct pending_ack *pending;  /* the answers of the latest group written */
     size_t n_pending;
     uint64_t pending_commit;      /* the commit they wait for (fp_store_committed) */
@@ -108,15 +141,30 @@ int fp_collector_new(const struct fp_collector_options *opts, struct fp_collecto
     c->opts = *opts;
     if (c->opts.max_group == 0)
         c->opts.max_group = 1;
-    c->msgs = calloc(c->opts.max_group, sizeof(*c->msgs));
-    c->wb = calloc(c->opts.max_group, sizeof(*c->wb));
-    c->wr = calloc(c->opts.max_group, sizeof(*c->wr));
-    c->valid_idx = calloc(c->opts.max_group, sizeof(*c->valid_idx));
+    c->wake_fd = -1;
+    (void)pthread_mutex_init(&c->lock, NULL);
+    (void)pthread_cond_init(&c->cond, NULL);
     c->pending = calloc(c->opts.max_group, sizeof(*c->pending));
-    if (c->pending == NULL ||
-        c->msgs == NULL || c->wb == NULL || c->wr == NULL || c->valid_idx == NULL ||
-        fp_batch_arena_new(&c->arena) != 0) {
+    if (c->pending == NULL) {
         r = -ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < 2; i++) {
+        struct group *g = &c->groups[i];
+        g->msgs = calloc(c->opts.max_group, sizeof(*g->msgs));
+        g->wb = calloc(c->opts.max_group, sizeof(*g->wb));
+        g->wr = calloc(c->opts.max_group, sizeof(*g->wr));
+        g->valid_idx = calloc(c->opts.max_group, sizeof(*g->valid_idx));
+        if (g->msgs == NULL || g->wb == NULL || g->wr == NULL || g->valid_idx == NULL ||
+            fp_batch_arena_new(&g->arena) != 0) {
+            r = -ENOMEM;
+            goto fail;
+        }
+    }
+    c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (c->wake_fd < 0) {
+        r = -errno;
+        (void)snprintf(err, err_size, "cannot create eventfd: %s", strerror(errno));
         goto fail;
     }
     r = fp_store_open(opts->data_dir, 0, &opts->store, &c->store, err, err_size);
@@ -175,15 +223,22 @@ void fp_collector_destroy(struct fp_collector **cp)
     if (c->zctx != NULL)
         (void)zmq_ctx_term(c->zctx);
     fp_store_close(&c->store);
-    free(c->msgs);
-    free(c->wb);
-    free(c->wr);
-    free(c->valid_idx);
+    for (size_t i = 0; i < 2; i++) {
+        struct group *g = &c->groups[i];
+        free(g->msgs);
+        free(g->wb);
+        free(g->wr);
+        free(g->valid_idx);
+        fp_batch_arena_destroy(&g->arena);
+    }
     for (size_t i = 0; c->pending != NULL && i < c->n_pending; i++)
         for (size_t k = 0; k < c->pending[i].n_env; k++)
             (void)zmq_msg_close(&c->pending[i].env[k]);
     free(c->pending);
-    fp_batch_arena_destroy(&c->arena);
+    if (c->wake_fd >= 0)
+        (void)close(c->wake_fd);
+    (void)pthread_mutex_destroy(&c->lock);
+    (void)pthread_cond_destroy(&c->cond);
     free(c);
     *cp = NULL;
 }
@@ -316,10 +371,15 @@ static int prepare(struct fp_batch_arena *a, struct msg *m, struct fp_write_batc
                 (struct fp_label){e->attributes[k]->name, e->attributes[k]->value};
     }
     m->n_info = 0;
-    if (b->device_info != NULL)
-        m->n_info = fp_device_info_to_labels(b->device_info, m->info,
-                                             sizeof(m->info) / sizeof(m->info[0]), m->info_scratch,
-                                             sizeof(m->info_scratch));
+    m->info = NULL;
+    if (b->device_info != NULL) {
+        char *scratch = fp_batch_arena_alloc(a, INFO_SCRATCH);
+        m->info = fp_batch_arena_alloc(a, INFO_MAX * sizeof(*m->info));
+        if (scratch == NULL || m->info == NULL)
+            return -ENOMEM;
+        m->n_info = fp_device_info_to_labels(b->device_info, m->info, INFO_MAX, scratch,
+                                             INFO_SCRATCH);
+    }
     *wb = (struct fp_write_batch){
         .device = b->device_id,
         .epoch = b->epoch,
@@ -434,25 +494,23 @@ static void log_refusal(struct fp_collector *c, const struct msg *m, const char 
     c->refusals_unlogged = 0;
 }
 
-/* Decodes and commits the n messages in c->msgs, answers the previous group once its commit is
- * durable, and keeps this group's answers for the next flush. Returns 0, or -EIO when the store
- * can no longer make anything durable. */
-static int process_group(struct fp_collector *c, size_t n)
+/* Decodes and validates the g->n messages of g (network thread). Refusals are answered at once;
+ * the valid ones become g->wb. */
+static void decode_group(struct fp_collector *c, struct group *g)
 {
-    size_t n_valid = 0, *valid_idx = c->valid_idx;
     int64_t now = fp_clock_now_ms();
-    int r;
 
-    for (size_t i = 0; i < n; i++) {
-        struct msg *m = &c->msgs[i];
+    g->n_valid = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        struct msg *m = &g->msgs[i];
         if (m->decode_rc != 0)
             continue;
         c->stats.batches_received++;
-        m->decode_rc = fp_batch_decode_in(c->arena, zmq_msg_data(&m->payload),
+        m->decode_rc = fp_batch_decode_in(g->arena, zmq_msg_data(&m->payload),
                                           zmq_msg_size(&m->payload), &c->opts.limits, &m->batch,
                                           m->err, sizeof(m->err));
         if (m->decode_rc == 0)
-            m->decode_rc = prepare(c->arena, m, &c->wb[n_valid], now);
+            m->decode_rc = prepare(g->arena, m, &g->wb[g->n_valid], now);
         if (m->decode_rc != 0) {
             Fleetpulse__V1__AckStatus st = fp_batch_error_to_ack(m->decode_rc);
             uint64_t epoch, seq;
@@ -463,38 +521,55 @@ static int process_group(struct fp_collector *c, size_t n)
             continue;
         }
         c->stats.samples_received += batch_samples(m->batch);
-        valid_idx[n_valid++] = i;
+        g->valid_idx[g->n_valid++] = i;
     }
-    if (n_valid == 0)
-        return 0;
+}
 
-    int64_t t0 = fp_clock_mono_ns();
-    r = fp_store_write(c->store, c->wb, n_valid, c->wr);
-    /* Committing waited for the previous group's sync, so its answers go out now. */
-    if (flush_acks(c) != 0)
+static void release_group(struct group *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        msg_release(&g->msgs[i]);
+    g->n = g->n_valid = 0;
+    g->self_due = false;
+    fp_batch_arena_reset(g->arena);
+    g->state = GROUP_FREE;
+}
+
+/* Takes the results of a group the store thread wrote (network thread): answers the previous
+ * group, whose sync this commit waited for, counts, and keeps this group's answers until its own
+ * commit is durable. Returns 0, or -EIO when the store can no longer make anything durable. */
+static int finish_group(struct fp_collector *c, struct group *g)
+{
+    int r = g->rc;
+
+    if (g->n_valid == 0) {
+        release_group(g);
+        return 0;
+    }
+    c->stats.commit_ns_total += g->took_ns;
+    if (g->took_ns > c->stats.commit_ns_max)
+        c->stats.commit_ns_max = g->took_ns;
+    if (flush_acks(c) != 0 || r == -EIO) {
+        release_group(g);
         return -EIO;
-    uint64_t took = (uint64_t)(fp_clock_mono_ns() - t0);
-    c->stats.commit_ns_total += took;
-    if (took > c->stats.commit_ns_max)
-        c->stats.commit_ns_max = took;
-    if (r == -EIO)
-        return r; /* flush_acks above reported it */
+    }
     if (r != 0) {
         fp_log_error("collector", "store write of %zu batches failed: %s; asking probes to retry",
-                     n_valid, fp_store_strerror(r));
-        for (size_t k = 0; k < n_valid; k++) {
-            struct msg *m = &c->msgs[valid_idx[k]];
+                     g->n_valid, fp_store_strerror(r));
+        for (size_t k = 0; k < g->n_valid; k++) {
+            struct msg *m = &g->msgs[g->valid_idx[k]];
             c->stats.batches_retry++;
             reply(c, m, m->batch->epoch, m->batch->seq,
                   FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_RETRY, fp_store_strerror(r), 0, 0);
         }
+        release_group(g);
         return 0;
     }
     c->stats.commits++;
-    c->pending_commit = fp_store_committed(c->store);
-    for (size_t k = 0; k < n_valid; k++) {
-        struct msg *m = &c->msgs[valid_idx[k]];
-        const struct fp_write_result *res = &c->wr[k];
+    c->pending_commit = g->commit;
+    for (size_t k = 0; k < g->n_valid; k++) {
+        struct msg *m = &g->msgs[g->valid_idx[k]];
+        const struct fp_write_result *res = &g->wr[k];
         if (res->status == FP_STORE_E_DUP) {
             c->stats.batches_duplicate++;
             /* Its first copy may be in the commit still syncing: answer after it, too. */
@@ -512,6 +587,7 @@ static int process_group(struct fp_collector *c, size_t n)
         defer_ack(c, m, FLEETPULSE__V1__ACK_STATUS__ACK_STATUS_OK, res->samples_written,
                   res->samples_refused);
     }
+    release_group(g);
     return 0;
 }
 
@@ -524,9 +600,9 @@ struct self_value {
 
 /* The collector's own counters, stored as the series of device "@collector" every
  * SELF_INTERVAL_MS, so its history is queried like any device's. */
-static void write_self(struct fp_collector *c, int64_t now_ms)
+static void write_self(struct fp_store *store, const struct fp_collector_stats *st,
+                       int64_t now_ms)
 {
-    const struct fp_collector_stats *st = &c->stats;
     static const char *const reasons[] = {"bad_schema", "unauthorized", "too_large",
                                           "over_cardinality", "unsupported_version"};
     static const Fleetpulse__V1__AckStatus reason_codes[] = {
@@ -579,63 +655,198 @@ static void write_self(struct fp_collector *c, int64_t now_ms)
     }
     b = (struct fp_write_batch){.device = "@collector", .received_ms = now_ms, .series = in,
                                 .n_series = n};
-    if (fp_store_write(c->store, &b, 1, &res) != 0)
+    if (fp_store_write(store, &b, 1, &res) != 0)
         fp_log_debug("collector", "could not store the collector's own series, ignoring");
+}
+
+/* The store thread: writes each group handed to it, one at a time, in order. */
+static void *store_main(void *arg)
+{
+    struct fp_collector *c = arg;
+
+    (void)pthread_mutex_lock(&c->lock);
+    for (;;) {
+        struct group *g;
+        while (c->todo == NULL && !c->store_stop)
+            (void)pthread_cond_wait(&c->cond, &c->lock);
+        if (c->todo == NULL)
+            break;
+        g = c->todo;
+        c->todo = NULL;
+        (void)pthread_mutex_unlock(&c->lock);
+
+        if (g->self_due)
+            write_self(c->store, &g->self_stats, g->self_now_ms);
+        g->rc = 0;
+        g->took_ns = 0;
+        if (g->n_valid > 0) {
+            int64_t t0 = fp_clock_mono_ns();
+            g->rc = fp_store_write(c->store, g->wb, g->n_valid, g->wr);
+            g->took_ns = (uint64_t)(fp_clock_mono_ns() - t0);
+            g->commit = fp_store_committed(c->store);
+        }
+
+        (void)pthread_mutex_lock(&c->lock);
+        c->done = g;
+        (void)write(c->wake_fd, &(uint64_t){1}, sizeof(uint64_t));
+        (void)pthread_cond_broadcast(&c->cond);
+    }
+    (void)pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+/* Hands g to the store thread (network thread; the store thread must be idle). */
+static void hand_over(struct fp_collector *c, struct group *g)
+{
+    g->state = GROUP_WRITING;
+    (void)pthread_mutex_lock(&c->lock);
+    c->todo = g;
+    (void)pthread_cond_broadcast(&c->cond);
+    (void)pthread_mutex_unlock(&c->lock);
+}
+
+/* The group the store thread finished, if any (network thread). */
+static struct group *take_done(struct fp_collector *c, bool wait)
+{
+    struct group *g;
+    uint64_t ignored;
+
+    (void)pthread_mutex_lock(&c->lock);
+    while (wait && c->done == NULL)
+        (void)pthread_cond_wait(&c->cond, &c->lock);
+    g = c->done;
+    c->done = NULL;
+    (void)pthread_mutex_unlock(&c->lock);
+    if (g != NULL)
+        (void)read(c->wake_fd, &ignored, sizeof(ignored));
+    return g;
+}
+
+/* Snapshots the counters into g for the store thread to write as the collector's own series. */
+static void attach_self(struct fp_collector *c, struct group *g)
+{
+    g->self_due = true;
+    g->self_stats = c->stats;
+    g->self_now_ms = fp_clock_now_ms();
     c->stats.commit_ns_max = 0;
 }
 
 int fp_collector_run(struct fp_collector *c)
 {
     int64_t next_self = fp_clock_mono_ms();
+    struct group *writing = NULL;
     int r = 0;
 
+    r = pthread_create(&c->store_thread, NULL, store_main, c);
+    if (r != 0)
+        return -r;
+    c->store_started = true;
     while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
-        zmq_pollitem_t item = {.socket = c->sock, .events = ZMQ_POLLIN};
-        size_t n = 0;
+        struct group *fill = NULL, *ready = NULL, *done;
+        zmq_pollitem_t items[2] = {{.socket = c->sock, .events = ZMQ_POLLIN},
+                                   {.fd = c->wake_fd, .events = ZMQ_POLLIN}};
+        long timeout = 1000;
 
-        if (fp_clock_mono_ms() >= next_self) {
-            write_self(c, fp_clock_now_ms());
+        if ((done = take_done(c, false)) != NULL) {
+            writing = NULL;
+            if ((r = finish_group(c, done)) != 0)
+                break;
+        }
+        for (size_t i = 0; i < 2; i++) {
+            if (c->groups[i].state == GROUP_FREE && fill == NULL)
+                fill = &c->groups[i];
+            if (c->groups[i].state == GROUP_READY)
+                ready = &c->groups[i];
+        }
+        if (writing == NULL && fp_clock_mono_ms() >= next_self && ready == NULL && fill != NULL) {
+            /* Nothing to write with it: the collector's own series go alone. */
+            attach_self(c, fill);
+            fill->state = GROUP_READY;
+            ready = fill;
+            fill = NULL;
             next_self = fp_clock_mono_ms() + SELF_INTERVAL_MS;
         }
-
-        /* Answers wait for their sync only while nothing else is waiting to be written. */
-        if (zmq_poll(&item, 1, c->n_pending > 0 ? 0 : 1000) < 0) {
+        if (writing == NULL && ready != NULL) {
+            if (fp_clock_mono_ms() >= next_self) {
+                attach_self(c, ready);
+                next_self = fp_clock_mono_ms() + SELF_INTERVAL_MS;
+            }
+            hand_over(c, ready);
+            writing = ready;
+            continue;
+        }
+        /* Answers waiting for a sync: look again soon, unless a write finishing brings them. */
+        if (c->n_pending > 0) {
+            if (fp_store_wait_durable(c->store, c->pending_commit, 0) == 0) {
+                if ((r = flush_acks(c)) != 0)
+                    break;
+            } else if (writing == NULL) {
+                timeout = 1;
+            }
+        }
+        /* With both groups busy, messages wait in ZeroMQ's queues: back-pressure. */
+        if (zmq_poll(fill != NULL ? items : items + 1, fill != NULL ? 2 : 1, timeout) < 0) {
             if (errno == EINTR)
                 continue;
             r = -errno;
             break;
         }
-        if (!(item.revents & ZMQ_POLLIN)) {
-            if (c->n_pending > 0 && (r = flush_acks(c)) != 0)
-                break;
+        if (fill == NULL || !(items[0].revents & ZMQ_POLLIN))
             continue;
-        }
         size_t group_bytes = 0;
-        while (n < c->opts.max_group && group_bytes < GROUP_MAX_BYTES) {
-            int got = receive_one(c, &c->msgs[n]);
+        while (fill->n < c->opts.max_group && group_bytes < GROUP_MAX_BYTES) {
+            int got = receive_one(c, &fill->msgs[fill->n]);
             if (got <= 0) {
                 if (got < 0 && got != -EINTR)
                     r = got;
                 break;
             }
-            group_bytes += zmq_msg_size(&c->msgs[n].payload);
-            n++;
+            group_bytes += zmq_msg_size(&fill->msgs[fill->n].payload);
+            fill->n++;
         }
-        c->stats.queue_batches = n;
-        int pr = process_group(c, n);
-        for (size_t i = 0; i < n; i++)
-            msg_release(&c->msgs[i]);
-        fp_batch_arena_reset(c->arena);
-        if (pr < 0)
-            r = pr;
+        c->stats.queue_batches = fill->n;
+        decode_group(c, fill);
+        if (fill->n_valid > 0) {
+            fill->state = GROUP_READY;
+        } else {
+            release_group(fill);
+        }
         if (r < 0)
             break;
     }
+
+    /* Stopping: what was received is still written and answered; then the final totals, so the
+     * store has them even for a run shorter than the interval. */
+    if (r != -EIO && writing != NULL) {
+        struct group *g = take_done(c, true);
+        writing = NULL;
+        if (finish_group(c, g) != 0)
+            r = -EIO;
+    }
+    for (size_t i = 0; r != -EIO && i < 2; i++) {
+        struct group *g = &c->groups[i];
+        if (g->state != GROUP_READY)
+            continue;
+        hand_over(c, g);
+        if (finish_group(c, take_done(c, true)) != 0)
+            r = -EIO;
+    }
     if (r != -EIO) {
-        /* The final totals, so the store has them even for a run shorter than the interval. */
-        write_self(c, fp_clock_now_ms());
+        struct group *g = c->groups[0].state == GROUP_FREE ? &c->groups[0] : &c->groups[1];
+        attach_self(c, g);
+        hand_over(c, g);
+        (void)finish_group(c, take_done(c, true));
         if (flush_acks(c) != 0)
             r = -EIO;
     }
+    (void)pthread_mutex_lock(&c->lock);
+    c->store_stop = true;
+    (void)pthread_cond_broadcast(&c->cond);
+    (void)pthread_mutex_unlock(&c->lock);
+    (void)pthread_join(c->store_thread, NULL);
+    c->store_started = false;
+    for (size_t i = 0; i < 2; i++)
+        if (c->groups[i].state != GROUP_FREE)
+            release_group(&c->groups[i]);
     return r;
 }
