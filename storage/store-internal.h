@@ -15,7 +15,7 @@
 
 #define MAX_LABELS 63   /* + device fits struct fp_series_desc.labels */
 #define KEY_MAX 511     /* LMDB's default maximum key size */
-#define DEVICE_HEADER_BYTES 88
+#define DEVICE_HEADER_BYTES 136 /* struct device_rec (store.c) */
 /* What a read-only opener maps: more than any store will grow to (address space, not memory). */
 #define READER_MAP_BYTES ((size_t)1 << 38)
 #define MAX_PARTITIONS 192 /* named databases for raw time partitions (one per UTC day) */
@@ -75,7 +75,8 @@ struct key_cache_entry {
 
 struct fp_store {
     MDB_env *env;
-    MDB_dbi meta, series_key, series_id, postings, latest, devices, dedup, events, rollup_1h,
+    MDB_dbi meta, series_key, series_id, postings, latest, devices, device_info, dedup, events,
+        rollup_1h,
         head_db;
     bool readonly;
     struct fp_store_options opts;

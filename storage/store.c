@@ -7,8 +7,10 @@
  *   postings    name\0value -> series id                     (DUPSORT|DUPFIXED), incl. __name__
  *   raw.<day>   series id, first ts -> last ts, chunk          see samples.c
  *   latest      series id -> ts i64, value double
- *   devices     device -> fixed header, then (name\0value\0)* identity
- *   dedup       device\0 epoch -> highest applied seq, bitmap of the 256 seqs below it
+ *   devices     device -> counters, and the dedup state of its newest epoch  (struct device_rec)
+ *   device_info device -> (name\0value\0)* identity, written when it changes
+ *   dedup       device\0 epoch -> highest applied seq, bitmap of the 256 seqs below it, for
+ *               the device's other epochs
  *   events      ts^sign, device\0, u32 n -> severity u8, kind\0message\0(name\0value\0)*
  *   rollup_1h   hour ts^sign, series id -> one-hour rollup      see rollup.c
  *   head        device -> its newest samples, per series        see head.c
@@ -109,6 +111,7 @@ static const struct {
     {"postings", MDB_DUPSORT | MDB_DUPFIXED, offsetof(struct fp_store, postings)},
     {"latest", 0, offsetof(struct fp_store, latest)},
     {"devices", 0, offsetof(struct fp_store, devices)},
+    {"device_info", 0, offsetof(struct fp_store, device_info)},
     {"dedup", 0, offsetof(struct fp_store, dedup)},
     {"events", 0, offsetof(struct fp_store, events)},
     {"rollup_1h", 0, offsetof(struct fp_store, rollup_1h)},
@@ -735,14 +738,28 @@ static int series_resolve(MDB_txn *txn, struct fp_store *s, const struct buf *ke
     return rc;
 }
 
-/* Device record header: first_seen, last_seen, batches, samples, duplicates, dropped,
- * last_epoch, last_seq, last_sample, interval, ingest_lag; 8 bytes each. The identity pairs
- * follow. */
+/* Dedup state per (device, epoch): the highest seq applied plus a bitmap of the DEDUP_WINDOW
+ * seqs at and below it (bit i: seq hwm - i applied). A high-water mark alone is not enough: with
+ * several batches in flight, seq N can be lost and resent after N+1 was stored, and must still
+ * be applied. Probes keep at most a few dozen batches in flight, so a seq further back than the
+ * window was applied or refused long ago; it is treated as applied. */
+#define DEDUP_WINDOW 256
+#define DEDUP_BYTES (8 + DEDUP_WINDOW / 8)
+
+/* Device record: first_seen, last_seen, batches, samples, duplicates, dropped, last_epoch,
+ * last_seq, last_sample, interval, ingest_lag, dedup_epoch (8 bytes each), then the dedup state
+ * of dedup_epoch. The record is rewritten with every batch anyway, so the dedup state of the
+ * epoch a probe is sending costs no write of its own; other epochs' states (a spool replayed
+ * after a restart) wait in the dedup database. The identity pairs, which rarely change, live in
+ * device_info, which keeps these records small and the pages a batch dirties few. */
 struct device_rec {
     int64_t first_seen, last_seen;
     uint64_t batches, samples, duplicates, dropped, last_epoch, last_seq;
     int64_t last_sample, interval, ingest_lag;
+    uint64_t dedup_epoch;
+    uint8_t dedup[DEDUP_BYTES];
 };
+_Static_assert(11 * 8 + 8 + DEDUP_BYTES == DEVICE_HEADER_BYTES, "device record size");
 
 /* What one batch says about its device's timing: the newest sample, and the smallest positive
  * gap between consecutive samples of one series (0 when every series has one sample). */
@@ -764,6 +781,8 @@ static void rec_decode(const uint8_t *p, struct device_rec *r)
     r->last_sample = (int64_t)get_u64(p + 64);
     r->interval = (int64_t)get_u64(p + 72);
     r->ingest_lag = (int64_t)get_u64(p + 80);
+    r->dedup_epoch = get_u64(p + 88);
+    memcpy(r->dedup, p + 96, DEDUP_BYTES);
 }
 
 static void rec_encode(uint8_t *p, const struct device_rec *r)
@@ -779,6 +798,8 @@ static void rec_encode(uint8_t *p, const struct device_rec *r)
     put_u64(p + 64, (uint64_t)r->last_sample);
     put_u64(p + 72, (uint64_t)r->interval);
     put_u64(p + 80, (uint64_t)r->ingest_lag);
+    put_u64(p + 88, r->dedup_epoch);
+    memcpy(p + 96, r->dedup, DEDUP_BYTES);
 }
 
 /* Gaps longer than this are outages or restarts, not the sampling interval. */
@@ -827,32 +848,27 @@ static int device_load(MDB_txn *txn, struct fp_store *s, const char *device,
         return 0;
     if (rc != 0)
         return rc;
-    if (v.mv_size < DEVICE_HEADER_BYTES)
+    if (v.mv_size != DEVICE_HEADER_BYTES)
         return 0; /* not a record of ours: written anew */
     rec_decode(v.mv_data, &ret->rec);
     ret->found = true;
-    if (v.mv_size > DEVICE_HEADER_BYTES &&
-        buf_add(ret->info, (const uint8_t *)v.mv_data + DEVICE_HEADER_BYTES,
-                v.mv_size - DEVICE_HEADER_BYTES) < 0)
+    rc = mdb_get(txn, s->device_info, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    if (buf_add(ret->info, v.mv_data, v.mv_size) < 0)
         return ENOMEM;
     return 0;
 }
 
-/* Dedup state per (device, epoch): the highest seq applied plus a bitmap of the DEDUP_WINDOW
- * seqs at and below it (bit i: seq hwm - i applied). A high-water mark alone is not enough: with
- * several batches in flight, seq N can be lost and resent after N+1 was stored, and must still
- * be applied. Probes keep at most a few dozen batches in flight, so a seq further back than the
- * window was applied or refused long ago; it is treated as applied. */
-#define DEDUP_WINDOW 256
-#define DEDUP_BYTES (8 + DEDUP_WINDOW / 8)
-
 /* --- the writer's device cache --------------------------------------------------------------
  * A live fleet sends many small batches, each like the device's previous one. Per device the
- * writer keeps what it would otherwise read back every batch: the record, the dedup state of the
- * newest epoch, and the series of the last batch in the order sent, with their ids. A batch like
+ * writer keeps what it would otherwise read back every batch: the record (with the dedup state of
+ * the newest epoch), and the series of the last batch in the order sent, with their ids. A batch like
  * the last one then resolves each series with one comparison of what was sent, instead of
- * building, sorting and hashing its canonical key. The record and dedup state are still written
- * every batch; the cache only saves reads. It is updated as a transaction goes and cleared
+ * building, sorting and hashing its canonical key. The record is still written every batch; the
+ * cache only saves reads. It is updated as a transaction goes and cleared
  * whole when one aborts, so it never holds what was not committed. */
 #define DEV_CACHE_MAX 65536u
 #define DEV_SERIES_MAX 64u
@@ -869,9 +885,6 @@ struct dev_cache {
     uint64_t hash;
     struct device_state st;
     struct buf info; /* st.info */
-    bool dedup_valid;
-    uint64_t dedup_epoch;
-    uint8_t dedup[DEDUP_BYTES];
     /* One block: n_series slots (slot i: the series sent i-th), then their sent bytes, so a
      * batch's lookups touch a few cache lines instead of one allocation per series. */
     struct dev_series *series;
@@ -1087,13 +1100,15 @@ static bool identity_changes(const struct fp_write_batch *b, const struct device
     return changed;
 }
 
-/* Writes back the record of b's device with b counted (as applied, or as a duplicate). */
+/* Writes back the record of b's device with b counted (as applied, or as a duplicate), and its
+ * identity pairs when b brings new ones. */
 static int update_device(MDB_txn *txn, struct fp_store *s, const struct fp_write_batch *b,
                          struct device_state *dev, bool duplicate, uint64_t samples,
                          const struct batch_timing *timing, struct buf *tmp)
 {
     MDB_val k = {strlen(b->device) + 1, (void *)b->device}, v;
     struct device_rec *rec = &dev->rec;
+    uint8_t hdr[DEVICE_HEADER_BYTES];
     int rc;
 
     if (!dev->found)
@@ -1110,29 +1125,28 @@ static int update_device(MDB_txn *txn, struct fp_store *s, const struct fp_write
         rec->last_epoch = b->epoch;
         rec_time(rec, timing, b->received_ms);
     }
-    tmp->len = 0;
-    if (buf_reserve(tmp, DEVICE_HEADER_BYTES) < 0)
-        return ENOMEM;
-    rec_encode(tmp->data, rec);
-    tmp->len = DEVICE_HEADER_BYTES;
-    if (b->n_info > 0 && !duplicate) {
-        for (size_t i = 0; i < b->n_info; i++)
-            if (buf_str(tmp, b->info[i].name) < 0 || buf_str(tmp, b->info[i].value) < 0)
-                return ENOMEM;
-    } else if (dev->info->len > 0 && buf_add(tmp, dev->info->data, dev->info->len) < 0) {
-        return ENOMEM;
-    }
-    v = (MDB_val){tmp->len, tmp->data};
+    rec_encode(hdr, rec);
+    v = (MDB_val){sizeof(hdr), hdr};
     rc = mdb_put(txn, s->devices, &k, &v, 0);
     if (rc != 0)
         return rc;
     dev->found = true;
-    if (b->n_info > 0 && !duplicate) {
-        dev->info->len = 0;
-        if (buf_add(dev->info, tmp->data + DEVICE_HEADER_BYTES,
-                    tmp->len - DEVICE_HEADER_BYTES) < 0)
+    if (b->n_info == 0 || duplicate)
+        return 0;
+    tmp->len = 0;
+    for (size_t i = 0; i < b->n_info; i++)
+        if (buf_str(tmp, b->info[i].name) < 0 || buf_str(tmp, b->info[i].value) < 0)
             return ENOMEM;
-    }
+    if (tmp->len == dev->info->len && memcmp(tmp->data, dev->info->data, tmp->len) == 0)
+        return 0; /* resent unchanged, as after every probe restart */
+    v = (MDB_val){tmp->len, tmp->data};
+    rc = tmp->len > 0 ? mdb_put(txn, s->device_info, &k, &v, 0)
+                      : mdb_del(txn, s->device_info, &k, NULL);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    dev->info->len = 0;
+    if (buf_add(dev->info, tmp->data, tmp->len) < 0)
+        return ENOMEM;
     return 0;
 }
 
@@ -1151,37 +1165,49 @@ static void bitmap_shift(uint8_t *bits, uint64_t shift)
     memcpy(bits, out, sizeof(out));
 }
 
-/* Sets *ret_dup when (device, epoch, seq) was applied before; otherwise records it. Returns an
- * LMDB rc. */
-static int dedup_check(MDB_txn *txn, struct fp_store *s, const struct fp_write_batch *b,
-                       struct dev_cache *dc, struct buf *tmp, bool *ret_dup)
+static void dedup_key(struct buf *tmp, const char *device, uint64_t epoch, MDB_val *ret)
 {
-    uint8_t state[DEDUP_BYTES] = {0};
-    uint8_t *bits = state + 8;
-    uint64_t hwm = 0;
+    tmp->len = 0;
+    (void)buf_str(tmp, device);
+    put_u64(tmp->data + tmp->len, epoch);
+    tmp->len += 8;
+    *ret = (MDB_val){tmp->len, tmp->data};
+}
+
+/* Sets *ret_dup when (device, epoch, seq) was applied before; otherwise records it in the
+ * device's record (written back by update_device). Returns an LMDB rc. */
+static int dedup_check(MDB_txn *txn, struct fp_store *s, const struct fp_write_batch *b,
+                       struct device_state *dev, struct buf *tmp, bool *ret_dup)
+{
+    struct device_rec *rec = &dev->rec;
+    uint8_t *state = rec->dedup, *bits = state + 8;
+    uint64_t hwm;
     MDB_val k, v;
     int rc;
 
     *ret_dup = false;
-    tmp->len = 0;
-    if (buf_str(tmp, b->device) < 0 || buf_reserve(tmp, 8) < 0)
+    if (buf_reserve(tmp, strlen(b->device) + 1 + 8) < 0)
         return ENOMEM;
-    put_u64(tmp->data + tmp->len, b->epoch);
-    tmp->len += 8;
-    k = (MDB_val){tmp->len, tmp->data};
-    if (dc->dedup_valid && dc->dedup_epoch == b->epoch) {
-        memcpy(state, dc->dedup, DEDUP_BYTES);
-        hwm = get_u64(state);
-    } else {
+    if (rec->dedup_epoch != b->epoch) {
+        /* Not the epoch the record holds: park the record's, take this one's. */
+        if (get_u64(state) != 0) {
+            dedup_key(tmp, b->device, rec->dedup_epoch, &k);
+            v = (MDB_val){DEDUP_BYTES, state};
+            rc = mdb_put(txn, s->dedup, &k, &v, 0);
+            if (rc != 0)
+                return rc;
+        }
+        dedup_key(tmp, b->device, b->epoch, &k);
         rc = mdb_get(txn, s->dedup, &k, &v);
         if (rc != 0 && rc != MDB_NOTFOUND)
             return rc;
-        if (rc == 0 && v.mv_size == DEDUP_BYTES) {
+        if (rc == 0 && v.mv_size == DEDUP_BYTES)
             memcpy(state, v.mv_data, DEDUP_BYTES);
-            hwm = get_u64(state);
-        }
-        dc->dedup_valid = false;
+        else
+            memset(state, 0, DEDUP_BYTES);
+        rec->dedup_epoch = b->epoch;
     }
+    hwm = get_u64(state);
     if (hwm == 0 || b->seq > hwm) {
         bitmap_shift(bits, hwm == 0 ? DEDUP_WINDOW : b->seq - hwm);
         bits[0] |= 1;
@@ -1195,14 +1221,7 @@ static int dedup_check(MDB_txn *txn, struct fp_store *s, const struct fp_write_b
         bits[d / 8] |= (uint8_t)(1u << (d % 8));
     }
     put_u64(state, hwm);
-    v = (MDB_val){DEDUP_BYTES, state};
-    rc = mdb_put(txn, s->dedup, &k, &v, 0);
-    if (rc == 0) {
-        memcpy(dc->dedup, state, DEDUP_BYTES);
-        dc->dedup_epoch = b->epoch;
-        dc->dedup_valid = true;
-    }
-    return rc;
+    return 0;
 }
 
 static int write_events(MDB_txn *txn, struct fp_store *s, const struct fp_write_batch *b,
@@ -1277,7 +1296,7 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
         res[bi] = (struct fp_write_result){0};
         rc = dev_cache_get(txn, s, b->device, &dc);
         if (rc == 0 && b->seq > 0)
-            rc = dedup_check(txn, s, b, dc, tmp, &dup);
+            rc = dedup_check(txn, s, b, &dc->st, tmp, &dup);
         if (rc != 0)
             break;
         if (dup) {
@@ -1830,13 +1849,15 @@ int fp_store_latest(struct fp_store_reader *r, uint64_t id, int64_t *ret_ts_ms, 
     return 0;
 }
 
-static int device_decode(const MDB_val *k, const MDB_val *v, struct fp_device_desc *d)
+static int device_decode(const struct fp_store_reader *r, MDB_val *k, const MDB_val *v,
+                         struct fp_device_desc *d)
 {
     struct device_rec rec;
+    MDB_val iv;
     const char *p, *end;
     long n;
 
-    if (v->mv_size < DEVICE_HEADER_BYTES || k->mv_size == 0 ||
+    if (v->mv_size != DEVICE_HEADER_BYTES || k->mv_size == 0 ||
         ((const char *)k->mv_data)[k->mv_size - 1] != '\0')
         return -EIO;
     rec_decode(v->mv_data, &rec);
@@ -1852,8 +1873,11 @@ static int device_decode(const MDB_val *k, const MDB_val *v, struct fp_device_de
     d->last_sample_ms = rec.last_sample;
     d->interval_ms = rec.interval;
     d->ingest_lag_ms = rec.ingest_lag;
-    p = (const char *)v->mv_data + DEVICE_HEADER_BYTES;
-    end = (const char *)v->mv_data + v->mv_size;
+    d->n_info = 0;
+    if (mdb_get(r->txn, r->store->device_info, k, &iv) != 0)
+        return 0;
+    p = (const char *)iv.mv_data;
+    end = p + iv.mv_size;
     n = info_pairs(p, end, d->info, sizeof(d->info) / sizeof(d->info[0]));
     if (n < 0)
         return -EIO;
@@ -1872,7 +1896,7 @@ int fp_store_devices(struct fp_store_reader *r, fp_device_fn fn, void *userdata)
         return fp_store_map_lmdb(rc);
     while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         struct fp_device_desc d;
-        if (device_decode(&k, &v, &d) < 0)
+        if (device_decode(r, &k, &v, &d) < 0)
             continue;
         res = fn(userdata, &d);
         if (res != 0)
@@ -1890,7 +1914,7 @@ int fp_store_device_get(struct fp_store_reader *r, const char *device, struct fp
     int rc = mdb_get(r->txn, r->store->devices, &k, &v);
     if (rc != 0)
         return fp_store_map_lmdb(rc);
-    return device_decode(&k, &v, ret);
+    return device_decode(r, &k, &v, ret);
 }
 
 int fp_store_events(struct fp_store_reader *r, const char *device, int64_t from_ms, int64_t to_ms,
