@@ -42,8 +42,12 @@
  * devices backfilling (64 and 32 MiB: 150 MiB) at the same rate; 16 cost a quarter of the live
  * shape's throughput (groups too small). An 8 MiB group is still a fraction of a second of
  * backfill per durable commit. */
-#define RCV_HWM 256
-#define GROUP_MAX_BYTES (8u << 20)
+#define RCV_HWM 32
+#define GROUP_MAX_BYTES (4u << 20)
+/* Answers ZeroMQ queues per connection. A ROUTER drops what does not fit, and the probe then
+ * waits out its ack timeout and resends: a connection carrying many devices (the simulator's)
+ * gets up to two groups' answers at once. Answers are a few dozen bytes. */
+#define SND_HWM 16384
 
 /* An answer that waits for its group's commit to be durable. */
 struct pending_ack {
@@ -72,13 +76,15 @@ struct msg {
 #define INFO_SCRATCH 8192 /* holds any valid DeviceInfo (fp_device_info_to_labels) */
 
 /* One group of messages on its way through the pipeline: filled and decoded by the network
- * thread, written by the store thread, answered and released by the network thread. */
-enum group_state { GROUP_FREE, GROUP_READY, GROUP_WRITING, GROUP_DONE };
+ * thread for as long as the store thread is busy with the other group (so a group holds what
+ * arrived during one commit, whatever ZeroMQ's queues hold), written by the store thread,
+ * answered and released by the network thread. */
+enum group_state { GROUP_FILLING, GROUP_WRITING };
 
 struct group {
     enum group_state state;
     struct msg *msgs;
-    size_t n;
+    size_t n, bytes; /* messages and their payload bytes */
     struct fp_write_batch *wb;
     struct fp_write_result *wr;
     size_t *valid_idx; /* msgs index of each wb entry */
@@ -121,7 +127,7 @@ void fp_collector_options_default(struct fp_collector_options *ret)
 {
     *ret = (struct fp_collector_options){
         .listen = FP_DEFAULT_COLLECTOR_ENDPOINT,
-        .max_group = 2048,
+        .max_group = 4096,
     };
     fp_batch_limits_default(&ret->limits);
     fp_store_options_default(&ret->store);
@@ -194,6 +200,7 @@ int fp_collector_new(const struct fp_collector_options *opts, struct fp_collecto
         (void)zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
         (void)zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof(zero));
         (void)zmq_setsockopt(c->sock, ZMQ_RCVHWM, &(int){RCV_HWM}, sizeof(int));
+        (void)zmq_setsockopt(c->sock, ZMQ_SNDHWM, &(int){SND_HWM}, sizeof(int));
     }
     if (zmq_bind(c->sock, opts->listen) != 0) {
         r = -errno;
@@ -494,14 +501,13 @@ static void log_refusal(struct fp_collector *c, const struct msg *m, const char 
     c->refusals_unlogged = 0;
 }
 
-/* Decodes and validates the g->n messages of g (network thread). Refusals are answered at once;
- * the valid ones become g->wb. */
-static void decode_group(struct fp_collector *c, struct group *g)
+/* Decodes and validates messages from..g->n of g (network thread). Refusals are answered at
+ * once; the valid ones are added to g->wb. */
+static void decode_group(struct fp_collector *c, struct group *g, size_t from)
 {
     int64_t now = fp_clock_now_ms();
 
-    g->n_valid = 0;
-    for (size_t i = 0; i < g->n; i++) {
+    for (size_t i = from; i < g->n; i++) {
         struct msg *m = &g->msgs[i];
         if (m->decode_rc != 0)
             continue;
@@ -529,10 +535,10 @@ static void release_group(struct group *g)
 {
     for (size_t i = 0; i < g->n; i++)
         msg_release(&g->msgs[i]);
-    g->n = g->n_valid = 0;
+    g->n = g->n_valid = g->bytes = 0;
     g->self_due = false;
     fp_batch_arena_reset(g->arena);
-    g->state = GROUP_FREE;
+    g->state = GROUP_FILLING;
 }
 
 /* Takes the results of a group the store thread wrote (network thread): answers the previous
@@ -731,10 +737,15 @@ static void attach_self(struct fp_collector *c, struct group *g)
     c->stats.commit_ns_max = 0;
 }
 
+static bool group_full(const struct fp_collector *c, const struct group *g)
+{
+    return g->n >= c->opts.max_group || g->bytes >= GROUP_MAX_BYTES;
+}
+
 int fp_collector_run(struct fp_collector *c)
 {
     int64_t next_self = fp_clock_mono_ms();
-    struct group *writing = NULL;
+    struct group *writing = NULL, *fill = &c->groups[0];
     int r = 0;
 
     r = pthread_create(&c->store_thread, NULL, store_main, c);
@@ -742,38 +753,30 @@ int fp_collector_run(struct fp_collector *c)
         return -r;
     c->store_started = true;
     while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
-        struct group *fill = NULL, *ready = NULL, *done;
-        zmq_pollitem_t items[2] = {{.socket = c->sock, .events = ZMQ_POLLIN},
-                                   {.fd = c->wake_fd, .events = ZMQ_POLLIN}};
+        zmq_pollitem_t items[2] = {{.fd = c->wake_fd, .events = ZMQ_POLLIN},
+                                   {.socket = c->sock, .events = ZMQ_POLLIN}};
+        struct group *done;
         long timeout = 1000;
+        size_t from;
 
         if ((done = take_done(c, false)) != NULL) {
             writing = NULL;
             if ((r = finish_group(c, done)) != 0)
                 break;
         }
-        for (size_t i = 0; i < 2; i++) {
-            if (c->groups[i].state == GROUP_FREE && fill == NULL)
-                fill = &c->groups[i];
-            if (c->groups[i].state == GROUP_READY)
-                ready = &c->groups[i];
-        }
-        if (writing == NULL && fp_clock_mono_ms() >= next_self && ready == NULL && fill != NULL) {
-            /* Nothing to write with it: the collector's own series go alone. */
-            attach_self(c, fill);
-            fill->state = GROUP_READY;
-            ready = fill;
-            fill = NULL;
-            next_self = fp_clock_mono_ms() + SELF_INTERVAL_MS;
-        }
-        if (writing == NULL && ready != NULL) {
-            if (fp_clock_mono_ms() >= next_self) {
-                attach_self(c, ready);
+        if (writing == NULL) {
+            bool self = fp_clock_mono_ms() >= next_self;
+            if (self) {
+                attach_self(c, fill);
                 next_self = fp_clock_mono_ms() + SELF_INTERVAL_MS;
             }
-            hand_over(c, ready);
-            writing = ready;
-            continue;
+            /* The store is idle: it takes what has arrived, and the next group fills while it
+             * writes. */
+            if (fill->n_valid > 0 || self) {
+                hand_over(c, fill);
+                writing = fill;
+                fill = fill == &c->groups[0] ? &c->groups[1] : &c->groups[0];
+            }
         }
         /* Answers waiting for a sync: look again soon, unless a write finishing brings them. */
         if (c->n_pending > 0) {
@@ -784,33 +787,28 @@ int fp_collector_run(struct fp_collector *c)
                 timeout = 1;
             }
         }
-        /* With both groups busy, messages wait in ZeroMQ's queues: back-pressure. */
-        if (zmq_poll(fill != NULL ? items : items + 1, fill != NULL ? 2 : 1, timeout) < 0) {
+        /* A full group reads nothing more: messages wait in ZeroMQ's queues (back-pressure). */
+        if (zmq_poll(items, group_full(c, fill) ? 1 : 2, timeout) < 0) {
             if (errno == EINTR)
                 continue;
             r = -errno;
             break;
         }
-        if (fill == NULL || !(items[0].revents & ZMQ_POLLIN))
+        if (group_full(c, fill) || !(items[1].revents & ZMQ_POLLIN))
             continue;
-        size_t group_bytes = 0;
-        while (fill->n < c->opts.max_group && group_bytes < GROUP_MAX_BYTES) {
+        from = fill->n;
+        while (!group_full(c, fill)) {
             int got = receive_one(c, &fill->msgs[fill->n]);
             if (got <= 0) {
                 if (got < 0 && got != -EINTR)
                     r = got;
                 break;
             }
-            group_bytes += zmq_msg_size(&fill->msgs[fill->n].payload);
+            fill->bytes += zmq_msg_size(&fill->msgs[fill->n].payload);
             fill->n++;
         }
-        c->stats.queue_batches = fill->n;
-        decode_group(c, fill);
-        if (fill->n_valid > 0) {
-            fill->state = GROUP_READY;
-        } else {
-            release_group(fill);
-        }
+        c->stats.queue_batches = fill->n - from;
+        decode_group(c, fill, from);
         if (r < 0)
             break;
     }
@@ -818,25 +816,14 @@ int fp_collector_run(struct fp_collector *c)
     /* Stopping: what was received is still written and answered; then the final totals, so the
      * store has them even for a run shorter than the interval. */
     if (r != -EIO && writing != NULL) {
-        struct group *g = take_done(c, true);
         writing = NULL;
-        if (finish_group(c, g) != 0)
-            r = -EIO;
-    }
-    for (size_t i = 0; r != -EIO && i < 2; i++) {
-        struct group *g = &c->groups[i];
-        if (g->state != GROUP_READY)
-            continue;
-        hand_over(c, g);
         if (finish_group(c, take_done(c, true)) != 0)
             r = -EIO;
     }
     if (r != -EIO) {
-        struct group *g = c->groups[0].state == GROUP_FREE ? &c->groups[0] : &c->groups[1];
-        attach_self(c, g);
-        hand_over(c, g);
-        (void)finish_group(c, take_done(c, true));
-        if (flush_acks(c) != 0)
+        attach_self(c, fill);
+        hand_over(c, fill);
+        if (finish_group(c, take_done(c, true)) != 0 || flush_acks(c) != 0)
             r = -EIO;
     }
     (void)pthread_mutex_lock(&c->lock);
@@ -846,7 +833,6 @@ int fp_collector_run(struct fp_collector *c)
     (void)pthread_join(c->store_thread, NULL);
     c->store_started = false;
     for (size_t i = 0; i < 2; i++)
-        if (c->groups[i].state != GROUP_FREE)
-            release_group(&c->groups[i]);
+        release_group(&c->groups[i]);
     return r;
 }
