@@ -127,7 +127,7 @@ void fp_collector_options_default(struct fp_collector_options *ret)
 {
     *ret = (struct fp_collector_options){
         .listen = FP_DEFAULT_COLLECTOR_ENDPOINT,
-        .max_group = 4096,
+        .max_group = 16384,
     };
     fp_batch_limits_default(&ret->limits);
     fp_store_options_default(&ret->store);

@@ -631,23 +631,37 @@ static bool text_valid(const char *s, size_t max)
     return true;
 }
 
-static int check_labels(Fleetpulse__V1__Label **labels, size_t n, const struct fp_batch_limits *lim,
-                        const char *what, char *err, size_t err_size)
+/* What a refusal names: "series 3", or kind alone when index is SIZE_MAX. Formatted only when
+ * something is refused: validating is on the collector's path for every batch. */
+static const char *what_name(char *buf, size_t size, const char *kind, size_t index)
 {
+    if (index == SIZE_MAX)
+        return kind;
+    (void)snprintf(buf, size, "%s %zu", kind, index);
+    return buf;
+}
+
+static int check_labels(Fleetpulse__V1__Label **labels, size_t n, const struct fp_batch_limits *lim,
+                        const char *kind, size_t index, char *err, size_t err_size)
+{
+    char wb[64];
     for (size_t i = 0; i < n; i++) {
         const char *name = labels[i]->name;
         if (!fp_label_name_valid(name, lim->max_name_bytes))
-            return refuse(err, err_size, FP_BATCH_E_SCHEMA, "%s: invalid label name", what);
+            return refuse(err, err_size, FP_BATCH_E_SCHEMA, "%s: invalid label name",
+                          what_name(wb, sizeof(wb), kind, index));
         if (strcmp(name, "device") == 0)
             return refuse(err, err_size, FP_BATCH_E_SCHEMA,
-                          "%s: label \"device\" is reserved for the collector", what);
+                          "%s: label \"device\" is reserved for the collector",
+                          what_name(wb, sizeof(wb), kind, index));
         if (!text_valid(labels[i]->value, lim->max_value_bytes))
             return refuse(err, err_size, FP_BATCH_E_SCHEMA,
-                          "%s: label %s: value too long or has control characters", what, name);
+                          "%s: label %s: value too long or has control characters",
+                          what_name(wb, sizeof(wb), kind, index), name);
         for (size_t j = 0; j < i; j++)
             if (strcmp(labels[j]->name, name) == 0)
-                return refuse(err, err_size, FP_BATCH_E_SCHEMA, "%s: duplicate label %s", what,
-                              name);
+                return refuse(err, err_size, FP_BATCH_E_SCHEMA, "%s: duplicate label %s",
+                              what_name(wb, sizeof(wb), kind, index), name);
     }
     return 0;
 }
@@ -688,21 +702,19 @@ static int validate(const Fleetpulse__V1__Batch *b, const struct fp_batch_limits
 
     for (size_t i = 0; i < b->n_series; i++) {
         const Fleetpulse__V1__SeriesBlock *s = b->series[i];
-        char what[64];
+        char wb[64];
 
         if (!fp_metric_name_valid(s->metric, lim->max_name_bytes))
             return refuse(err, err_size, FP_BATCH_E_SCHEMA, "series %zu: invalid metric name", i);
-        (void)snprintf(what, sizeof(what), "series %zu", i);
         if (s->n_labels > lim->max_labels)
-            return refuse(err, err_size, FP_BATCH_E_TOO_LARGE, "%s: %zu labels, limit %zu", what,
-                          s->n_labels, lim->max_labels);
-        r = check_labels(s->labels, s->n_labels, lim, what, err, err_size);
+            return refuse(err, err_size, FP_BATCH_E_TOO_LARGE, "%s: %zu labels, limit %zu",
+                          what_name(wb, sizeof(wb), "series", i), s->n_labels, lim->max_labels);
+        r = check_labels(s->labels, s->n_labels, lim, "series", i, err, err_size);
         if (r != 0)
             return r;
         if (s->n_timestamps_ms != s->n_values)
-            return refuse(err, err_size, FP_BATCH_E_SCHEMA,
-                          "%s: %zu timestamps but %zu values", what, s->n_timestamps_ms,
-                          s->n_values);
+            return refuse(err, err_size, FP_BATCH_E_SCHEMA, "%s: %zu timestamps but %zu values",
+                          what_name(wb, sizeof(wb), "series", i), s->n_timestamps_ms, s->n_values);
         samples += s->n_values;
         if (samples > lim->max_samples)
             return refuse(err, err_size, FP_BATCH_E_TOO_LARGE, "more than %zu samples",
@@ -710,18 +722,18 @@ static int validate(const Fleetpulse__V1__Batch *b, const struct fp_batch_limits
         for (size_t k = 0; k < s->n_values; k++) {
             if (s->timestamps_ms[k] < TS_MIN_MS || s->timestamps_ms[k] >= TS_MAX_MS)
                 return refuse(err, err_size, FP_BATCH_E_SCHEMA,
-                              "%s: timestamp %" PRId64 " ms out of range", what,
-                              s->timestamps_ms[k]);
+                              "%s: timestamp %" PRId64 " ms out of range",
+                              what_name(wb, sizeof(wb), "series", i), s->timestamps_ms[k]);
             if (!isfinite(s->values[k]))
-                return refuse(err, err_size, FP_BATCH_E_SCHEMA, "%s: non-finite value", what);
+                return refuse(err, err_size, FP_BATCH_E_SCHEMA, "%s: non-finite value",
+                              what_name(wb, sizeof(wb), "series", i));
         }
     }
     for (size_t i = 0; i < b->n_events; i++) {
         const Fleetpulse__V1__Event *e = b->events[i];
-        if (!text_valid(e->kind, lim->max_name_bytes) ||
-            strlen(e->message) > lim->max_event_bytes)
+        if (!text_valid(e->kind, lim->max_name_bytes) || strlen(e->message) > lim->max_event_bytes)
             return refuse(err, err_size, FP_BATCH_E_SCHEMA, "event %zu: bad kind or message", i);
-        r = check_labels(e->attributes, e->n_attributes, lim, "event", err, err_size);
+        r = check_labels(e->attributes, e->n_attributes, lim, "event", SIZE_MAX, err, err_size);
         if (r != 0)
             return r;
     }
@@ -734,7 +746,7 @@ static int validate(const Fleetpulse__V1__Batch *b, const struct fp_batch_limits
                               info_fields[f].name);
         if (info->n_tags > lim->max_labels)
             return refuse(err, err_size, FP_BATCH_E_TOO_LARGE, "device_info: too many tags");
-        r = check_labels(info->tags, info->n_tags, lim, "device_info", err, err_size);
+        r = check_labels(info->tags, info->n_tags, lim, "device_info", SIZE_MAX, err, err_size);
         if (r != 0)
             return r;
     }
