@@ -982,10 +982,15 @@ static int dev_cache_get(MDB_txn *txn, struct fp_store *s, const char *device,
 
 static bool sent_str(const uint8_t **p, const uint8_t *end, const char *str)
 {
-    size_t n = strlen(str) + 1;
-    if ((size_t)(end - *p) < n || memcmp(*p, str, n) != 0)
-        return false;
-    *p += n;
+    /* One pass, as strcmp would, but bounded by end: the strings are short. */
+    const uint8_t *q = *p;
+    for (;; q++, str++) {
+        if (q == end || *q != (uint8_t)*str)
+            return false;
+        if (*q == '\0')
+            break;
+    }
+    *p = q + 1;
     return true;
 }
 
