@@ -333,12 +333,48 @@ static int receive_one(struct fp_collector *c, struct msg *m)
     return 1;
 }
 
+/* The DeviceInfo pairs of m, in a: formatted on the stack, then copied at their size (a
+ * restarted fleet sends thousands of them in one group; 9 KiB each would add up). */
+static int prepare_info(struct fp_batch_arena *a, struct msg *m,
+                        const Fleetpulse__V1__DeviceInfo *di)
+{
+    struct fp_label info[INFO_MAX];
+    char scratch[INFO_SCRATCH], *copy;
+    size_t n, used = 0;
+
+    n = fp_device_info_to_labels(di, info, INFO_MAX, scratch, sizeof(scratch));
+    for (size_t i = 0; i < n; i++) {
+        const char *ends[2] = {info[i].name + strlen(info[i].name) + 1,
+                               info[i].value + strlen(info[i].value) + 1};
+        for (size_t k = 0; k < 2; k++)
+            if (ends[k] > scratch && ends[k] <= scratch + sizeof(scratch) &&
+                (size_t)(ends[k] - scratch) > used)
+                used = (size_t)(ends[k] - scratch);
+    }
+    copy = fp_batch_arena_alloc(a, used + 1);
+    m->info = fp_batch_arena_alloc(a, (n + 1) * sizeof(*m->info));
+    if (copy == NULL || m->info == NULL)
+        return -ENOMEM;
+    memcpy(copy, scratch, used);
+    for (size_t i = 0; i < n; i++) {
+        /* Names and values formatted into scratch move with it; the rest stay borrowed. */
+        if (info[i].name >= scratch && info[i].name < scratch + used)
+            info[i].name = copy + (info[i].name - scratch);
+        if (info[i].value >= scratch && info[i].value < scratch + used)
+            info[i].value = copy + (info[i].value - scratch);
+        m->info[i] = info[i];
+    }
+    m->n_info = n;
+    return 0;
+}
+
 /* Turns a decoded batch into the storage view: plain arrays borrowing the protobuf strings. */
 static int prepare(struct fp_batch_arena *a, struct msg *m, struct fp_write_batch *wb,
                    int64_t now_ms)
 {
     const Fleetpulse__V1__Batch *b = m->batch;
     size_t n_labels = 0, n_attrs = 0, li = 0;
+    int r;
 
     for (size_t i = 0; i < b->n_series; i++)
         n_labels += b->series[i]->n_labels;
@@ -379,14 +415,8 @@ static int prepare(struct fp_batch_arena *a, struct msg *m, struct fp_write_batc
     }
     m->n_info = 0;
     m->info = NULL;
-    if (b->device_info != NULL) {
-        char *scratch = fp_batch_arena_alloc(a, INFO_SCRATCH);
-        m->info = fp_batch_arena_alloc(a, INFO_MAX * sizeof(*m->info));
-        if (scratch == NULL || m->info == NULL)
-            return -ENOMEM;
-        m->n_info = fp_device_info_to_labels(b->device_info, m->info, INFO_MAX, scratch,
-                                             INFO_SCRATCH);
-    }
+    if (b->device_info != NULL && (r = prepare_info(a, m, b->device_info)) != 0)
+        return r;
     *wb = (struct fp_write_batch){
         .device = b->device_id,
         .epoch = b->epoch,

@@ -110,6 +110,9 @@ int fp_batch_arena_new(struct fp_batch_arena **ret);
  * a becomes invalid. */
 void fp_batch_arena_reset(struct fp_batch_arena *a);
 
+/* Bytes of memory a holds now (its blocks). */
+size_t fp_batch_arena_bytes(const struct fp_batch_arena *a);
+
 /* Frees a and its blocks; accepts NULL and nulls *a. */
 void fp_batch_arena_destroy(struct fp_batch_arena **a);
 

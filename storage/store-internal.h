@@ -65,14 +65,6 @@ struct fp_series_state {
     int64_t rollup_hour;     /* the open hour of its rollup (rollup.c); INT64_MIN unknown */
 };
 
-/* One remembered series: its canonical key (owned) and id. Filled only by committed writes. */
-struct key_cache_entry {
-    uint64_t hash; /* fnv64 of the key; 0 with key NULL: empty slot */
-    uint64_t id;
-    uint8_t *key;
-    size_t len;
-};
-
 struct fp_store {
     MDB_env *env;
     MDB_dbi meta, series_key, series_id, postings, latest, devices, device_info, dedup, events,
@@ -95,8 +87,6 @@ struct fp_store {
     struct fp_series_state *states; /* open addressing by id */
     size_t states_cap, states_used;
     struct fp_chunk_enc *enc;
-    struct key_cache_entry *keys;   /* canonical series key -> id, open addressing */
-    size_t keys_cap, keys_used;
     struct dev_cache **devs;        /* device -> what the writer knows of it (store.c) */
     size_t devs_cap, devs_used;
     /* Background sync (fp_store_options.background_sync): commit counts, guarded by sync_lock */

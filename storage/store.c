@@ -47,7 +47,6 @@ void fp_store_options_default(struct fp_store_options *ret)
     };
 }
 
-static void key_cache_clear(struct fp_store *s);
 static void dev_cache_clear(struct fp_store *s);
 
 static uint64_t fnv64(const void *data, size_t len)
@@ -435,7 +434,6 @@ void fp_store_close(struct fp_store **sp)
     sync_stop(s);
     mdb_env_close(s->env);
     fp_samples_fini(s);
-    key_cache_clear(s);
     dev_cache_clear(s);
     (void)pthread_mutex_destroy(&s->parts_lock);
     free(s);
@@ -608,71 +606,8 @@ static int add_posting(MDB_txn *txn, struct fp_store *s, struct buf *tmp, const 
     return r == MDB_KEYEXIST ? 0 : r;
 }
 
-/* Looks up or creates the series with canonical key; sets *ret_id. Returns an LMDB rc. */
-/* The writer resolves every series of every batch; most are known. Remembering canonical key ->
- * id saves two LMDB lookups per series per write. Bounded: past KEY_CACHE_MAX entries it stops
- * growing (lookups then go to LMDB). Cleared when a write transaction aborts, since ids it
- * handed out were never committed. */
-#define KEY_CACHE_MAX (1u << 22)
-
-static void key_cache_clear(struct fp_store *s)
-{
-    for (size_t i = 0; i < s->keys_cap; i++)
-        free(s->keys[i].key);
-    free(s->keys);
-    s->keys = NULL;
-    s->keys_cap = s->keys_used = 0;
-}
-
-static bool key_cache_get(const struct fp_store *s, uint64_t h, const struct buf *key,
-                          uint64_t *ret_id)
-{
-    if (s->keys_cap == 0)
-        return false;
-    for (size_t p = h & (s->keys_cap - 1);; p = (p + 1) & (s->keys_cap - 1)) {
-        const struct key_cache_entry *e = &s->keys[p];
-        if (e->key == NULL)
-            return false;
-        if (e->hash == h && e->len == key->len && memcmp(e->key, key->data, key->len) == 0) {
-            *ret_id = e->id;
-            return true;
-        }
-    }
-}
-
-static void key_cache_put(struct fp_store *s, uint64_t h, const struct buf *key, uint64_t id)
-{
-    size_t p;
-    uint8_t *copy;
-
-    if (s->keys_used >= KEY_CACHE_MAX)
-        return;
-    if ((s->keys_used + 1) * 2 > s->keys_cap) {
-        size_t cap = s->keys_cap == 0 ? 4096 : s->keys_cap * 2;
-        struct key_cache_entry *n = calloc(cap, sizeof(*n));
-        if (n == NULL)
-            return; /* only a cache */
-        for (size_t i = 0; i < s->keys_cap; i++) {
-            if (s->keys[i].key == NULL)
-                continue;
-            for (p = s->keys[i].hash & (cap - 1); n[p].key != NULL; p = (p + 1) & (cap - 1))
-                ;
-            n[p] = s->keys[i];
-        }
-        free(s->keys);
-        s->keys = n;
-        s->keys_cap = cap;
-    }
-    copy = malloc(key->len);
-    if (copy == NULL)
-        return;
-    memcpy(copy, key->data, key->len);
-    for (p = h & (s->keys_cap - 1); s->keys[p].key != NULL; p = (p + 1) & (s->keys_cap - 1))
-        ;
-    s->keys[p] = (struct key_cache_entry){.hash = h, .id = id, .key = copy, .len = key->len};
-    s->keys_used++;
-}
-
+/* Looks up or creates the series with canonical key; sets *ret_id. Returns an LMDB rc. The
+ * writer's device cache (below) spares this for series sent as last time. */
 static int series_resolve(MDB_txn *txn, struct fp_store *s, const struct buf *key,
                           enum fp_series_type type, uint64_t *next_id, struct buf *tmp,
                           uint64_t *ret_id)
@@ -685,8 +620,6 @@ static int series_resolve(MDB_txn *txn, struct fp_store *s, const struct buf *ke
 
     uint64_t h = fnv64(key->data, key->len);
 
-    if (key_cache_get(s, h, key, ret_id))
-        return 0;
     put_u64(hash_be, h);
     rc = mdb_cursor_open(txn, s->series_key, &cur);
     if (rc != 0)
@@ -699,7 +632,6 @@ static int series_resolve(MDB_txn *txn, struct fp_store *s, const struct buf *ke
             memcmp((const uint8_t *)iv.mv_data + 1, key->data, key->len) == 0) {
             *ret_id = get_u64(hv.mv_data);
             mdb_cursor_close(cur);
-            key_cache_put(s, h, key, *ret_id);
             return 0;
         }
         rc = mdb_cursor_get(cur, &hk, &hv, MDB_NEXT_DUP);
@@ -733,8 +665,6 @@ static int series_resolve(MDB_txn *txn, struct fp_store *s, const struct buf *ke
         rc = add_posting(txn, s, tmp, name, value, id_be);
         p = value + strlen(value) + 1;
     }
-    if (rc == 0)
-        key_cache_put(s, h, key, *ret_id);
     return rc;
 }
 
@@ -1380,14 +1310,12 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
     if (rc != 0) {
         mdb_txn_abort(txn);
         fp_samples_txn_end(s, false);
-        key_cache_clear(s);
         dev_cache_clear(s);
         return rc;
     }
     rc = commit_txn(s, txn);
     fp_samples_txn_end(s, rc == 0);
     if (rc != 0) {
-        key_cache_clear(s);
         dev_cache_clear(s);
     }
     return rc;
@@ -1409,7 +1337,6 @@ static int run_txn(struct fp_store *s, int (*step)(MDB_txn *, struct fp_store *,
             rc = commit_txn(s, txn);
             fp_samples_txn_end(s, rc == 0);
             if (rc != 0) {
-                key_cache_clear(s);
                 dev_cache_clear(s);
             } else if (fp_store_wait_durable(s, fp_store_committed(s), -1) != 0) {
                 /* Maintenance is rare: it returns durable, as without background_sync. */
@@ -1418,7 +1345,6 @@ static int run_txn(struct fp_store *s, int (*step)(MDB_txn *, struct fp_store *,
         } else {
             mdb_txn_abort(txn);
             fp_samples_txn_end(s, false);
-            key_cache_clear(s);
             dev_cache_clear(s);
         }
         if (rc != MDB_MAP_FULL || s->map_bytes >= s->opts.max_map_bytes)
