@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,16 +341,17 @@ static int prepare_info(struct fp_batch_arena *a, struct msg *m,
 {
     struct fp_label info[INFO_MAX];
     char scratch[INFO_SCRATCH], *copy;
+    uintptr_t lo = (uintptr_t)scratch, hi = lo + sizeof(scratch);
     size_t n, used = 0;
 
     n = fp_device_info_to_labels(di, info, INFO_MAX, scratch, sizeof(scratch));
     for (size_t i = 0; i < n; i++) {
-        const char *ends[2] = {info[i].name + strlen(info[i].name) + 1,
-                               info[i].value + strlen(info[i].value) + 1};
-        for (size_t k = 0; k < 2; k++)
-            if (ends[k] > scratch && ends[k] <= scratch + sizeof(scratch) &&
-                (size_t)(ends[k] - scratch) > used)
-                used = (size_t)(ends[k] - scratch);
+        const char *str[2] = {info[i].name, info[i].value};
+        for (size_t k = 0; k < 2; k++) {
+            uintptr_t at = (uintptr_t)str[k];
+            if (at >= lo && at < hi && at - lo + strlen(str[k]) + 1 > used)
+                used = at - lo + strlen(str[k]) + 1;
+        }
     }
     copy = fp_batch_arena_alloc(a, used + 1);
     m->info = fp_batch_arena_alloc(a, (n + 1) * sizeof(*m->info));
@@ -358,11 +360,12 @@ static int prepare_info(struct fp_batch_arena *a, struct msg *m,
     memcpy(copy, scratch, used);
     for (size_t i = 0; i < n; i++) {
         /* Names and values formatted into scratch move with it; the rest stay borrowed. */
-        if (info[i].name >= scratch && info[i].name < scratch + used)
-            info[i].name = copy + (info[i].name - scratch);
-        if (info[i].value >= scratch && info[i].value < scratch + used)
-            info[i].value = copy + (info[i].value - scratch);
+        uintptr_t name = (uintptr_t)info[i].name, value = (uintptr_t)info[i].value;
         m->info[i] = info[i];
+        if (name >= lo && name < hi)
+            m->info[i].name = copy + (name - lo);
+        if (value >= lo && value < hi)
+            m->info[i].value = copy + (value - lo);
     }
     m->n_info = n;
     return 0;
