@@ -15,7 +15,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -38,11 +37,11 @@
 #define SELF_INTERVAL_MS 10000
 /* Messages ZeroMQ queues per connection before it stops reading that peer's socket. Its default
  * (1000) lets a few backfilling probes park hundreds of MiB here; this bounds the queue by
- * count, GROUP_MAX_BYTES bounds one group by size, and the rest waits in the kernel and in the
- * probes' spools. bench/ingest: 32 and 8 MiB keep the collector near 115 MiB peak RSS for 1000
- * devices backfilling (64 and 32 MiB: 150 MiB) at the same rate; 16 cost a quarter of the live
- * shape's throughput (groups too small). An 8 MiB group is still a fraction of a second of
- * backfill per durable commit. */
+ * count, GROUP_MAX_BYTES bounds one group by payload, and the rest waits in the kernel and in
+ * the probes' spools. A group fills while the store writes the previous one, so its size follows
+ * the arrival rate, not this queue. bench/ingest: with 4 MiB groups the collector peaks near
+ * 108 MiB for 1000 devices backfilling (8 MiB: 136 MiB) at the same rate; live groups of ~5000
+ * batches reach ~100k batches/s, 1 MiB groups ~73k. */
 #define RCV_HWM 32
 #define GROUP_MAX_BYTES (4u << 20)
 /* Answers ZeroMQ queues per connection. A ROUTER drops what does not fit, and the probe then
@@ -80,10 +79,7 @@ struct msg {
  * thread for as long as the store thread is busy with the other group (so a group holds what
  * arrived during one commit, whatever ZeroMQ's queues hold), written by the store thread,
  * answered and released by the network thread. */
-enum group_state { GROUP_FILLING, GROUP_WRITING };
-
 struct group {
-    enum group_state state;
     struct msg *msgs;
     size_t n, bytes; /* messages and their payload bytes */
     struct fp_write_batch *wb;
@@ -112,7 +108,7 @@ struct fp_collector {
     struct group groups[2];
     /* the store thread; todo and done under lock */
     pthread_t store_thread;
-    bool store_started, store_stop;
+    bool store_stop;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct group *todo, *done;
@@ -571,7 +567,6 @@ static void release_group(struct group *g)
     g->n = g->n_valid = g->bytes = 0;
     g->self_due = false;
     fp_batch_arena_reset(g->arena);
-    g->state = GROUP_FILLING;
 }
 
 /* Takes the results of a group the store thread wrote (network thread): answers the previous
@@ -737,7 +732,6 @@ static void *store_main(void *arg)
 /* Hands g to the store thread (network thread; the store thread must be idle). */
 static void hand_over(struct fp_collector *c, struct group *g)
 {
-    g->state = GROUP_WRITING;
     (void)pthread_mutex_lock(&c->lock);
     c->todo = g;
     (void)pthread_cond_broadcast(&c->cond);
@@ -784,7 +778,6 @@ int fp_collector_run(struct fp_collector *c)
     r = pthread_create(&c->store_thread, NULL, store_main, c);
     if (r != 0)
         return -r;
-    c->store_started = true;
     while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
         zmq_pollitem_t items[2] = {{.fd = c->wake_fd, .events = ZMQ_POLLIN},
                                    {.socket = c->sock, .events = ZMQ_POLLIN}};
@@ -864,7 +857,6 @@ int fp_collector_run(struct fp_collector *c)
     (void)pthread_cond_broadcast(&c->cond);
     (void)pthread_mutex_unlock(&c->lock);
     (void)pthread_join(c->store_thread, NULL);
-    c->store_started = false;
     for (size_t i = 0; i < 2; i++)
         release_group(&c->groups[i]);
     return r;
