@@ -1207,21 +1207,34 @@ static void batch_timing_add(struct batch_timing *t, const struct fp_series_in *
     }
 }
 
-/* One attempt at writing everything in one transaction. Returns an LMDB rc (or errno). */
+/* New series one transaction may create before it commits and the rest of the call goes on in
+ * the next: a fleet's first batches create thousands of series at once, dirtying index pages by
+ * the tens of thousands, and LMDB keeps as many page buffers as its largest transaction
+ * dirtied for as long as the store is open. */
+#define NEW_SERIES_PER_TXN 4096
+
+/* One attempt at writing batches in one transaction; sets *ret_done to how many it wrote (all n
+ * unless NEW_SERIES_PER_TXN ended it early). Returns an LMDB rc (or errno). */
 static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, size_t n,
                      struct fp_write_result *res, struct buf *key, struct buf *tmp,
-                     struct buf *info)
+                     struct buf *info, size_t *ret_done)
 {
     struct identity ident;
     MDB_txn *txn;
-    uint64_t next_id;
+    uint64_t next_id, first_id;
+    size_t done = n;
     int rc;
 
     rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     if (rc != 0)
         return rc;
     rc = get_meta_u64(txn, s, "next_series_id", &next_id);
+    first_id = next_id;
     for (size_t bi = 0; rc == 0 && bi < n; bi++) {
+        if (next_id - first_id >= NEW_SERIES_PER_TXN) {
+            done = bi;
+            break;
+        }
         const struct fp_write_batch *b = &batches[bi];
         uint64_t written = 0, refused = 0, too_old = 0;
         struct batch_timing timing = {INT64_MIN, 0};
@@ -1318,6 +1331,8 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
     if (rc != 0) {
         dev_cache_clear(s);
     }
+    if (rc == 0)
+        *ret_done = done;
     return rc;
 }
 
@@ -1389,12 +1404,16 @@ int fp_store_write(struct fp_store *s, const struct fp_write_batch *batches, siz
                    struct fp_write_result *ret_results)
 {
     struct buf key = {0}, tmp = {0}, info = {0};
-    int rc;
+    int rc = 0;
 
     if (s->readonly)
         return -EROFS;
-    for (;;) {
-        rc = write_txn(s, batches, n, ret_results, &key, &tmp, &info);
+    for (size_t off = 0, done; off < n;) {
+        rc = write_txn(s, batches + off, n - off, ret_results + off, &key, &tmp, &info, &done);
+        if (rc == 0) {
+            off += done;
+            continue;
+        }
         if (rc != MDB_MAP_FULL)
             break;
         /* Grow and redo the whole transaction: nothing of the failed attempt was committed. */

@@ -121,8 +121,10 @@ struct fp_write_result {
  * running in a thread of the store: fp_store_wait_durable tells when it is on disk. A write
  * waits for the previous write's sync before it commits, so at most one commit is ever waiting
  * for its sync, and that sync overlaps the next write's work. ret_results has n entries, filled
- * per batch. Grows the map as needed. Returns 0, FP_STORE_E_FULL (nothing written), or -errno
- * (nothing written; -EIO: an earlier background sync failed, and nothing more can be written). */
+ * per batch. Grows the map as needed. A call that creates thousands of series commits in
+ * several transactions. Returns 0, FP_STORE_E_FULL or -errno (-EIO: an earlier background sync
+ * failed, and nothing more can be written); then the failed transaction wrote nothing, though
+ * batches before it may be stored (written again, they come back FP_STORE_E_DUP). */
 int fp_store_write(struct fp_store *s, const struct fp_write_batch *batches, size_t n,
                    struct fp_write_result *ret_results);
 

@@ -696,6 +696,56 @@ static void test_background_sync(void)
     fp_store_close(&s);
 }
 
+/* A call that creates more series than one transaction may (a fleet's first batches) commits in
+ * several, and every batch lands once, with dense ids. */
+static void test_many_new_series(void)
+{
+    enum { DEVICES = 12, PER = 500 };
+    struct fp_store *s = NULL;
+    struct fp_store_reader *r = NULL;
+    char err[256], dev[DEVICES][16];
+    static char names[PER][16];
+    static struct fp_series_in in[PER];
+    const int64_t ts[] = {1732412345000};
+    const double v[] = {1};
+    struct fp_write_batch b[DEVICES];
+    struct fp_write_result res[DEVICES];
+    uint64_t before, *ids, max_id = 0;
+    size_t nids;
+
+    rm_store(dir);
+    fp_assert(fp_store_open(dir, 0, NULL, &s, err, sizeof(err)) == 0);
+    for (int i = 0; i < PER; i++) {
+        (void)snprintf(names[i], sizeof(names[i]), "m%d", i);
+        in[i] = (struct fp_series_in){names[i], FP_SERIES_GAUGE, NULL, 0, ts, v, 1};
+    }
+    for (int d = 0; d < DEVICES; d++) {
+        (void)snprintf(dev[d], sizeof(dev[d]), "d%02d", d);
+        b[d] = (struct fp_write_batch){.device = dev[d], .epoch = 1, .seq = 1, .received_ms = 1,
+                                       .series = in, .n_series = PER};
+    }
+    before = fp_store_committed(s);
+    check_int(fp_store_write(s, b, DEVICES, res), 0);
+    check(fp_store_committed(s) - before >= 2); /* 6000 new series: more than one commit */
+    for (int d = 0; d < DEVICES; d++) {
+        check_int(res[d].status, 0);
+        check_int(res[d].samples_written, PER);
+    }
+    /* written again: every batch is a duplicate, nothing twice */
+    check_int(fp_store_write(s, b, DEVICES, res), 0);
+    for (int d = 0; d < DEVICES; d++)
+        check_int(res[d].status, FP_STORE_E_DUP);
+    fp_assert(fp_store_reader_open(s, &r) == 0);
+    check_int(fp_store_select(r, NULL, 0, &ids, &nids), 0);
+    check_int(nids, DEVICES * PER);
+    for (size_t i = 0; i < nids; i++)
+        max_id = ids[i] > max_id ? ids[i] : max_id;
+    check_int(max_id, DEVICES * PER);
+    free(ids);
+    fp_store_reader_close(&r);
+    fp_store_close(&s);
+}
+
 int main(void)
 {
     (void)snprintf(dir, sizeof(dir), "/tmp/fp-test-store-XXXXXX");
@@ -704,6 +754,7 @@ int main(void)
     test_device_timing();
     test_device_cache();
     test_background_sync();
+    test_many_new_series();
     test_refusals();
     test_growth();
     test_abort_keeps_ids_consistent();
