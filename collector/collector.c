@@ -9,8 +9,9 @@
  * batch that is not. Refused batches are answered at once with the reason, so probes stop
  * resending what will never be accepted; every refusal is counted.
  *
- * Back-pressure: ZeroMQ's receive high-water mark bounds what waits in memory; while we commit,
- * further batches wait in the kernel and in the probes' spools, never in an unbounded queue here. */
+ * Back-pressure: two groups (each bounded by max_group and GROUP_MAX_BYTES) and ZeroMQ's receive
+ * high-water mark bound what waits in memory; while both groups are busy, further batches wait in
+ * the kernel and in the probes' spools, never in an unbounded queue here. */
 #include "collector.h"
 
 #include <errno.h>
@@ -835,6 +836,10 @@ int fp_collector_run(struct fp_collector *c)
         }
         c->stats.queue_batches = fill->n - from;
         decode_group(c, fill, from);
+        /* Refusals are answered already: a group of nothing else must not sit full until the
+         * next write comes along. */
+        if (fill->n_valid == 0)
+            release_group(fill);
         if (r < 0)
             break;
     }

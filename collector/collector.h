@@ -14,7 +14,7 @@ struct fp_collector_options {
     const char *listen;   /**< ZeroMQ endpoint to bind, e.g. "tcp://127.0.0.1:9470"; borrowed */
     const char *data_dir; /**< store directory (must exist); borrowed */
     struct fp_batch_limits limits;
-    size_t max_group;     /**< most batches committed in one transaction */
+    size_t max_group;     /**< most messages in one group (one fp_store_write) */
     struct fp_store_options store; /**< retention, map size, out-of-order window */
 };
 

@@ -768,13 +768,7 @@ struct arena_block {
 
 struct fp_batch_arena {
     struct arena_block *blocks; /* newest first; allocations come from the first */
-    size_t bytes;               /* of all blocks */
 };
-
-size_t fp_batch_arena_bytes(const struct fp_batch_arena *a)
-{
-    return a->bytes;
-}
 
 int fp_batch_arena_new(struct fp_batch_arena **ret)
 {
@@ -808,7 +802,6 @@ void *fp_batch_arena_alloc(struct fp_batch_arena *a, size_t size)
         if (big == NULL)
             return NULL;
         big->used = need;
-        a->bytes += need;
         if (b == NULL) {
             a->blocks = big;
         } else {
@@ -820,7 +813,6 @@ void *fp_batch_arena_alloc(struct fp_batch_arena *a, size_t size)
     b = arena_block_new(ARENA_BLOCK);
     if (b == NULL)
         return NULL;
-    a->bytes += ARENA_BLOCK;
     b->next = a->blocks;
     a->blocks = b;
     b->used = need;
@@ -843,7 +835,6 @@ void fp_batch_arena_reset(struct fp_batch_arena *a)
     if (keep != NULL)
         *keep = (struct arena_block){.size = ARENA_BLOCK};
     a->blocks = keep;
-    a->bytes = keep != NULL ? ARENA_BLOCK : 0;
 }
 
 void fp_batch_arena_destroy(struct fp_batch_arena **ap)

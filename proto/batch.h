@@ -110,13 +110,11 @@ int fp_batch_arena_new(struct fp_batch_arena **ret);
  * a becomes invalid. */
 void fp_batch_arena_reset(struct fp_batch_arena *a);
 
-/* Bytes of memory a holds now (its blocks). */
-size_t fp_batch_arena_bytes(const struct fp_batch_arena *a);
-
 /* Frees a and its blocks; accepts NULL and nulls *a. */
 void fp_batch_arena_destroy(struct fp_batch_arena **a);
 
-/* At least size bytes aligned for any type, valid until the next reset; NULL when out of memory. */
+/* At least size bytes, 8-byte aligned (pointers, 64-bit integers, doubles: all a decoded batch
+ * holds), valid until the next reset; NULL when out of memory. */
 void *fp_batch_arena_alloc(struct fp_batch_arena *a, size_t size);
 
 /* fp_batch_decode into a: *ret lives until fp_batch_arena_reset(a) and is never passed to

@@ -794,12 +794,12 @@ static int device_load(MDB_txn *txn, struct fp_store *s, const char *device,
 
 /* --- the writer's device cache --------------------------------------------------------------
  * A live fleet sends many small batches, each like the device's previous one. Per device the
- * writer keeps what it would otherwise read back every batch: the record (with the dedup state of
- * the newest epoch), and the series of the last batch in the order sent, with their ids. A batch like
- * the last one then resolves each series with one comparison of what was sent, instead of
- * building, sorting and hashing its canonical key. The record is still written every batch; the
- * cache only saves reads. It is updated as a transaction goes and cleared
- * whole when one aborts, so it never holds what was not committed. */
+ * writer keeps what it would otherwise read back every batch: the record (with the dedup state
+ * of the newest epoch), and the series of the last batch in the order sent, with their ids. A
+ * batch like the last one then resolves each series with one comparison of what was sent,
+ * instead of building, sorting and hashing its canonical key. The record is still written every
+ * batch; the cache only saves reads. It is updated as a transaction goes and cleared whole when
+ * one aborts, so it never holds what was not committed. */
 #define DEV_CACHE_MAX 65536u
 #define DEV_SERIES_MAX 64u
 

@@ -719,10 +719,65 @@ static void test_bad_data_dir(const char *dir)
     check(strstr(err, "not a directory") != NULL);
 }
 
+/* A group filled with nothing but refusals is released at once: the valid batch after it is read,
+ * stored and answered, not held until the collector's next write of its own series (every 10 s),
+ * which is the only other thing that would empty a full group. */
+static void test_refused_group(const char *dir)
+{
+    static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    struct fp_collector_options opts;
+    struct fp_collector_stats st;
+    struct fp_batch_builder *b = NULL;
+    struct server srv = {0};
+    Fleetpulse__V1__Ack *a;
+    uint8_t *buf;
+    size_t len;
+    void *sock;
+    char err[256];
+
+    fp_collector_options_default(&opts);
+    opts.listen = "tcp://127.0.0.1:0";
+    opts.data_dir = dir;
+    opts.max_group = 4;
+    err[0] = '\0';
+    if (fp_collector_new(&opts, &srv.c, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fp_collector_new: %s\n", err);
+        fp_assert(false);
+    }
+    fp_assert(pthread_create(&srv.thread, NULL, serve, &srv) == 0);
+    sock = dealer(fp_collector_endpoint(srv.c));
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 4; i++)
+            roundtrip(sock, garbage, sizeof(garbage), ACK_BAD_SCHEMA, 0, 0, 0, "decode");
+    }
+    fp_assert(fp_batch_builder_new(&b) == 0);
+    check_int(fp_batch_builder_add(b, "up", FP_METRIC_GAUGE, NULL, 0, T0, 1.0), 0);
+    fp_assert(fp_batch_builder_encode(b, "edge-r", 3, 1, T0, 0, &buf, &len) == 0);
+    send_buf(sock, buf, len);
+    free(buf);
+    /* Half the usual wait: a group left full would answer only after the 10 s self write. */
+    a = try_recv_ack(sock, ACK_TIMEOUT_MS / 2);
+    check(a != NULL);
+    if (a != NULL) {
+        check_int(a->status, ACK_OK);
+        check_int(a->seq, 1);
+        fleetpulse__v1__ack__free_unpacked(a, NULL);
+    }
+    (void)zmq_close(sock);
+    fp_collector_stop(srv.c);
+    fp_assert(pthread_join(srv.thread, NULL) == 0);
+    check_int(srv.run_rc, 0);
+    fp_collector_get_stats(srv.c, &st);
+    check_int(st.batches_refused[ACK_BAD_SCHEMA], 12);
+    check_int(st.batches_applied, 1);
+    fp_collector_destroy(&srv.c);
+    fp_batch_builder_destroy(&b);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/fp-collector-test-XXXXXX";
-    char data[128], data2[128];
+    char data[128], data2[128], data3[128];
 
     T0 = (int64_t)time(NULL) / 60 * 60000 - 3600000;
     zctx = zmq_ctx_new();
@@ -732,10 +787,13 @@ int main(void)
     fp_assert(mkdir(data, 0700) == 0);
     (void)snprintf(data2, sizeof(data2), "%s/data2", dir);
     fp_assert(mkdir(data2, 0700) == 0);
+    (void)snprintf(data3, sizeof(data3), "%s/data3", dir);
+    fp_assert(mkdir(data3, 0700) == 0);
 
     test_bad_data_dir(dir);
     test_serve(data);
     test_envelopes(data2);
+    test_refused_group(data3);
 
     (void)zmq_ctx_term(zctx);
     check(nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
