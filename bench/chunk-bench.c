@@ -169,6 +169,42 @@ static double decode_all(const struct encoded *enc, const struct fp_workload *w)
     return sum;
 }
 
+/* Every chunk through fp_chunk_decode (what the store's reads use); with w, checked bit for bit
+ * against the workload like decode_all. */
+static double decode_block_all(const struct encoded *enc, const struct fp_workload *w)
+{
+    int64_t ts[FP_CHUNK_MAX_SAMPLES];
+    double v[FP_CHUNK_MAX_SAMPLES], sum = 0;
+    size_t d = 0, s = 0, t = 0;
+
+    for (size_t c = 0; c < enc->n_chunks; c++) {
+        int n = fp_chunk_decode(enc->buf + enc->off[c], enc->off[c + 1] - enc->off[c], ts, v);
+        if (n < 0)
+            die("fp_chunk_decode", n);
+        for (int i = 0; i < n; i++) {
+            sum += v[i];
+            if (w == NULL)
+                continue;
+            double want = series_of(w, d, s)[t];
+            if (memcmp(&v[i], &want, sizeof(want)) != 0 || ts[i] != w->ts[t]) {
+                fprintf(stderr, "chunk-bench: block decode mismatch dev %zu series %zu t %zu\n", d,
+                        s, t);
+                exit(1);
+            }
+            if (++t == w->len[d]) {
+                t = 0;
+                if (++s == N_SERIES) {
+                    s = 0;
+                    d++;
+                }
+            }
+        }
+    }
+    if (w != NULL && d != w->devices)
+        die("block decode: too few samples", FP_CHUNK_E_CORRUPT);
+    return sum;
+}
+
 /* --- Prometheus XOR chunk size, computed ----------------------------------------------------- */
 
 static unsigned uvarint_len(uint64_t x)
@@ -251,13 +287,13 @@ static double median(double *a, int n)
 }
 
 struct timing {
-    double enc_ns, dec_ns; /**< per sample, medians */
+    double enc_ns, dec_ns, block_ns; /**< per sample, medians: encode, iterate, fp_chunk_decode */
 };
 
 static void time_codec(const struct fp_workload *w, const struct fp_chunk_enc_opts *o, int reps,
                        struct encoded *enc, struct timing *ret)
 {
-    double te[64], td[64], sink = 0;
+    double te[64], td[64], tb[64], sink = 0;
     if (reps > 64)
         reps = 64;
     for (int r = 0; r < reps; r++) {
@@ -266,11 +302,15 @@ static void time_codec(const struct fp_workload *w, const struct fp_chunk_enc_op
         double t1 = now_ns();
         sink += decode_all(enc, NULL);
         double t2 = now_ns();
+        sink += decode_block_all(enc, NULL);
+        double t3 = now_ns();
         te[r] = (t1 - t0) / (double)w->samples;
         td[r] = (t2 - t1) / (double)w->samples;
+        tb[r] = (t3 - t2) / (double)w->samples;
     }
     ret->enc_ns = median(te, reps);
     ret->dec_ns = median(td, reps);
+    ret->block_ns = median(tb, reps);
     if (sink == 42.4242) /* keep the sum alive */
         fprintf(stderr, " ");
 }
@@ -353,8 +393,10 @@ int main(int argc, char **argv)
     /* sizes, and a full bit-for-bit check of both codecs */
     encode_all(&w, &o, 0, &ours);
     (void)decode_all(&ours, &w);
+    (void)decode_block_all(&ours, &w);
     encode_all(&w, &ox, 0, &xor);
     (void)decode_all(&xor, &w);
+    (void)decode_block_all(&xor, &w);
     encode_all(&w, &o, 1, &jit); /* the same values with +-1 ms timestamp jitter */
     for (size_t d = 0; d < w.devices; d++)
         for (size_t s = 0; s < N_SERIES; s++)
@@ -387,12 +429,14 @@ int main(int argc, char **argv)
            "\"encode_ns_per_sample_median\":%.2f,\"decode_ns_per_sample_median\":%.2f,"
            "\"xor_forced_encode_ns_per_sample_median\":%.2f,"
            "\"xor_forced_decode_ns_per_sample_median\":%.2f,"
+           "\"decode_block_ns_per_sample_median\":%.2f,"
+           "\"xor_forced_decode_block_ns_per_sample_median\":%.2f,"
            "\"peer_victoriametrics_disk_bytes_per_sample_incl_index\":1.45,"
            "\"note\":\"chunk bytes only: no index, keys or LMDB overhead\",\"per_series\":{",
            quick ? "true" : "false", w.devices, w.devices * N_SERIES, w.samples, seed,
            chunk_samples, FP_CHUNK_MAX_BYTES, ours.n_chunks, reps, bps, xbps, pbps, 16 / bps,
            xbps / bps, pbps / bps, jbps, t_ours.enc_ns, t_ours.dec_ns, t_xor.enc_ns,
-           t_xor.dec_ns);
+           t_xor.dec_ns, t_ours.block_ns, t_xor.block_ns);
     for (size_t s = 0; s < N_SERIES; s++)
         printf("%s\"%s\":{\"kind\":\"%s\",\"chunk_bytes_per_sample\":%.4f,"
                "\"xor_forced_chunk_bytes_per_sample\":%.4f,\"prom_xor_chunk_bytes_per_sample\":%.4f}",

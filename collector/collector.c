@@ -125,7 +125,10 @@ void fp_collector_options_default(struct fp_collector_options *ret)
 {
     *ret = (struct fp_collector_options){
         .listen = FP_DEFAULT_COLLECTOR_ENDPOINT,
-        .max_group = 16384,
+        /* bench/ingest live (10,000 devices): 4096 answers as many batches a second as 16384
+         * (61-67k against 54-63k on a slow day) with ~15 MiB less peak RSS: every batch of a
+         * group holds its decoded arena and envelope until the commit is durable. */
+        .max_group = 4096,
     };
     fp_batch_limits_default(&ret->limits);
     fp_store_options_default(&ret->store);

@@ -160,6 +160,12 @@ int fp_chunk_iter_init(struct fp_chunk_iter *it, const uint8_t *buf, size_t len)
  * Returns 0, FP_CHUNK_E_END after the last sample, or FP_CHUNK_E_CORRUPT; both are sticky. */
 int fp_chunk_iter_next(struct fp_chunk_iter *it, int64_t *ret_ts_ms, double *ret_value);
 
+/* Decodes the whole chunk in buf (len bytes) into ret_ts_ms[] and ret_values[], each with room
+ * for FP_CHUNK_MAX_SAMPLES: the same checks as iterating to the end, in one tight loop, for
+ * readers that want every sample (a chunk is at most a few hundred). Returns the number of
+ * samples (>= 1), FP_CHUNK_E_FORMAT, FP_CHUNK_E_CORRUPT, or -EINVAL (NULL arguments). */
+int fp_chunk_decode(const uint8_t *buf, size_t len, int64_t *ret_ts_ms, double *ret_values);
+
 /* Positions the iterator on the first sample with ts >= ts_ms, from the start of the chunk
  * whatever was read before, and returns that sample like fp_chunk_iter_next; iteration goes on
  * after it. Returns 0, FP_CHUNK_E_END (every sample is older; the iterator is at the end), or

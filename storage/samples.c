@@ -1036,20 +1036,22 @@ static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_rea
     /* Ordered: each sample goes to fn as decoded, then the head's. Else all are gathered, with
      * the chunk's position in key order as the tie-break, sorted and deduplicated first. */
     for (size_t i = 0; i < n_refs && err == 0 && res == 0; i++) {
-        struct fp_chunk_iter it;
-        int64_t ts;
-        double val;
-        if (fp_chunk_iter_init(&it, refs[i].chunk, refs[i].len) != 0 ||
-            fp_chunk_iter_seek(&it, from_ms, &ts, &val) != 0)
+        /* A whole chunk at once (fp_chunk_decode's loop is tighter than iterating), then the
+         * samples inside [from_ms, to_ms]. */
+        int64_t ts[FP_CHUNK_MAX_SAMPLES];
+        double val[FP_CHUNK_MAX_SAMPLES];
+        int n = fp_chunk_decode(refs[i].chunk, refs[i].len, ts, val);
+        if (n <= 0)
             continue; /* a damaged chunk is skipped, as before */
-        do {
-            if (ts > to_ms)
-                break;
+        int j = 0;
+        while (j < n && ts[j] < from_ms)
+            j++;
+        for (; j < n && ts[j] <= to_ms && err == 0 && res == 0; j++) {
             if (ordered)
-                res = fn(userdata, ts, val);
+                res = fn(userdata, ts[j], val[j]);
             else
-                err = gather_push(&g, ts, val, (uint32_t)i + 1);
-        } while (err == 0 && res == 0 && fp_chunk_iter_next(&it, &ts, &val) == 0);
+                err = gather_push(&g, ts[j], val[j], (uint32_t)i + 1);
+        }
     }
     if (err == 0 && !ordered)
         g.n = sort_unique(g.pts, g.n);

@@ -121,6 +121,23 @@ static int verify(const struct chunk *c, const int64_t *ts, const double *v, siz
         FP_TEST_FAIL("decoded %zu samples, want %zu", i, n);
         bad++;
     }
+    /* fp_chunk_decode (the store's reads) gives the same samples, bit for bit */
+    {
+        static int64_t bts[FP_CHUNK_MAX_SAMPLES];
+        static double bv[FP_CHUNK_MAX_SAMPLES];
+        int got = fp_chunk_decode(copy, c->len, bts, bv);
+        if (got < 0 || (size_t)got != n) {
+            FP_TEST_FAIL("fp_chunk_decode: %d, want %zu samples", got, n);
+            bad++;
+        }
+        for (int j = 0; j < got && (size_t)j < n; j++) {
+            if (bts[j] != ts[j] || bits_of(bv[j]) != bits_of(v[j])) {
+                if (bad++ < 5)
+                    FP_TEST_FAIL("fp_chunk_decode sample %d: got (%" PRId64 ", %.17g)", j, bts[j],
+                                 bv[j]);
+            }
+        }
+    }
     free(copy);
     return bad;
 }
@@ -642,12 +659,27 @@ static int drain(const uint8_t *buf, size_t len, size_t *ret_n)
     *ret_n = 0;
     if (r != 0) {
         check_int(fp_chunk_iter_next(&it, NULL, NULL), FP_CHUNK_E_CORRUPT);
+        {
+            int64_t t1[FP_CHUNK_MAX_SAMPLES];
+            double v1[FP_CHUNK_MAX_SAMPLES];
+            check_int(fp_chunk_decode(buf, len, t1, v1), r);
+        }
         return r;
     }
     while ((r = fp_chunk_iter_next(&it, NULL, NULL)) == 0)
         n++;
     check(n <= FP_CHUNK_MAX_SAMPLES);
     *ret_n = n;
+    /* fp_chunk_decode agrees: every sample when iterating reached the end, else an error */
+    {
+        static int64_t bts[FP_CHUNK_MAX_SAMPLES];
+        static double bv[FP_CHUNK_MAX_SAMPLES];
+        int got = fp_chunk_decode(buf, len, bts, bv);
+        if (r == FP_CHUNK_E_END)
+            check_int(got, n);
+        else
+            check(got == FP_CHUNK_E_CORRUPT || got == FP_CHUNK_E_FORMAT);
+    }
     (void)fp_chunk_iter_seek(&it, BASE_TS + 12345, NULL, NULL);
     return r;
 }
@@ -785,6 +817,12 @@ static void test_api(void)
     check_int(fp_chunk_iter_init(&it, NULL, 0), -EINVAL);
     check_int(fp_chunk_iter_next(&it, NULL, NULL), FP_CHUNK_E_CORRUPT);
     check_int(fp_chunk_iter_seek(&it, 0, NULL, NULL), FP_CHUNK_E_CORRUPT);
+    {
+        int64_t t[FP_CHUNK_MAX_SAMPLES];
+        double v[FP_CHUNK_MAX_SAMPLES];
+        check_int(fp_chunk_decode(NULL, 0, t, v), -EINVAL);
+        check_int(fp_chunk_decode((const uint8_t *)"x", 1, NULL, v), -EINVAL);
+    }
     check_int(fp_chunk_enc_new(NULL, NULL), -EINVAL);
     fp_chunk_enc_destroy(NULL);
     fp_chunk_enc_destroy(&e);
