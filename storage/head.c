@@ -16,6 +16,17 @@
  * chunk.c uses) or as 8 raw bytes (MODE_RAW: any other double). The first sample's value is the
  * varint of m itself.
  *
+ * Base and tail: a batch adds a few bytes to each stream, but rewriting the whole value cost a
+ * page copy of up to HEAD_MAX_BYTES per batch (bench/storage wrote ~300 bytes to disk per
+ * sample). So the value in "head" (the base) is rewritten only when one of its entries is sealed
+ * or re-encoded, or when the tail outgrows TAIL_MAX_BYTES; in between, a batch writes only the
+ * bytes appended since, to database "head_tail" under the same key: the same layout, each entry
+ * carrying its series' current header and the stream bytes past the base's (all of them for a
+ * series the base lacks). A tail entry for a series the base holds always continues that base
+ * entry (same first timestamp and mode): whatever would break that rewrites the base instead.
+ * The tail stays small enough to live inside a B-tree page, so a commit of many devices dirties
+ * shared leaf pages instead of one page run per device.
+ *
  * Invariant: a series' head samples are newer than everything of it in chunks. Points at or
  * before the series' newest (out of order, duplicates) first seal the head entry and then take
  * the chunk path, which merges them; so readers never need to pick between head and chunks. */
@@ -30,6 +41,9 @@
 /* Past this a device's head seals its largest entries: a batch rewrites the whole value, so it
  * is kept to a few pages. */
 #define HEAD_MAX_BYTES 12288
+/* Past this the tail is folded into the base. Under LMDB's inline-node limit for 4 KiB pages
+ * (about 2 KiB with the key), so a tail never takes overflow pages of its own. */
+#define TAIL_MAX_BYTES 1536
 /* Timestamp steps beyond this end an entry, keeping delta-of-delta arithmetic in range. */
 #define STEP_MAX (INT64_C(1) << 60)
 
@@ -62,7 +76,7 @@ struct entry_view {
     uint64_t sid;
     uint8_t mode;
     uint32_t n;
-    int64_t first_ts, last_ts;
+    int64_t first_ts, last_ts, last_delta, last_m;
     const uint8_t *stream;
     size_t len;
 };
@@ -83,6 +97,8 @@ static bool next_entry(const uint8_t *p, size_t len, size_t *pos, struct entry_v
     e->n = get_u32(p + 9);
     e->first_ts = get_ts(p + 13);
     e->last_ts = get_ts(p + 21);
+    e->last_delta = get_ts(p + 29);
+    e->last_m = get_ts(p + 37);
     e->len = get_u32(p + 45);
     if (e->len > len - *pos - ENTRY_HEADER || e->mode > MODE_RAW)
         return false;
@@ -133,8 +149,72 @@ static int stream_decode(const struct entry_view *e, int64_t from, int64_t to,
 
 static void entry_view_of(const struct fp_head_entry *w, struct entry_view *e)
 {
-    *e = (struct entry_view){w->sid, w->mode, w->n, w->first_ts, w->last_ts, w->bytes.data,
-                             w->bytes.len};
+    *e = (struct entry_view){w->sid,          w->mode,   w->n,          w->first_ts, w->last_ts,
+                             w->last_delta,   w->last_m, w->bytes.data, w->bytes.len};
+}
+
+/* The entry of series sid in a stored value (base or tail), if any. */
+static bool find_in(const MDB_val *v, uint64_t sid, struct entry_view *ret)
+{
+    size_t pos = 0;
+
+    if (v->mv_data == NULL)
+        return false;
+    while (next_entry(v->mv_data, v->mv_size, &pos, ret))
+        if (ret->sid == sid)
+            return true;
+    return false;
+}
+
+/* Whether tail entry t continues base entry b (see the top of the file). */
+static bool continues(const struct entry_view *b, const struct entry_view *t)
+{
+    return b->first_ts == t->first_ts && b->mode == t->mode && t->n > b->n;
+}
+
+/* A device's two stored values; a missing one reads as {0, NULL}. */
+static int load_values(MDB_txn *txn, struct fp_store *s, const char *device, MDB_val *base,
+                       MDB_val *tail)
+{
+    MDB_val k = {strlen(device), (void *)device};
+    int rc = mdb_get(txn, s->head_db, &k, base);
+
+    if (rc == MDB_NOTFOUND)
+        *base = (MDB_val){0, NULL};
+    else if (rc != 0)
+        return rc;
+    rc = mdb_get(txn, s->head_tail_db, &k, tail);
+    if (rc == MDB_NOTFOUND)
+        *tail = (MDB_val){0, NULL};
+    else if (rc != 0)
+        return rc;
+    return 0;
+}
+
+/* The current entry of series sid from a device's base and tail: the tail's header, and its
+ * bytes after the base's (joined in *scratch). Returns 0, FP_STORE_E_NOTFOUND, ENOMEM, or
+ * FP_STORE_E_FORMAT when the tail does not continue the base (a damaged store). */
+static int find_entry(const MDB_val *base, const MDB_val *tail, uint64_t sid,
+                      struct entry_view *ret, struct buf *scratch)
+{
+    struct entry_view b, t;
+    bool in_base = find_in(base, sid, &b), in_tail = find_in(tail, sid, &t);
+
+    if (!in_tail) {
+        *ret = b;
+        return in_base ? 0 : FP_STORE_E_NOTFOUND;
+    }
+    *ret = t;
+    if (!in_base)
+        return 0;
+    if (!continues(&b, &t))
+        return FP_STORE_E_FORMAT;
+    scratch->len = 0;
+    if (buf_add(scratch, b.stream, b.len) < 0 || buf_add(scratch, t.stream, t.len) < 0)
+        return ENOMEM;
+    ret->stream = scratch->data;
+    ret->len = scratch->len;
+    return 0;
 }
 
 static struct fp_head_entry *entry_new(struct fp_head *h, uint64_t sid)
@@ -154,43 +234,64 @@ static struct fp_head_entry *entry_new(struct fp_head *h, uint64_t sid)
     e->sid = sid;
     e->n = 0;
     e->bytes.len = 0; /* the buffer of an earlier entry in this slot is reused */
+    e->base_len = 0;
     return e;
+}
+
+/* Loads one stored value into the working copy: base entries as they are, tail entries onto
+ * the base entry they continue (or as entries of their own). */
+static int load_value(struct fp_head *h, const MDB_val *v, bool is_tail)
+{
+    struct entry_view ev;
+    size_t pos = 0;
+
+    while (next_entry(v->mv_data, v->mv_size, &pos, &ev)) {
+        struct fp_head_entry *e = NULL;
+        if (is_tail)
+            for (size_t i = 0; i < h->n && e == NULL; i++)
+                if (h->e[i].sid == ev.sid)
+                    e = &h->e[i];
+        if (e != NULL) {
+            struct entry_view b;
+            entry_view_of(e, &b);
+            if (!continues(&b, &ev))
+                return EINVAL; /* a damaged store: refuse the device's batches, drop nothing */
+        } else if ((e = entry_new(h, ev.sid)) == NULL) {
+            return ENOMEM;
+        }
+        e->mode = ev.mode;
+        e->n = ev.n;
+        e->first_ts = ev.first_ts;
+        e->last_ts = ev.last_ts;
+        e->last_delta = ev.last_delta;
+        e->last_m = ev.last_m;
+        if (buf_add(&e->bytes, ev.stream, ev.len) < 0)
+            return ENOMEM;
+        if (!is_tail)
+            e->base_len = e->bytes.len;
+    }
+    return 0;
 }
 
 int fp_head_begin(MDB_txn *txn, struct fp_store *s, const char *device)
 {
     struct fp_head *h = &s->head;
-    MDB_val k = {strlen(device), (void *)device}, v;
-    struct entry_view ev;
-    size_t pos = 0;
+    MDB_val base, tail;
     int rc;
 
     h->n = 0;
     h->changed = false;
+    h->base_dirty = false;
     h->device.len = 0;
     if (buf_str(&h->device, device) < 0)
         return ENOMEM;
     h->active = true;
-    rc = mdb_get(txn, s->head_db, &k, &v);
-    if (rc == MDB_NOTFOUND)
-        return 0;
-    if (rc != 0)
-        return rc;
-    while (next_entry(v.mv_data, v.mv_size, &pos, &ev)) {
-        const uint8_t *p = (const uint8_t *)ev.stream - ENTRY_HEADER;
-        struct fp_head_entry *e = entry_new(h, ev.sid);
-        if (e == NULL)
-            return ENOMEM;
-        e->mode = ev.mode;
-        e->n = ev.n;
-        e->first_ts = ev.first_ts;
-        e->last_ts = ev.last_ts;
-        e->last_delta = get_ts(p + 29);
-        e->last_m = get_ts(p + 37);
-        if (buf_add(&e->bytes, ev.stream, ev.len) < 0)
-            return ENOMEM;
-    }
-    return 0;
+    rc = load_values(txn, s, device, &base, &tail);
+    if (rc == 0 && base.mv_data != NULL)
+        rc = load_value(h, &base, false);
+    if (rc == 0 && tail.mv_data != NULL)
+        rc = load_value(h, &tail, true);
+    return rc;
 }
 
 static size_t head_bytes(const struct fp_head *h)
@@ -201,11 +302,67 @@ static size_t head_bytes(const struct fp_head *h)
     return total;
 }
 
+/* Bytes of the tail value, and its entries in *ret_n: the entries grown since the base. */
+static size_t tail_bytes(const struct fp_head *h, size_t *ret_n)
+{
+    size_t total = 3, n = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        const struct fp_head_entry *e = &h->e[i];
+        if (e->base_len > 0 && e->bytes.len == e->base_len)
+            continue;
+        total += ENTRY_HEADER + e->bytes.len - e->base_len;
+        n++;
+    }
+    *ret_n = n;
+    return total;
+}
+
+/* Writes the entries into a value of size bytes under key in db: all of each entry's stream, or
+ * (tail) only the entries grown since the base and only their new bytes. */
+static int put_value(MDB_txn *txn, MDB_dbi db, MDB_val *k, const struct fp_head *h, size_t n,
+                     size_t size, bool tail)
+{
+    MDB_val v = {size, NULL};
+    uint8_t *p;
+    int rc = mdb_put(txn, db, k, &v, MDB_RESERVE);
+
+    if (rc != 0)
+        return rc;
+    p = v.mv_data;
+    p[0] = HEAD_VERSION;
+    p[1] = (uint8_t)(n >> 8);
+    p[2] = (uint8_t)n;
+    p += 3;
+    for (size_t i = 0; i < h->n; i++) {
+        const struct fp_head_entry *e = &h->e[i];
+        size_t from = tail ? e->base_len : 0;
+        if (tail && e->base_len > 0 && e->bytes.len == e->base_len)
+            continue;
+        put_u64(p, e->sid);
+        p[8] = e->mode;
+        put_u32(p + 9, e->n);
+        put_ts(p + 13, e->first_ts);
+        put_ts(p + 21, e->last_ts);
+        put_ts(p + 29, e->last_delta);
+        put_ts(p + 37, e->last_m);
+        put_u32(p + 45, (uint32_t)(e->bytes.len - from));
+        memcpy(p + ENTRY_HEADER, e->bytes.data + from, e->bytes.len - from);
+        p += ENTRY_HEADER + e->bytes.len - from;
+    }
+    return 0;
+}
+
+static int del_value(MDB_txn *txn, MDB_dbi db, MDB_val *k)
+{
+    int rc = mdb_del(txn, db, k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 int fp_head_end(MDB_txn *txn, struct fp_store *s)
 {
     struct fp_head *h = &s->head;
-    MDB_val k = {h->device.len - 1, h->device.data}, v;
-    uint8_t *p;
+    MDB_val k = {h->device.len - 1, h->device.data};
+    size_t n_tail, t_bytes;
     int rc;
 
     if (!h->active)
@@ -214,32 +371,20 @@ int fp_head_end(MDB_txn *txn, struct fp_store *s)
     if (!h->changed)
         return 0;
     if (h->n == 0) {
-        rc = mdb_del(txn, s->head_db, &k, NULL);
-        return rc == MDB_NOTFOUND ? 0 : rc;
+        rc = del_value(txn, s->head_db, &k);
+        return rc != 0 ? rc : del_value(txn, s->head_tail_db, &k);
     }
-    v.mv_size = head_bytes(h);
-    rc = mdb_put(txn, s->head_db, &k, &v, MDB_RESERVE);
-    if (rc != 0)
-        return rc;
-    p = v.mv_data;
-    p[0] = HEAD_VERSION;
-    p[1] = (uint8_t)(h->n >> 8);
-    p[2] = (uint8_t)h->n;
-    p += 3;
-    for (size_t i = 0; i < h->n; i++) {
-        const struct fp_head_entry *e = &h->e[i];
-        put_u64(p, e->sid);
-        p[8] = e->mode;
-        put_u32(p + 9, e->n);
-        put_ts(p + 13, e->first_ts);
-        put_ts(p + 21, e->last_ts);
-        put_ts(p + 29, e->last_delta);
-        put_ts(p + 37, e->last_m);
-        put_u32(p + 45, (uint32_t)e->bytes.len);
-        memcpy(p + ENTRY_HEADER, e->bytes.data, e->bytes.len);
-        p += ENTRY_HEADER + e->bytes.len;
-    }
-    return 0;
+    t_bytes = tail_bytes(h, &n_tail);
+    if (!h->base_dirty && t_bytes <= TAIL_MAX_BYTES)
+        return n_tail == 0 ? del_value(txn, s->head_tail_db, &k)
+                           : put_value(txn, s->head_tail_db, &k, h, n_tail, t_bytes, true);
+    /* Fold the tail into a new base. */
+    rc = put_value(txn, s->head_db, &k, h, h->n, head_bytes(h), false);
+    if (rc == 0)
+        rc = del_value(txn, s->head_tail_db, &k);
+    for (size_t i = 0; rc == 0 && i < h->n; i++)
+        h->e[i].base_len = h->e[i].bytes.len;
+    return rc;
 }
 
 void fp_head_fini(struct fp_store *s)
@@ -299,6 +444,8 @@ static int seal(MDB_txn *txn, struct fp_store *s, size_t i, bool whole)
     free(b.v);
     if (rc != 0)
         return rc;
+    if (e->base_len > 0)
+        h->base_dirty = true;
     /* Swap with the last slot, keeping both buffers. */
     tmp = h->e[h->n - 1];
     h->e[h->n - 1] = *e;
@@ -372,7 +519,7 @@ static int entry_add(struct fp_head_entry *e, int64_t ts, double v, int force_mo
 /* Re-encodes e in the narrowest mode that holds its samples and v as well (more decimals, or
  * raw doubles), then appends v: a series whose first value happened to be 40.0 and whose next
  * is 40.001 keeps one stream, not a one-sample chunk. Returns 0, or -ENOMEM. */
-static int entry_widen(struct fp_head_entry *e, int64_t ts, double v)
+static int entry_widen(struct fp_head *h, struct fp_head_entry *e, int64_t ts, double v)
 {
     struct seal_buf b;
     int64_t m;
@@ -387,6 +534,9 @@ static int entry_widen(struct fp_head_entry *e, int64_t ts, double v)
             break;
         e->n = 0;
         e->bytes.len = 0;
+        if (e->base_len > 0) /* the base holds the old encoding */
+            h->base_dirty = true;
+        e->base_len = 0;
         for (size_t i = 0; i < b.n && r == 0; i++)
             r = entry_add(e, b.ts[i], b.v[i], mode);
         if (r == 0)
@@ -422,7 +572,7 @@ int fp_head_append(MDB_txn *txn, struct fp_store *s, uint64_t sid, const int64_t
         }
         rc = entry_add(&h->e[idx], t, v, -1);
         if (rc == 2)
-            rc = entry_widen(&h->e[idx], t, v);
+            rc = entry_widen(h, &h->e[idx], t, v);
         if (rc == 1) {
             rc = seal(txn, s, idx, true);
             if (rc != 0)
@@ -448,35 +598,68 @@ int fp_head_append(MDB_txn *txn, struct fp_store *s, uint64_t sid, const int64_t
     return 0;
 }
 
-/* Device ids of every stored head, or of those holding an entry last written before cutoff. */
+/* Whether a device holds an entry last written before cutoff: its tail's entries, and its base's
+ * entries the tail does not continue. */
+static bool has_old(const MDB_val *base, const MDB_val *tail, int64_t cutoff)
+{
+    struct entry_view ev, t;
+    size_t pos = 0;
+
+    if (cutoff == INT64_MAX)
+        return true;
+    while (tail->mv_data != NULL && next_entry(tail->mv_data, tail->mv_size, &pos, &ev))
+        if (ev.last_ts < cutoff)
+            return true;
+    pos = 0;
+    while (base->mv_data != NULL && next_entry(base->mv_data, base->mv_size, &pos, &ev))
+        if (ev.last_ts < cutoff && !find_in(tail, ev.sid, &t))
+            return true;
+    return false;
+}
+
+/* Device ids of every stored head, or of those holding an entry last written before cutoff. A
+ * device may have a base, a tail, or both: every base is listed from its key, then the tails
+ * without a base. */
 static int list_heads(MDB_txn *txn, struct fp_store *s, int64_t cutoff, struct buf *names,
                       size_t *ret_n)
 {
-    MDB_cursor *cur;
-    MDB_val k, v;
-    int rc;
+    MDB_dbi dbs[2] = {s->head_db, s->head_tail_db};
+    int rc = 0;
 
     *ret_n = 0;
-    rc = mdb_cursor_open(txn, s->head_db, &cur);
-    if (rc != 0)
-        return rc;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        struct entry_view ev;
-        size_t pos = 0;
-        bool old = cutoff == INT64_MAX;
-        while (!old && next_entry(v.mv_data, v.mv_size, &pos, &ev))
-            old = ev.last_ts < cutoff;
-        if (!old)
-            continue;
-        if (buf_add(names, k.mv_data, k.mv_size) < 0 || buf_add(names, "", 1) < 0) {
-            rc = ENOMEM;
-            break;
+    for (int d = 0; d < 2 && rc == 0; d++) {
+        MDB_cursor *cur;
+        MDB_val k, v, other;
+        rc = mdb_cursor_open(txn, dbs[d], &cur);
+        if (rc != 0)
+            return rc;
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            MDB_val base = v, tail = {0, NULL};
+            int r = mdb_get(txn, dbs[1 - d], &k, &other);
+            if (r != 0 && r != MDB_NOTFOUND) {
+                rc = r;
+                break;
+            }
+            if (d == 1 && r == 0)
+                continue; /* listed with its base */
+            if (d == 0 && r == 0)
+                tail = other;
+            if (d == 1)
+                base = (MDB_val){0, NULL}, tail = v;
+            if (!has_old(&base, &tail, cutoff))
+                continue;
+            if (buf_add(names, k.mv_data, k.mv_size) < 0 || buf_add(names, "", 1) < 0) {
+                rc = ENOMEM;
+                break;
+            }
+            (*ret_n)++;
         }
-        (*ret_n)++;
+        mdb_cursor_close(cur);
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
     }
-    mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    return rc;
 }
 
 /* Seals the entries last written before cutoff (INT64_MAX: all) of every device. */
@@ -550,9 +733,9 @@ int fp_head_read(MDB_txn *txn, struct fp_store *s, bool writer, uint64_t id, int
                  int64_t to, int (*fn)(void *, int64_t, double), void *ud)
 {
     const char *device;
-    MDB_val k, v;
+    MDB_val base, tail;
     struct entry_view ev;
-    size_t pos = 0;
+    struct buf scratch = {0};
     int rc;
 
     device = series_device(txn, s, id);
@@ -567,21 +750,21 @@ int fp_head_read(MDB_txn *txn, struct fp_store *s, bool writer, uint64_t id, int
         }
         return 0;
     }
-    k = (MDB_val){strlen(device), (void *)device};
-    rc = mdb_get(txn, s->head_db, &k, &v);
-    if (rc == MDB_NOTFOUND)
-        return 0;
+    rc = load_values(txn, s, device, &base, &tail);
     if (rc != 0)
         return fp_store_map_lmdb(rc);
-    while (next_entry(v.mv_data, v.mv_size, &pos, &ev)) {
-        if (ev.sid != id)
-            continue;
-        if (ev.last_ts < from || ev.first_ts > to)
-            return 0;
+    rc = find_entry(&base, &tail, id, &ev, &scratch);
+    if (rc == ENOMEM) {
+        rc = -ENOMEM;
+    } else if (rc != 0) {
+        rc = 0; /* no entry, or a damaged head: reads as empty */
+    } else if (ev.last_ts >= from && ev.first_ts <= to) {
         rc = stream_decode(&ev, from, to, fn, ud);
-        return rc == FP_STORE_E_FORMAT ? 0 : rc; /* a damaged head reads as empty */
+        if (rc == FP_STORE_E_FORMAT)
+            rc = 0;
     }
-    return 0;
+    free(scratch.data);
+    return rc;
 }
 
 void fp_head_max_ts(const struct fp_store *s, uint64_t sid, int64_t *max_ts)
@@ -611,25 +794,21 @@ static bool last_value(const struct entry_view *e, int64_t last_m, double *ret)
 int fp_head_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t *ret_ts, double *ret_v)
 {
     const char *device = series_device(txn, s, id);
-    MDB_val k, v;
+    MDB_val base, tail;
     struct entry_view ev;
-    size_t pos = 0;
     int rc;
 
     if (device == NULL)
         return FP_STORE_E_NOTFOUND;
-    k = (MDB_val){strlen(device), (void *)device};
-    rc = mdb_get(txn, s->head_db, &k, &v);
+    rc = load_values(txn, s, device, &base, &tail);
     if (rc != 0)
-        return rc == MDB_NOTFOUND ? FP_STORE_E_NOTFOUND : fp_store_map_lmdb(rc);
-    while (next_entry(v.mv_data, v.mv_size, &pos, &ev)) {
-        const uint8_t *hdr = ev.stream - ENTRY_HEADER;
-        if (ev.sid != id)
-            continue;
-        if (!last_value(&ev, get_ts(hdr + 37), ret_v))
-            return FP_STORE_E_NOTFOUND;
+        return fp_store_map_lmdb(rc);
+    /* The tail's header has the newest sample (and a raw one ends its bytes): no join needed. */
+    if (find_in(&tail, id, &ev) || find_in(&base, id, &ev))
+        rc = last_value(&ev, ev.last_m, ret_v) ? 0 : FP_STORE_E_NOTFOUND;
+    else
+        rc = FP_STORE_E_NOTFOUND;
+    if (rc == 0)
         *ret_ts = ev.last_ts;
-        return 0;
-    }
-    return FP_STORE_E_NOTFOUND;
+    return rc;
 }

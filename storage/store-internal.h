@@ -44,11 +44,13 @@ struct fp_head_entry {
     uint32_t n;
     int64_t first_ts, last_ts, last_delta, last_m;
     struct buf bytes;        /* the stream */
+    size_t base_len;         /* bytes of it the stored base value holds; 0: not in the base */
 };
 
 /* The device whose batch the writer is applying, its head decoded for appending. */
 struct fp_head {
     bool active, changed;
+    bool base_dirty;         /* an entry the base holds was sealed or rewritten */
     struct buf device;       /* NUL-terminated id */
     struct fp_head_entry *e; /* entries; slots past n keep their buffers for reuse */
     size_t n, cap;
@@ -69,7 +71,7 @@ struct fp_store {
     MDB_env *env;
     MDB_dbi meta, series_key, series_id, postings, latest, devices, device_info, dedup, events,
         rollup_1h,
-        head_db;
+        head_db, head_tail_db;
     bool readonly;
     struct fp_store_options opts;
     uint64_t map_bytes;

@@ -115,6 +115,7 @@ static const struct {
     {"events", 0, offsetof(struct fp_store, events)},
     {"rollup_1h", 0, offsetof(struct fp_store, rollup_1h)},
     {"head", 0, offsetof(struct fp_store, head_db)},
+    {"head_tail", 0, offsetof(struct fp_store, head_tail_db)},
 };
 
 static int open_dbs(struct fp_store *s, char *err, size_t err_size, const char *dir)
