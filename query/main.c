@@ -29,6 +29,7 @@ enum {
     OPT_EVAL_INTERVAL,
     OPT_ALERTMANAGER,
     OPT_EXTERNAL_URL,
+    OPT_CHUNK_CACHE,
 };
 
 static const struct option long_options[] = {
@@ -43,6 +44,7 @@ static const struct option long_options[] = {
     {"eval-interval", required_argument, NULL, OPT_EVAL_INTERVAL},
     {"alertmanager", required_argument, NULL, OPT_ALERTMANAGER},
     {"external-url", required_argument, NULL, OPT_EXTERNAL_URL},
+    {"chunk-cache", required_argument, NULL, OPT_CHUNK_CACHE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -76,6 +78,8 @@ static void usage(FILE *f)
             "      --eval-interval DUR evaluate the rules every DUR (default 15s)\n"
             "      --alertmanager URL  push alerts to Alertmanager at URL (http://HOST:PORT)\n"
             "      --external-url URL  base of the alerts' generatorURL (default http://ADDRESS)\n"
+            "      --chunk-cache N     keep up to N decoded chunks for repeated reads (default\n"
+            "                          8192, about 6 KiB each; 0: none)\n"
             "  -h, --help              show this help and exit\n"
             "  -V, --version           show the version and exit\n"
             "\n"
@@ -168,6 +172,15 @@ int main(int argc, char **argv)
                                       "least 100ms)",
                                       optarg);
             break;
+        case OPT_CHUNK_CACHE: {
+            uint64_t n;
+            if (fp_parse_u64(optarg, &n) < 0 || n > (UINT64_C(1) << 24))
+                return fp_usage_error(PROG, "invalid --chunk-cache \"%s\" (a count of chunks, "
+                                            "0 to 16777216)",
+                                      optarg);
+            opts.decoded_cache_chunks = (size_t)n;
+            break;
+        }
         case OPT_ALERTMANAGER:
             alert_opts.alertmanager_url = optarg;
             break;

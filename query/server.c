@@ -100,6 +100,7 @@ void fp_query_options_default(struct fp_query_options *ret)
         .silent_after_ms = FP_STATE_SILENT_AFTER_MS_DEFAULT,
         .summary_refresh_ms = FP_QUERY_SUMMARY_REFRESH_MS_DEFAULT,
         .max_scan_samples = FP_QUERY_MAX_SCAN_SAMPLES_DEFAULT,
+        .decoded_cache_chunks = FP_QUERY_DECODED_CACHE_DEFAULT,
         .now_ms = fp_clock_now_ms,
     };
 }
@@ -572,7 +573,12 @@ int fp_query_server_new(struct event_base *base, const struct fp_query_options *
     (void)snprintf(srv->routes[srv->n_routes - 1].name, sizeof(srv->routes[0].name), "other");
 
     /* The store first: a wrong data directory is the likelier mistake, and its message names it. */
-    r = fp_store_open(opts->data_dir, FP_STORE_READONLY, NULL, &srv->store, err, err_size);
+    {
+        struct fp_store_options so;
+        fp_store_options_default(&so);
+        so.decoded_cache_chunks = opts->decoded_cache_chunks;
+        r = fp_store_open(opts->data_dir, FP_STORE_READONLY, &so, &srv->store, err, err_size);
+    }
     if (r != 0)
         goto fail;
 

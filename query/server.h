@@ -24,6 +24,9 @@ struct fp_query_server;
  * (422): the bound on a request's work, since a read cannot be interrupted once it runs. About
  * 10,000 devices' eight summary series over one hour at a 10 s interval. */
 #define FP_QUERY_MAX_SCAN_SAMPLES_DEFAULT 50000000
+/* Decoded chunks the store keeps for repeated reads (a dashboard refreshing the last hour): the
+ * last hour of ~4,000 series, two chunks each; about 6 KiB a chunk, so ~50 MiB when full. */
+#define FP_QUERY_DECODED_CACHE_DEFAULT 8192
 
 struct json_t;
 
@@ -52,13 +55,14 @@ struct fp_query_options {
     int64_t silent_after_ms;  /**< a device without a batch for this long is "silent" */
     int64_t summary_refresh_ms; /**< a fleet summary is reused this long; 0: never reused */
     uint64_t max_scan_samples;  /**< samples one summary/compare/metrics computation may read */
+    size_t decoded_cache_chunks; /**< decoded chunks kept for repeated reads (0: none) */
     int64_t (*now_ms)(void);    /**< the wall clock (fp_clock_now_ms); tests inject their own */
 };
 
 /* Fills *ret with the defaults: listen FP_DEFAULT_QUERY_LISTEN, no data_dir, timeout 10 s,
  * 8 KiB of headers, 4 KiB of body, FP_QUERY_MAX_POINTS_DEFAULT, FP_QUERY_MAX_RANGE_MS_DEFAULT,
  * FP_STATE_SILENT_AFTER_MS_DEFAULT, FP_QUERY_SUMMARY_REFRESH_MS_DEFAULT,
- * FP_QUERY_MAX_SCAN_SAMPLES_DEFAULT, fp_clock_now_ms. */
+ * FP_QUERY_MAX_SCAN_SAMPLES_DEFAULT, FP_QUERY_DECODED_CACHE_DEFAULT, fp_clock_now_ms. */
 void fp_query_options_default(struct fp_query_options *ret);
 
 /* Splits a listen address "HOST:PORT" / "[V6]:PORT" into host (brackets removed) and port. Only

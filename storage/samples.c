@@ -237,8 +237,94 @@ static struct fp_series_state *state_get(struct fp_store *s, uint64_t id)
     return &s->states[p];
 }
 
+/* --- readers' decoded chunks ---------------------------------------------------------------- *
+ *
+ * Dashboards ask for the same recent hours every few seconds, and a sealed chunk is decoded
+ * again each time: on bench/storage's Q1 (1000 series, the last hour) decoding is half the
+ * time. So readers keep decoded chunks, direct-mapped by (series, chunk start). A hit must
+ * hold the very bytes the reader's snapshot has (compared in full: a chunk merged out of order
+ * keeps its key but not its bytes), so a hit is exact, never stale. One lock: a hit copies
+ * the samples out under it (a few hundred nanoseconds against microseconds of decoding). */
+
+int fp_samples_cache_init(struct fp_store *s)
+{
+    struct fp_decoded_cache *c = &s->decoded;
+    size_t n = 1;
+
+    memset(c, 0, sizeof(*c));
+    if (s->opts.decoded_cache_chunks == 0)
+        return 0;
+    while (n < s->opts.decoded_cache_chunks && n < (SIZE_MAX >> 2))
+        n <<= 1;
+    c->slots = calloc(n, sizeof(*c->slots));
+    if (c->slots == NULL)
+        return -ENOMEM;
+    c->n_slots = n;
+    (void)pthread_mutex_init(&c->lock, NULL);
+    return 0;
+}
+
+static void cache_fini(struct fp_store *s)
+{
+    struct fp_decoded_cache *c = &s->decoded;
+    if (c->n_slots == 0)
+        return;
+    for (size_t i = 0; i < c->n_slots; i++)
+        free(c->slots[i].mem);
+    free(c->slots);
+    (void)pthread_mutex_destroy(&c->lock);
+    memset(c, 0, sizeof(*c));
+}
+
+static struct fp_decoded_slot *cache_slot(struct fp_decoded_cache *c, uint64_t sid, int64_t first)
+{
+    uint64_t h = (sid * 0x9e3779b97f4a7c15u) ^ ((uint64_t)first * 0xc2b2ae3d27d4eb4fu);
+    return &c->slots[(h ^ (h >> 29)) & (c->n_slots - 1)];
+}
+
+/* The samples of chunk (sid, first, bytes) into ts/v, from the cache or decoded (and kept).
+ * Returns the count, or < 0 for a chunk that does not decode. */
+static int chunk_samples(struct fp_store *s, uint64_t sid, int64_t first, const uint8_t *chunk,
+                         size_t len, int64_t *ts, double *v)
+{
+    struct fp_decoded_cache *c = &s->decoded;
+    struct fp_decoded_slot *sl;
+    int n;
+
+    if (c->n_slots == 0)
+        return fp_chunk_decode(chunk, len, ts, v);
+    sl = cache_slot(c, sid, first);
+    (void)pthread_mutex_lock(&c->lock);
+    if (sl->mem != NULL && sl->sid == sid && sl->first == first && sl->len == len &&
+        memcmp(sl->mem + 16 * (size_t)sl->n, chunk, len) == 0) {
+        n = (int)sl->n;
+        memcpy(ts, sl->mem, 8 * (size_t)n);
+        memcpy(v, sl->mem + 8 * (size_t)n, 8 * (size_t)n);
+        c->hits++;
+        (void)pthread_mutex_unlock(&c->lock);
+        return n;
+    }
+    c->misses++;
+    (void)pthread_mutex_unlock(&c->lock);
+    n = fp_chunk_decode(chunk, len, ts, v);
+    if (n <= 0)
+        return n;
+    uint8_t *mem = malloc(16 * (size_t)n + len);
+    if (mem == NULL)
+        return n; /* not kept: the read goes on */
+    memcpy(mem, ts, 8 * (size_t)n);
+    memcpy(mem + 8 * (size_t)n, v, 8 * (size_t)n);
+    memcpy(mem + 16 * (size_t)n, chunk, len);
+    (void)pthread_mutex_lock(&c->lock);
+    free(sl->mem);
+    *sl = (struct fp_decoded_slot){sid, first, (uint32_t)len, (uint32_t)n, mem};
+    (void)pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
 void fp_samples_fini(struct fp_store *s)
 {
+    cache_fini(s);
     fp_rollup_fini(s);
     free(s->states);
     fp_head_fini(s);
@@ -1040,7 +1126,9 @@ static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_rea
          * samples inside [from_ms, to_ms]. */
         int64_t ts[FP_CHUNK_MAX_SAMPLES];
         double val[FP_CHUNK_MAX_SAMPLES];
-        int n = fp_chunk_decode(refs[i].chunk, refs[i].len, ts, val);
+        int n = r != NULL ? chunk_samples(r->store, id, refs[i].first, refs[i].chunk,
+                                          refs[i].len, ts, val)
+                          : fp_chunk_decode(refs[i].chunk, refs[i].len, ts, val);
         if (n <= 0)
             continue; /* a damaged chunk is skipped, as before */
         int j = 0;

@@ -67,6 +67,23 @@ struct fp_series_state {
     int64_t rollup_hour;     /* the open hour of its rollup (rollup.c); INT64_MIN unknown */
 };
 
+/* A decoded chunk kept for readers: the chunk's bytes (to prove a later hit is the same chunk),
+ * then its samples. */
+struct fp_decoded_slot {
+    uint64_t sid;
+    int64_t first;
+    uint32_t len, n;
+    uint8_t *mem; /* int64_t ts[n], double v[n], then the len chunk bytes; NULL: empty */
+};
+
+/* Readers' cache of decoded chunks (samples.c), direct-mapped by (series, chunk start). */
+struct fp_decoded_cache {
+    pthread_mutex_t lock;
+    struct fp_decoded_slot *slots;
+    size_t n_slots; /* a power of two; 0: off */
+    uint64_t hits, misses;
+};
+
 struct fp_store {
     MDB_env *env;
     MDB_dbi meta, series_key, series_id, postings, latest, devices, device_info, dedup, events,
@@ -102,6 +119,7 @@ struct fp_store {
     int64_t retention_checked_ms;   /* wall clock of the last retention pass */
     struct fp_head head;
     struct fp_sketch *rollup_sketch; /* reused by every rollup computed */
+    struct fp_decoded_cache decoded;
 };
 
 struct fp_store_reader {
@@ -332,3 +350,5 @@ int fp_rollup_retention(MDB_txn *txn, struct fp_store *s, int64_t now_ms);
 
 /* Frees the writer's series states and encoder. */
 void fp_samples_fini(struct fp_store *s);
+/* Sets up the readers' decoded-chunk cache (opts.decoded_cache_chunks); 0 or -ENOMEM. */
+int fp_samples_cache_init(struct fp_store *s);

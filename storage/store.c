@@ -397,6 +397,11 @@ int fp_store_open(const char *dir, unsigned flags, const struct fp_store_options
     r = open_dbs(s, err, err_size, dir);
     if (r != 0)
         goto fail;
+    r = fp_samples_cache_init(s);
+    if (r != 0) {
+        fp_set_err(err, err_size, "cannot open store in %s: out of memory", dir);
+        goto fail;
+    }
     if (s->opts.background_sync) {
         /* What opening wrote (a new store's format record) is durable before anything else. */
         rc = mdb_env_sync(s->env, 1);
@@ -422,6 +427,7 @@ int fp_store_open(const char *dir, unsigned flags, const struct fp_store_options
 fail:
     if (s->env != NULL)
         mdb_env_close(s->env);
+    fp_samples_fini(s); /* what was set up before the failure: the decoded-chunk cache */
     (void)pthread_mutex_destroy(&s->parts_lock);
     free(s);
     return r;

@@ -56,6 +56,8 @@ struct fp_store_options {
                                       number per write; 0 keeps everything */
     bool background_sync;        /**< fp_store_write returns before its commit is on disk; see
                                       fp_store_wait_durable */
+    size_t decoded_cache_chunks; /**< readers keep up to this many decoded chunks for the next
+                                      read of the same chunk (0: none); see storage/README.md */
 };
 
 void fp_store_options_default(struct fp_store_options *ret);

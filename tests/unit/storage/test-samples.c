@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "chunk.h"
+#include "store-internal.h" /* the decoded-chunk cache counters */
 #include "store.h"
 
 #define T0 INT64_C(1732406400000) /* 2024-11-24T00:00:00Z, a day boundary */
@@ -249,6 +250,63 @@ static void test_out_of_order(void)
     fp_store_close(&s);
 }
 
+/* A read-only opener keeping decoded chunks: a chunk read again comes from its cache, and a
+ * chunk rewritten under the same key (an out-of-order point merged into it) is decoded anew,
+ * never served stale. */
+static void test_decoded_cache(void)
+{
+    struct fp_store *s, *ro = NULL;
+    struct fp_store_options o;
+    struct points p = {0};
+    int64_t ts[100];
+    double v[100];
+    char err[256];
+    uint64_t hits, misses;
+
+    rm_store();
+    s = open_store(3600000, 0);
+    for (int i = 0; i < 100; i++) {
+        ts[i] = T0 + 3600000 + i * 10000;
+        v[i] = i;
+    }
+    put(s, 1, T0, ts, v, 100);
+    check_int(fp_store_compact(s), 0); /* the samples now in one chunk */
+    fp_store_options_default(&o);
+    o.decoded_cache_chunks = 16;
+    fp_assert(fp_store_open(dir, FP_STORE_READONLY, &o, &ro, err, sizeof(err)) == 0);
+    read_all(ro, 0, INT64_MAX, &p);
+    check_int(p.n, 100);
+    points_free(&p);
+    misses = ro->decoded.misses;
+    check(misses >= 1);
+    check_int(ro->decoded.hits, 0);
+    read_all(ro, 0, INT64_MAX, &p);
+    check_int(p.n, 100);
+    if (p.n == 100)
+        check_double(p.v[42], 42);
+    points_free(&p);
+    check(ro->decoded.hits >= 1);
+    check_int(ro->decoded.misses, misses);
+    hits = ro->decoded.hits;
+
+    /* A new value for an old timestamp: the chunk keeps its key, its bytes change. */
+    ts[0] = T0 + 3600000 + 10 * 10000;
+    v[0] = 999;
+    put(s, 2, T0, ts, v, 1);
+    check_int(fp_store_compact(s), 0);
+    read_all(ro, 0, INT64_MAX, &p);
+    check_int(p.n, 100);
+    if (p.n == 100) {
+        check_double(p.v[10], 999);
+        check_double(p.v[11], 11);
+    }
+    points_free(&p);
+    check(ro->decoded.misses > misses);
+    check_int(ro->decoded.hits, hits);
+    fp_store_close(&ro);
+    fp_store_close(&s);
+}
+
 static void test_days_and_retention(void)
 {
     struct fp_store *s;
@@ -437,6 +495,7 @@ int main(void)
     fp_assert(mkdtemp(dir) != NULL);
     test_live_compaction();
     test_out_of_order();
+    test_decoded_cache();
     test_days_and_retention();
     test_crash_recovery();
     test_overlapping_chunks();

@@ -1,7 +1,8 @@
 /* Readers in several threads while a writer in another thread creates new day partitions: the
  * query service reads from a refresh thread, alert rounds and HTTP handlers at once. Every
  * reader must see a consistent, growing snapshot and no error; under ThreadSanitizer (or
- * helgrind) this is the test that shows the partition handles are shared safely. */
+ * helgrind) this is the test that shows the partition handles are shared safely, and the
+ * decoded-chunk cache, kept small so that the readers keep replacing each other's entries. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -90,7 +91,12 @@ int main(void)
 
     (void)snprintf(dir, sizeof(dir), "/tmp/fp-test-threads-XXXXXX");
     fp_assert(mkdtemp(dir) != NULL);
-    fp_assert(fp_store_open(dir, 0, NULL, &store, err, sizeof(err)) == 0);
+    {
+        struct fp_store_options o;
+        fp_store_options_default(&o);
+        o.decoded_cache_chunks = 4;
+        fp_assert(fp_store_open(dir, 0, &o, &store, err, sizeof(err)) == 0);
+    }
     fp_assert(pthread_create(&w, NULL, writer, NULL) == 0);
     for (int i = 0; i < READERS; i++)
         fp_assert(pthread_create(&r[i], NULL, reader, NULL) == 0);
