@@ -256,6 +256,8 @@ int fp_samples_cache_init(struct fp_store *s)
         return 0;
     while (n < s->opts.decoded_cache_chunks && n < (SIZE_MAX >> 2))
         n <<= 1;
+    if (n < 2)
+        n = 2; /* one set of two ways */
     c->slots = calloc(n, sizeof(*c->slots));
     if (c->slots == NULL)
         return -ENOMEM;
@@ -276,10 +278,19 @@ static void cache_fini(struct fp_store *s)
     memset(c, 0, sizeof(*c));
 }
 
-static struct fp_decoded_slot *cache_slot(struct fp_decoded_cache *c, uint64_t sid, int64_t first)
+/* The first of the two slots (sid, first) may live in: two ways, so that two chunks a query
+ * needs at once rarely keep evicting each other. */
+static struct fp_decoded_slot *cache_set(struct fp_decoded_cache *c, uint64_t sid, int64_t first)
 {
     uint64_t h = (sid * 0x9e3779b97f4a7c15u) ^ ((uint64_t)first * 0xc2b2ae3d27d4eb4fu);
-    return &c->slots[(h ^ (h >> 29)) & (c->n_slots - 1)];
+    return &c->slots[(h ^ (h >> 29)) & (c->n_slots - 1) & ~(size_t)1];
+}
+
+static bool slot_holds(const struct fp_decoded_slot *sl, uint64_t sid, int64_t first,
+                       const uint8_t *chunk, size_t len)
+{
+    return sl->mem != NULL && sl->sid == sid && sl->first == first && sl->len == len &&
+           memcmp(sl->mem + 16 * (size_t)sl->n, chunk, len) == 0;
 }
 
 /* The samples of chunk (sid, first, bytes) into ts/v, from the cache or decoded (and kept).
@@ -288,15 +299,19 @@ static int chunk_samples(struct fp_store *s, uint64_t sid, int64_t first, const 
                          size_t len, int64_t *ts, double *v)
 {
     struct fp_decoded_cache *c = &s->decoded;
-    struct fp_decoded_slot *sl;
+    struct fp_decoded_slot *set, *sl;
     int n;
 
     if (c->n_slots == 0)
         return fp_chunk_decode(chunk, len, ts, v);
-    sl = cache_slot(c, sid, first);
+    set = cache_set(c, sid, first);
     (void)pthread_mutex_lock(&c->lock);
-    if (sl->mem != NULL && sl->sid == sid && sl->first == first && sl->len == len &&
-        memcmp(sl->mem + 16 * (size_t)sl->n, chunk, len) == 0) {
+    sl = slot_holds(&set[0], sid, first, chunk, len) ? &set[0]
+         : slot_holds(&set[1], sid, first, chunk, len) ? &set[1]
+                                                       : NULL;
+    if (sl != NULL) {
+        set[0].recent = sl == &set[0];
+        set[1].recent = sl == &set[1];
         n = (int)sl->n;
         memcpy(ts, sl->mem, 8 * (size_t)n);
         memcpy(v, sl->mem + 8 * (size_t)n, 8 * (size_t)n);
@@ -316,8 +331,10 @@ static int chunk_samples(struct fp_store *s, uint64_t sid, int64_t first, const 
     memcpy(mem + 8 * (size_t)n, v, 8 * (size_t)n);
     memcpy(mem + 16 * (size_t)n, chunk, len);
     (void)pthread_mutex_lock(&c->lock);
+    sl = set[0].recent ? &set[1] : &set[0]; /* the way not used last */
     free(sl->mem);
-    *sl = (struct fp_decoded_slot){sid, first, (uint32_t)len, (uint32_t)n, mem};
+    *sl = (struct fp_decoded_slot){sid, first, (uint32_t)len, (uint32_t)n, mem, true};
+    (sl == &set[0] ? &set[1] : &set[0])->recent = false;
     (void)pthread_mutex_unlock(&c->lock);
     return n;
 }
@@ -1048,8 +1065,27 @@ struct chunk_ref {
  * so the usual read hands each chunk's samples to fn straight from the decoder and then the
  * head's. Should the chunks ever overlap (a store damaged, or a bug), every sample is gathered,
  * sorted and deduplicated instead, with the later chunk in key order winning, as before. */
+/* Where read_core's samples go: one call per sample (fn) or per run (blk). */
+struct sink {
+    fp_point_fn fn;
+    fp_block_fn blk;
+    void *ud;
+};
+
+static int emit(const struct sink *k, const int64_t *ts, const double *v, size_t n)
+{
+    int res = 0;
+    if (n == 0)
+        return 0;
+    if (k->blk != NULL)
+        return k->blk(k->ud, ts, v, n);
+    for (size_t i = 0; i < n && res == 0; i++)
+        res = k->fn(k->ud, ts[i], v[i]);
+    return res;
+}
+
 static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_reader *r,
-                     uint64_t id, int64_t from_ms, int64_t to_ms, fp_point_fn fn, void *userdata)
+                     uint64_t id, int64_t from_ms, int64_t to_ms, const struct sink *out)
 {
     int64_t days[MAX_PARTITIONS];
     struct chunk_ref local[32], *refs = local;
@@ -1131,20 +1167,21 @@ static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_rea
                           : fp_chunk_decode(refs[i].chunk, refs[i].len, ts, val);
         if (n <= 0)
             continue; /* a damaged chunk is skipped, as before */
-        int j = 0;
+        int j = 0, end;
         while (j < n && ts[j] < from_ms)
             j++;
-        for (; j < n && ts[j] <= to_ms && err == 0 && res == 0; j++) {
-            if (ordered)
-                res = fn(userdata, ts[j], val[j]);
-            else
-                err = gather_push(&g, ts[j], val[j], (uint32_t)i + 1);
-        }
+        end = j;
+        while (end < n && ts[end] <= to_ms)
+            end++;
+        if (ordered)
+            res = emit(out, ts + j, val + j, (size_t)(end - j));
+        for (; !ordered && j < end && err == 0; j++)
+            err = gather_push(&g, ts[j], val[j], (uint32_t)i + 1);
     }
     if (err == 0 && !ordered)
         g.n = sort_unique(g.pts, g.n);
     for (size_t i = 0; err == 0 && i < g.n && res == 0; i++)
-        res = fn(userdata, g.pts[i].ts, g.pts[i].v);
+        res = emit(out, &g.pts[i].ts, &g.pts[i].v, 1);
     if (refs != local)
         free(refs);
     free(g.pts);
@@ -1154,13 +1191,22 @@ static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_rea
 int fp_samples_read(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int64_t to_ms,
                     fp_point_fn fn, void *userdata)
 {
-    return read_core(r->txn, NULL, r, id, from_ms, to_ms, fn, userdata);
+    struct sink k = {fn, NULL, userdata};
+    return read_core(r->txn, NULL, r, id, from_ms, to_ms, &k);
+}
+
+int fp_samples_read_blocks(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int64_t to_ms,
+                           fp_block_fn fn, void *userdata)
+{
+    struct sink k = {NULL, fn, userdata};
+    return read_core(r->txn, NULL, r, id, from_ms, to_ms, &k);
 }
 
 int fp_samples_read_txn(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t from_ms,
                         int64_t to_ms, fp_point_fn fn, void *userdata)
 {
-    return read_core(txn, s, NULL, id, from_ms, to_ms, fn, userdata);
+    struct sink k = {fn, NULL, userdata};
+    return read_core(txn, s, NULL, id, from_ms, to_ms, &k);
 }
 
 int fp_samples_flush_rollups(MDB_txn *txn, struct fp_store *s)

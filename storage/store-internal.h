@@ -74,9 +74,11 @@ struct fp_decoded_slot {
     int64_t first;
     uint32_t len, n;
     uint8_t *mem; /* int64_t ts[n], double v[n], then the len chunk bytes; NULL: empty */
+    bool recent;  /* the way of its set used last */
 };
 
-/* Readers' cache of decoded chunks (samples.c), direct-mapped by (series, chunk start). */
+/* Readers' cache of decoded chunks (samples.c), two-way set-associative by (series, chunk
+ * start). */
 struct fp_decoded_cache {
     pthread_mutex_t lock;
     struct fp_decoded_slot *slots;
@@ -289,6 +291,9 @@ void fp_samples_txn_end(struct fp_store *s, bool committed);
  * covers yet. Returns an LMDB rc. */
 int fp_samples_reader_begin(struct fp_store *s, struct fp_store_reader *r);
 
+/* fp_samples_read handing runs of samples to fn (fp_store_read_range_blocks). */
+int fp_samples_read_blocks(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int64_t to_ms,
+                           fp_block_fn fn, void *userdata);
 /* fp_samples_read inside the writer's transaction (rollup rebuilds). */
 int fp_samples_read_txn(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t from_ms,
                         int64_t to_ms, fp_point_fn fn, void *userdata);

@@ -1785,6 +1785,12 @@ int fp_store_read_range(struct fp_store_reader *r, uint64_t id, int64_t from_ms,
     return fp_samples_read(r, id, from_ms, to_ms, fn, userdata);
 }
 
+int fp_store_read_range_blocks(struct fp_store_reader *r, uint64_t id, int64_t from_ms,
+                               int64_t to_ms, fp_block_fn fn, void *userdata)
+{
+    return fp_samples_read_blocks(r, id, from_ms, to_ms, fn, userdata);
+}
+
 int fp_store_latest(struct fp_store_reader *r, uint64_t id, int64_t *ret_ts_ms, double *ret_value)
 {
     uint8_t id_be[8];

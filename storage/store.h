@@ -207,6 +207,14 @@ typedef int (*fp_point_fn)(void *userdata, int64_t ts_ms, double value);
 int fp_store_read_range(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int64_t to_ms,
                         fp_point_fn fn, void *userdata);
 
+/* Called with runs of consecutive points (n >= 1), in time order; return non-zero to stop. */
+typedef int (*fp_block_fn)(void *userdata, const int64_t *ts_ms, const double *values, size_t n);
+
+/* fp_store_read_range handing the samples over in runs (a chunk's worth at a time) instead of one
+ * call each: for readers whose per-sample work is a few instructions. Same samples, same order. */
+int fp_store_read_range_blocks(struct fp_store_reader *r, uint64_t id, int64_t from_ms,
+                               int64_t to_ms, fp_block_fn fn, void *userdata);
+
 /* The newest sample of series id, without scanning history. Returns 0, FP_STORE_E_NOTFOUND, or
  * -errno. */
 int fp_store_latest(struct fp_store_reader *r, uint64_t id, int64_t *ret_ts_ms, double *ret_value);

@@ -621,6 +621,13 @@ int main(void)
     test_empty_and_bounds();
     test_pooled_quantile();
     test_windows();
+    /* Again with every head sealed into chunks: chunks reach the reductions a run of samples
+     * at a time (fp_store_read_range_blocks), the heads one sample at a time. */
+    check_int(fp_store_compact(store), 0);
+    test_every_agg();
+    test_group_by();
+    test_counters();
+    test_empty_and_bounds();
 
     fp_store_close(&store);
     (void)snprintf(p, sizeof(p), "%s/data.mdb", dir);
