@@ -240,11 +240,42 @@ static struct fp_series_state *state_get(struct fp_store *s, uint64_t id)
 /* --- readers' decoded chunks ---------------------------------------------------------------- *
  *
  * Dashboards ask for the same recent hours every few seconds, and a sealed chunk is decoded
- * again each time: on bench/storage's Q1 (1000 series, the last hour) decoding is half the
- * time. So readers keep decoded chunks, direct-mapped by (series, chunk start). A hit must
- * hold the very bytes the reader's snapshot has (compared in full: a chunk merged out of order
- * keeps its key but not its bytes), so a hit is exact, never stale. One lock: a hit copies
- * the samples out under it (a few hundred nanoseconds against microseconds of decoding). */
+ * again each time: on bench/storage's Q1 (1000 series, the last hour) decoding was half the
+ * time. So readers keep decoded chunks, two-way set-associative by (series, chunk start). A hit
+ * must hold the very bytes the reader's snapshot has (compared in full: a chunk merged out of
+ * order keeps its key but not its bytes), so a hit is exact, never stale. Entries are shared,
+ * not copied: a reader holds a reference while it hands the samples on, and an entry replaced
+ * meanwhile is freed by its last holder. One lock, held only to find, count and replace. */
+
+struct fp_decoded_entry {
+    uint32_t refs; /* holders, the cache's slot included; under the cache lock */
+    uint32_t n;
+    size_t len;
+    /* int64_t ts[n], double v[n], then the chunk's len bytes */
+    _Alignas(8) uint8_t mem[];
+};
+
+static int64_t *entry_ts(struct fp_decoded_entry *e)
+{
+    return (int64_t *)(void *)e->mem;
+}
+
+static double *entry_v(struct fp_decoded_entry *e)
+{
+    return (double *)(void *)(e->mem + 8 * (size_t)e->n);
+}
+
+static const uint8_t *entry_chunk(const struct fp_decoded_entry *e)
+{
+    return e->mem + 16 * (size_t)e->n;
+}
+
+/* Drops one reference; under the cache lock. */
+static void entry_unref(struct fp_decoded_entry *e)
+{
+    if (e != NULL && --e->refs == 0)
+        free(e);
+}
 
 int fp_samples_cache_init(struct fp_store *s)
 {
@@ -254,7 +285,7 @@ int fp_samples_cache_init(struct fp_store *s)
     memset(c, 0, sizeof(*c));
     if (s->opts.decoded_cache_chunks == 0)
         return 0;
-    while (n < s->opts.decoded_cache_chunks && n < (SIZE_MAX >> 2))
+    while (n < s->opts.decoded_cache_chunks && n < (SIZE_MAX >> 6))
         n <<= 1;
     if (n < 2)
         n = 2; /* one set of two ways */
@@ -272,7 +303,7 @@ static void cache_fini(struct fp_store *s)
     if (c->n_slots == 0)
         return;
     for (size_t i = 0; i < c->n_slots; i++)
-        free(c->slots[i].mem);
+        entry_unref(c->slots[i].e);
     free(c->slots);
     (void)pthread_mutex_destroy(&c->lock);
     memset(c, 0, sizeof(*c));
@@ -289,21 +320,28 @@ static struct fp_decoded_slot *cache_set(struct fp_decoded_cache *c, uint64_t si
 static bool slot_holds(const struct fp_decoded_slot *sl, uint64_t sid, int64_t first,
                        const uint8_t *chunk, size_t len)
 {
-    return sl->mem != NULL && sl->sid == sid && sl->first == first && sl->len == len &&
-           memcmp(sl->mem + 16 * (size_t)sl->n, chunk, len) == 0;
+    return sl->e != NULL && sl->sid == sid && sl->first == first && sl->e->len == len &&
+           memcmp(entry_chunk(sl->e), chunk, len) == 0;
 }
 
-/* The samples of chunk (sid, first, bytes) into ts/v, from the cache or decoded (and kept).
- * Returns the count, or < 0 for a chunk that does not decode. */
+/* A decoded chunk (sid, first, its bytes): the samples in *ret_ts / *ret_v, either in ts_buf /
+ * v_buf (room for FP_CHUNK_MAX_SAMPLES) or in a cache entry, then returned in *ret_ref to be
+ * released with chunk_release once used. Returns the count, or < 0 for a chunk that does not
+ * decode. */
 static int chunk_samples(struct fp_store *s, uint64_t sid, int64_t first, const uint8_t *chunk,
-                         size_t len, int64_t *ts, double *v)
+                         size_t len, int64_t *ts_buf, double *v_buf, const int64_t **ret_ts,
+                         const double **ret_v, struct fp_decoded_entry **ret_ref)
 {
     struct fp_decoded_cache *c = &s->decoded;
     struct fp_decoded_slot *set, *sl;
+    struct fp_decoded_entry *e;
     int n;
 
+    *ret_ts = ts_buf;
+    *ret_v = v_buf;
+    *ret_ref = NULL;
     if (c->n_slots == 0)
-        return fp_chunk_decode(chunk, len, ts, v);
+        return fp_chunk_decode(chunk, len, ts_buf, v_buf);
     set = cache_set(c, sid, first);
     (void)pthread_mutex_lock(&c->lock);
     sl = slot_holds(&set[0], sid, first, chunk, len) ? &set[0]
@@ -312,31 +350,46 @@ static int chunk_samples(struct fp_store *s, uint64_t sid, int64_t first, const 
     if (sl != NULL) {
         set[0].recent = sl == &set[0];
         set[1].recent = sl == &set[1];
-        n = (int)sl->n;
-        memcpy(ts, sl->mem, 8 * (size_t)n);
-        memcpy(v, sl->mem + 8 * (size_t)n, 8 * (size_t)n);
+        e = sl->e;
+        e->refs++;
         c->hits++;
         (void)pthread_mutex_unlock(&c->lock);
-        return n;
+        *ret_ts = entry_ts(e);
+        *ret_v = entry_v(e);
+        *ret_ref = e;
+        return (int)e->n;
     }
     c->misses++;
     (void)pthread_mutex_unlock(&c->lock);
-    n = fp_chunk_decode(chunk, len, ts, v);
+    n = fp_chunk_decode(chunk, len, ts_buf, v_buf);
     if (n <= 0)
         return n;
-    uint8_t *mem = malloc(16 * (size_t)n + len);
-    if (mem == NULL)
-        return n; /* not kept: the read goes on */
-    memcpy(mem, ts, 8 * (size_t)n);
-    memcpy(mem + 8 * (size_t)n, v, 8 * (size_t)n);
-    memcpy(mem + 16 * (size_t)n, chunk, len);
+    e = malloc(sizeof(*e) + 16 * (size_t)n + len);
+    if (e == NULL)
+        return n; /* not kept: the read goes on from the buffers */
+    e->refs = 1;
+    e->n = (uint32_t)n;
+    e->len = len;
+    memcpy(entry_ts(e), ts_buf, 8 * (size_t)n);
+    memcpy(entry_v(e), v_buf, 8 * (size_t)n);
+    memcpy(e->mem + 16 * (size_t)n, chunk, len);
     (void)pthread_mutex_lock(&c->lock);
     sl = set[0].recent ? &set[1] : &set[0]; /* the way not used last */
-    free(sl->mem);
-    *sl = (struct fp_decoded_slot){sid, first, (uint32_t)len, (uint32_t)n, mem, true};
+    entry_unref(sl->e);
+    *sl = (struct fp_decoded_slot){sid, first, e, true};
     (sl == &set[0] ? &set[1] : &set[0])->recent = false;
     (void)pthread_mutex_unlock(&c->lock);
     return n;
+}
+
+/* Releases what chunk_samples handed out from the cache (NULL: nothing). */
+static void chunk_release(struct fp_store *s, struct fp_decoded_entry *ref)
+{
+    if (ref == NULL)
+        return;
+    (void)pthread_mutex_lock(&s->decoded.lock);
+    entry_unref(ref);
+    (void)pthread_mutex_unlock(&s->decoded.lock);
 }
 
 void fp_samples_fini(struct fp_store *s)
@@ -1146,7 +1199,8 @@ static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_rea
     if (err == 0) {
         /* The head, gathered first: it is small, and where it starts decides the path. */
         struct head_push hp = {&g, (uint32_t)n_refs + 1};
-        rc = fp_head_read(txn, r != NULL ? r->store : s, r == NULL, id, from_ms, to_ms,
+        rc = fp_head_read(txn, r != NULL ? r->store : s, r == NULL, id,
+                          r != NULL ? fp_reader_device(r, id) : NULL, from_ms, to_ms,
                           head_push_cb, &hp);
         if (rc < 0)
             err = rc;
@@ -1160,11 +1214,14 @@ static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_rea
     for (size_t i = 0; i < n_refs && err == 0 && res == 0; i++) {
         /* A whole chunk at once (fp_chunk_decode's loop is tighter than iterating), then the
          * samples inside [from_ms, to_ms]. */
-        int64_t ts[FP_CHUNK_MAX_SAMPLES];
-        double val[FP_CHUNK_MAX_SAMPLES];
+        int64_t ts_buf[FP_CHUNK_MAX_SAMPLES];
+        double v_buf[FP_CHUNK_MAX_SAMPLES];
+        const int64_t *ts = ts_buf;
+        const double *val = v_buf;
+        struct fp_decoded_entry *ref = NULL;
         int n = r != NULL ? chunk_samples(r->store, id, refs[i].first, refs[i].chunk,
-                                          refs[i].len, ts, val)
-                          : fp_chunk_decode(refs[i].chunk, refs[i].len, ts, val);
+                                          refs[i].len, ts_buf, v_buf, &ts, &val, &ref)
+                          : fp_chunk_decode(refs[i].chunk, refs[i].len, ts_buf, v_buf);
         if (n <= 0)
             continue; /* a damaged chunk is skipped, as before */
         int j = 0, end;
@@ -1177,6 +1234,7 @@ static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_rea
             res = emit(out, ts + j, val + j, (size_t)(end - j));
         for (; !ordered && j < end && err == 0; j++)
             err = gather_push(&g, ts[j], val[j], (uint32_t)i + 1);
+        chunk_release(r != NULL ? r->store : s, ref);
     }
     if (err == 0 && !ordered)
         g.n = sort_unique(g.pts, g.n);

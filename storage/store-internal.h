@@ -67,14 +67,15 @@ struct fp_series_state {
     int64_t rollup_hour;     /* the open hour of its rollup (rollup.c); INT64_MIN unknown */
 };
 
-/* A decoded chunk kept for readers: the chunk's bytes (to prove a later hit is the same chunk),
- * then its samples. */
+/* A decoded chunk kept for readers (samples.c): its samples and its bytes, which prove a later
+ * hit is the same chunk. */
+struct fp_decoded_entry;
+
 struct fp_decoded_slot {
     uint64_t sid;
     int64_t first;
-    uint32_t len, n;
-    uint8_t *mem; /* int64_t ts[n], double v[n], then the len chunk bytes; NULL: empty */
-    bool recent;  /* the way of its set used last */
+    struct fp_decoded_entry *e; /* NULL: empty */
+    bool recent;                /* the way of its set used last */
 };
 
 /* Readers' cache of decoded chunks (samples.c), two-way set-associative by (series, chunk
@@ -124,9 +125,19 @@ struct fp_store {
     struct fp_decoded_cache decoded;
 };
 
+/* A series described through a reader, and its device (a pointer into the snapshot). */
+struct reader_dev {
+    uint64_t id; /* 0: empty slot */
+    const char *device;
+};
+
 struct fp_store_reader {
     struct fp_store *store;
     MDB_txn *txn;
+    /* The devices of the series fp_store_series_get described (open addressing): reading a
+     * series' head then needs no second lookup of the series to find its device. */
+    struct reader_dev *devs;
+    size_t devs_cap, devs_used;
     struct fp_partition parts[MAX_PARTITIONS]; /* the store's handles when the reader began */
     size_t n_parts;
 };
@@ -324,15 +335,16 @@ int fp_head_seal_all(MDB_txn *txn, struct fp_store *s);
 int fp_head_seal_older(MDB_txn *txn, struct fp_store *s, int64_t cutoff);
 /* Calls fn for series id's head samples in [from, to]: through the writer's working copy when
  * writer and it holds the series' device, else from the stored value. Returns 0, fn's result,
- * or a store code. */
-int fp_head_read(MDB_txn *txn, struct fp_store *s, bool writer, uint64_t id, int64_t from,
-                 int64_t to, int (*fn)(void *, int64_t, double), void *ud);
+ * or a store code. device: the series' device when the caller knows it, else NULL. */
+int fp_head_read(MDB_txn *txn, struct fp_store *s, bool writer, uint64_t id, const char *device,
+                 int64_t from, int64_t to, int (*fn)(void *, int64_t, double), void *ud);
 void fp_head_fini(struct fp_store *s);
 /* Raises *max_ts to sid's newest head sample in the writer's working copy, if newer. */
 void fp_head_max_ts(const struct fp_store *s, uint64_t sid, int64_t *max_ts);
 /* Series id's newest sample, when its device's head holds the series. Returns 0,
  * FP_STORE_E_NOTFOUND, or a store code. */
-int fp_head_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t *ret_ts, double *ret_v);
+int fp_head_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, const char *device,
+                   int64_t *ret_ts, double *ret_v);
 /* Puts series id's newest sample into "latest". Returns an LMDB rc. */
 int fp_samples_put_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t ts, double value);
 
@@ -355,5 +367,7 @@ int fp_rollup_retention(MDB_txn *txn, struct fp_store *s, int64_t now_ms);
 
 /* Frees the writer's series states and encoder. */
 void fp_samples_fini(struct fp_store *s);
+/* The device of series id if this reader has described the series, else NULL. */
+const char *fp_reader_device(const struct fp_store_reader *r, uint64_t id);
 /* Sets up the readers' decoded-chunk cache (opts.decoded_cache_chunks); 0 or -ENOMEM. */
 int fp_samples_cache_init(struct fp_store *s);
