@@ -120,6 +120,7 @@ struct fp_store {
     int sync_err; /* the errno of a failed sync: nothing committed after it is known durable */
     bool sync_stop;
     int64_t retention_checked_ms;   /* wall clock of the last retention pass */
+    int64_t heads_checked_ms;       /* and of its last scan of the heads (samples.c) */
     struct fp_head head;
     struct fp_sketch *rollup_sketch; /* reused by every rollup computed */
     struct fp_decoded_cache decoded;
