@@ -294,6 +294,42 @@ static void test_out_of_order(void)
     fp_store_close(&s);
 }
 
+/* Live batches of 6 samples, a late point in the middle of hour 0 (it seals the head's stream,
+ * so the hour's first part is in a chunk and the rest in a stream begun mid-hour), the rest of
+ * the hour, then hour 1 whole, then hour 2 opens: both records equal raw. A shortcut that took
+ * an hour's record from the stream sealed at the hour's end alone would get hour 0 wrong. */
+static void test_seal_mid_hour(void)
+{
+    struct fp_store *s;
+    int64_t ts[6];
+    double v[6];
+    uint64_t seq = 0;
+
+    rm_store();
+    s = open_store(0, 0);
+    for (int h = 0; h < 2; h++) {
+        for (int b = 0; b < 60; b++) {
+            for (int i = 0; i < 6; i++) {
+                int k = b * 6 + i;
+                ts[i] = T0 + h * HOUR + k * 10000 + 5000;
+                v[i] = 30.0 + (double)((k * 53 + h) % 97) / 100.0;
+            }
+            put(s, ++seq, ts[5], ts, v, 6);
+            if (h == 0 && b == 30) {
+                int64_t late = T0 + 1000; /* before the newest: seals hour 0's stream */
+                double lv = -7.25;
+                put(s, ++seq, late, &late, &lv, 1);
+            }
+        }
+    }
+    ts[0] = T0 + 2 * HOUR + 5000;
+    v[0] = 1;
+    put(s, ++seq, ts[0], ts, v, 1);
+    check_int(verify(s, T0, T0 + HOUR, true), 1);
+    check_int(verify(s, T0 + HOUR, T0 + 2 * HOUR, true), 1);
+    fp_store_close(&s);
+}
+
 /* A restart in the middle of an hour: memory is gone, the hour goes on from what raw holds. */
 static void test_restart(void)
 {
@@ -498,6 +534,7 @@ int main(void)
     fp_assert(mkdtemp(dir) != NULL);
     test_live();
     test_out_of_order();
+    test_seal_mid_hour();
     test_restart();
     test_map_growth_and_specials();
     test_retention();
