@@ -235,6 +235,21 @@ static void ingest(struct fp_store *st, const struct fp_workload *w, struct resu
     struct fp_write_result *wres = xcalloc(nd, sizeof(*wres));
     uint64_t written = 0;
     double t0, c0, io0;
+    /* The values in the order the writes hand them over (write, device, series, step), as a
+     * collector holds a group of freshly decoded batches. Read in place, the workload's arrays
+     * (device, series, all steps) made every series of every write start on another page: a
+     * TLB and cache miss per series that was ~12% of the measured ingest CPU, all the client's. */
+    double *staged = xcalloc(w->samples, sizeof(*staged));
+    size_t at = 0;
+
+    for (size_t t0i = 0; t0i < w->steps; t0i += STEPS_PER_WRITE)
+        for (size_t d = 0; d < nd; d++)
+            for (size_t s = 0; s < FP_WORKLOAD_SERIES; s++)
+                for (size_t t = t0i; t < t0i + STEPS_PER_WRITE && t < w->len[d]; t++)
+                    staged[at++] = fp_workload_values(w, d, s)[t];
+    if (at != w->samples)
+        die("staging the writes: %zu samples of %zu", at, w->samples);
+    at = 0;
 
     /* Everything but the per-minute pointers is set up once: the client's cost stays out. */
     for (size_t d = 0; d < nd; d++) {
@@ -276,8 +291,9 @@ static void ingest(struct fp_store *st, const struct fp_workload *w, struct resu
             for (size_t s = 0; s < FP_WORKLOAD_SERIES; s++) {
                 struct fp_series_in *in = &series[d * FP_WORKLOAD_SERIES + s];
                 in->ts_ms = w->ts + t0i;
-                in->values = fp_workload_values(w, d, s) + t0i;
+                in->values = staged + at;
                 in->n = n;
+                at += n;
             }
             *b = (struct fp_write_batch){
                 .device = w->dev[d].id,
@@ -315,6 +331,7 @@ static void ingest(struct fp_store *st, const struct fp_workload *w, struct resu
     if (written != w->samples)
         die("fp_store_write stored %" PRIu64 " samples of %zu", written, w->samples);
 
+    free(staged);
     free(labels);
     free(series);
     free(batches);
