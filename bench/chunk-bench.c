@@ -131,6 +131,18 @@ static void encode_all(const struct fp_workload *w, const struct fp_chunk_enc_op
 }
 
 /* Decodes every chunk; with w, checks each value against the workload (bit for bit). */
+/* Steps (device d, series s, step t) to the next sample in the order the chunks hold them. */
+static void next_sample(const struct fp_workload *w, size_t *d, size_t *s, size_t *t)
+{
+    if (++*t == w->len[*d]) {
+        *t = 0;
+        if (++*s == N_SERIES) {
+            *s = 0;
+            ++*d;
+        }
+    }
+}
+
 static double decode_all(const struct encoded *enc, const struct fp_workload *w)
 {
     struct fp_chunk_iter it;
@@ -155,13 +167,7 @@ static double decode_all(const struct encoded *enc, const struct fp_workload *w)
                             d, s, t, v, want);
                     exit(1);
                 }
-                if (++t == w->len[d]) {
-                    t = 0;
-                    if (++s == N_SERIES) {
-                        s = 0;
-                        d++;
-                    }
-                }
+                next_sample(w, &d, &s, &t);
             }
         }
         if (r != FP_CHUNK_E_END)
@@ -194,13 +200,7 @@ static double decode_block_all(const struct encoded *enc, const struct fp_worklo
                         s, t);
                 exit(1);
             }
-            if (++t == w->len[d]) {
-                t = 0;
-                if (++s == N_SERIES) {
-                    s = 0;
-                    d++;
-                }
-            }
+            next_sample(w, &d, &s, &t);
         }
     }
     if (w != NULL && d != w->devices)
