@@ -5,10 +5,15 @@
  *
  * Layout: database "rollup_1h", key (hour start, series id), big-endian, so the hours sort in
  * time and retention deletes from the front of one B-tree without scanning. Value: version byte
- * (top bit: complete, the series had moved past the hour),
- * the newest sample included ("through"), the count as a varint, sum, min, max and last as
- * doubles, then the sketch's own encoding. NaN samples count nowhere (a NaN marks staleness);
- * +-Inf count in count/sum/min/max but not in the sketch, which cannot hold them.
+ * (top bit: complete, the series had moved past the hour), the newest sample included
+ * ("through") as a varint of its offset into the hour, the count as a varint, then (when the
+ * count is not 0) a mode byte and min, max, last and sum, then the sketch's own encoding. Mode
+ * d = 0..6: min, max and last are exact decimals with d places (the test chunk.c uses), stored
+ * as the zigzag varint of min's scaled integer and varints of max - min and last - min; bit 3
+ * set: sum too, as a zigzag varint; otherwise sum is a raw double. Mode 7: all four raw. On the
+ * standard workload this takes a record's fixed part from 43 to about 20 bytes. NaN samples
+ * count nowhere (a NaN marks staleness); +-Inf count in count/sum/min/max but not in the
+ * sketch, which cannot hold them.
  *
  * The writer computes an hour from its raw samples (chunks and head, in the same transaction)
  * and stores it when the hour closes: when a series' samples move on to a later hour, when a
@@ -25,35 +30,95 @@
 #include "sketch.h"
 #include "store-internal.h"
 
-#define RECORD_VERSION 1
-#define RECORD_FIXED (1 + 8 + 8 * 4) /* version, through, sum/min/max/last; plus the count */
+#define RECORD_VERSION 2
+#define RECORD_HEAD_MAX (1 + 10 + 10 + 1 + 4 * 10) /* version .. sum, every field at its widest */
+#define MODE_RAW 7
+#define MODE_SUM_SCALED 0x08
 /* Oldest records deleted per retention pass: bounded work per write transaction. */
 #define RETENTION_BATCH 20000
 
 
 /* --- record encoding ------------------------------------------------------------------------ */
 
+static int64_t unzz64(uint64_t v)
+{
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+static uint64_t zz64(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+/* Reads a scaled integer (zigzag varint) of decimal mode d into *ret. */
+static bool get_scaled(const uint8_t *p, size_t len, size_t *pos, unsigned d, double *ret)
+{
+    uint64_t u;
+    if (!get_varint(p, len, pos, &u))
+        return false;
+    *ret = fp_chunk_decimal_value(unzz64(u), d);
+    return true;
+}
+
 /* Parses a stored record of the hour starting at hour_ms. Returns 0 or FP_STORE_E_FORMAT. */
 static int rollup_decode(const uint8_t *p, size_t len, int64_t hour_ms, struct fp_rollup *ret)
 {
-    size_t pos = 9;
-    uint64_t count;
+    size_t pos = 1;
+    uint64_t through, count, dmax, dlast, u;
+    double sum = NAN, min = NAN, max = NAN, last = NAN;
 
-    if (len < RECORD_FIXED + 1 || (p[0] & 0x7f) != RECORD_VERSION)
+    if (len < 3 || (p[0] & 0x7f) != RECORD_VERSION)
         return FP_STORE_E_FORMAT;
-    if (!get_varint(p, len, &pos, &count) || len - pos < 32)
+    if (!get_varint(p, len, &pos, &through) || through >= (uint64_t)HOUR_MS ||
+        !get_varint(p, len, &pos, &count))
         return FP_STORE_E_FORMAT;
+    if (count > 0) {
+        unsigned mode, d;
+        if (pos >= len)
+            return FP_STORE_E_FORMAT;
+        mode = p[pos++];
+        d = mode & 7;
+        if (mode & ~(unsigned)(7 | MODE_SUM_SCALED) || (d == MODE_RAW && (mode & MODE_SUM_SCALED)))
+            return FP_STORE_E_FORMAT;
+        if (d == MODE_RAW) {
+            if (len - pos < 32)
+                return FP_STORE_E_FORMAT;
+            min = get_double(p + pos);
+            max = get_double(p + pos + 8);
+            last = get_double(p + pos + 16);
+            pos += 24;
+        } else {
+            int64_t m;
+            if (!get_varint(p, len, &pos, &u) || !get_varint(p, len, &pos, &dmax) ||
+                !get_varint(p, len, &pos, &dlast))
+                return FP_STORE_E_FORMAT;
+            m = unzz64(u);
+            /* Unsigned sums: a damaged record must not overflow a signed one. */
+            min = fp_chunk_decimal_value(m, d);
+            max = fp_chunk_decimal_value((int64_t)((uint64_t)m + dmax), d);
+            last = fp_chunk_decimal_value((int64_t)((uint64_t)m + dlast), d);
+        }
+        if (mode & MODE_SUM_SCALED) {
+            if (!get_scaled(p, len, &pos, d, &sum))
+                return FP_STORE_E_FORMAT;
+        } else {
+            if (len - pos < 8)
+                return FP_STORE_E_FORMAT;
+            sum = get_double(p + pos);
+            pos += 8;
+        }
+    }
     *ret = (struct fp_rollup){
         .start_ms = hour_ms,
-        .through_ms = get_ts(p + 1),
+        .through_ms = hour_ms + (int64_t)through,
         .complete = (p[0] & 0x80) != 0,
         .count = count,
-        .sum = get_double(p + pos),
-        .min = get_double(p + pos + 8),
-        .max = get_double(p + pos + 16),
-        .last = get_double(p + pos + 24),
-        .sketch = p + pos + 32,
-        .sketch_len = len - pos - 32,
+        .sum = sum,
+        .min = min,
+        .max = max,
+        .last = last,
+        .sketch = p + pos,
+        .sketch_len = len - pos,
     };
     return 0;
 }
@@ -92,12 +157,46 @@ static int acc_add(void *userdata, int64_t ts, double v)
     return 0;
 }
 
+/* Writes the mode byte and min, max, last and sum of a non-empty hour (layout at the top of the
+ * file); returns the bytes written, at most 1 + 4 * 10. */
+static size_t put_values(uint8_t *p, const struct acc *a)
+{
+    int64_t mmin = 0, mmax = 0, mlast = 0, msum = 0;
+    unsigned d = 0;
+    size_t n = 1;
+
+    while (d <= 6 && !(fp_chunk_decimal_fit(a->min, d, &mmin) &&
+                       fp_chunk_decimal_fit(a->max, d, &mmax) &&
+                       fp_chunk_decimal_fit(a->last, d, &mlast)))
+        d++;
+    if (d > 6 || mmax < mmin || mlast < mmin) {
+        p[0] = MODE_RAW;
+        put_double(p + 1, a->min);
+        put_double(p + 9, a->max);
+        put_double(p + 17, a->last);
+        put_double(p + 25, a->sum);
+        return 33;
+    }
+    p[0] = (uint8_t)d;
+    n += put_varint(p + n, zz64(mmin));
+    n += put_varint(p + n, (uint64_t)(mmax - mmin));
+    n += put_varint(p + n, (uint64_t)(mlast - mmin));
+    if (fp_chunk_decimal_fit(a->sum, d, &msum)) {
+        p[0] |= MODE_SUM_SCALED;
+        n += put_varint(p + n, zz64(msum));
+    } else {
+        put_double(p + n, a->sum);
+        n += 8;
+    }
+    return n;
+}
+
 static int acc_store(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t hour,
                      const struct acc *a, bool complete)
 {
-    uint8_t kb[16], head[RECORD_FIXED + 10], *vb;
+    uint8_t kb[16], head[RECORD_HEAD_MAX], *vb;
     MDB_val k = {16, kb}, v;
-    size_t hl = 1 + 8, sk_len = 0;
+    size_t hl = 1, sk_len = 0;
     int rc;
 
     put_ts(kb, hour);
@@ -108,13 +207,10 @@ static int acc_store(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t hour
         return rc == MDB_NOTFOUND ? 0 : rc;
     }
     head[0] = RECORD_VERSION | (complete ? 0x80 : 0);
-    put_ts(head + 1, a->through);
+    hl += put_varint(head + hl, (uint64_t)(a->through - hour));
     hl += put_varint(head + hl, a->count);
-    put_double(head + hl, a->count > 0 ? a->sum : NAN);
-    put_double(head + hl + 8, a->count > 0 ? a->min : NAN);
-    put_double(head + hl + 16, a->count > 0 ? a->max : NAN);
-    put_double(head + hl + 24, a->last);
-    hl += 32;
+    if (a->count > 0)
+        hl += put_values(head + hl, a);
     (void)fp_sketch_encode(a->sketch, NULL, 0, &sk_len);
     v.mv_size = hl + sk_len;
     /* Reserve the value in place: no copy of the sketch through a buffer of ours. */
