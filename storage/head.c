@@ -47,16 +47,6 @@
 /* Timestamp steps beyond this end an entry, keeping delta-of-delta arithmetic in range. */
 #define STEP_MAX (INT64_C(1) << 60)
 
-static uint64_t zz(int64_t v)
-{
-    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-}
-
-static int64_t unzz(uint64_t v)
-{
-    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
-}
-
 static void put_u32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v >> 24);
@@ -302,13 +292,19 @@ static size_t head_bytes(const struct fp_head *h)
     return total;
 }
 
-/* Bytes of the tail value, and its entries in *ret_n: the entries grown since the base. */
+/* Whether e belongs in the tail: it grew since the base was written, or the base lacks it. */
+static bool in_tail(const struct fp_head_entry *e)
+{
+    return e->base_len == 0 || e->bytes.len > e->base_len;
+}
+
+/* Bytes of the tail value, and its entries in *ret_n. */
 static size_t tail_bytes(const struct fp_head *h, size_t *ret_n)
 {
     size_t total = 3, n = 0;
     for (size_t i = 0; i < h->n; i++) {
         const struct fp_head_entry *e = &h->e[i];
-        if (e->base_len > 0 && e->bytes.len == e->base_len)
+        if (!in_tail(e))
             continue;
         total += ENTRY_HEADER + e->bytes.len - e->base_len;
         n++;
@@ -336,7 +332,7 @@ static int put_value(MDB_txn *txn, MDB_dbi db, MDB_val *k, const struct fp_head 
     for (size_t i = 0; i < h->n; i++) {
         const struct fp_head_entry *e = &h->e[i];
         size_t from = tail ? e->base_len : 0;
-        if (tail && e->base_len > 0 && e->bytes.len == e->base_len)
+        if (tail && !in_tail(e))
             continue;
         put_u64(p, e->sid);
         p[8] = e->mode;
@@ -635,7 +631,7 @@ static int list_heads(MDB_txn *txn, struct fp_store *s, int64_t cutoff, struct b
             return rc;
         for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
              rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            MDB_val base = v, tail = {0, NULL};
+            static const MDB_val none = {0, NULL};
             int r = mdb_get(txn, dbs[1 - d], &k, &other);
             if (r != 0 && r != MDB_NOTFOUND) {
                 rc = r;
@@ -643,11 +639,10 @@ static int list_heads(MDB_txn *txn, struct fp_store *s, int64_t cutoff, struct b
             }
             if (d == 1 && r == 0)
                 continue; /* listed with its base */
-            if (d == 0 && r == 0)
-                tail = other;
-            if (d == 1)
-                base = (MDB_val){0, NULL}, tail = v;
-            if (!has_old(&base, &tail, cutoff))
+            /* d 0: v is the base, other the tail if any; d 1: a tail alone. */
+            const MDB_val *base = d == 0 ? &v : &none;
+            const MDB_val *tail = d == 1 ? &v : r == 0 ? &other : &none;
+            if (!has_old(base, tail, cutoff))
                 continue;
             if (buf_add(names, k.mv_data, k.mv_size) < 0 || buf_add(names, "", 1) < 0) {
                 rc = ENOMEM;
@@ -729,16 +724,15 @@ static const char *series_device(MDB_txn *txn, struct fp_store *s, uint64_t id)
     return NULL;
 }
 
-int fp_head_read(MDB_txn *txn, struct fp_store *s, bool writer, uint64_t id, const char *device,
-                 int64_t from, int64_t to, int (*fn)(void *, int64_t, double), void *ud)
+int fp_head_read(MDB_txn *txn, struct fp_store *s, bool writer, uint64_t id, int64_t from,
+                 int64_t to, int (*fn)(void *, int64_t, double), void *ud)
 {
+    const char *device = series_device(txn, s, id);
     MDB_val base, tail;
     struct entry_view ev;
     struct buf scratch = {0};
     int rc;
 
-    if (device == NULL)
-        device = series_device(txn, s, id);
     if (device == NULL)
         return 0;
     if (writer && s->head.active && strcmp(device, (const char *)s->head.device.data) == 0) {
@@ -777,7 +771,7 @@ void fp_head_max_ts(const struct fp_store *s, uint64_t sid, int64_t *max_ts)
 }
 
 /* The value of an entry's last sample, from its header (scaled) or its stream's last 8 bytes. */
-static bool last_value(const struct entry_view *e, int64_t last_m, double *ret)
+static bool last_value(const struct entry_view *e, double *ret)
 {
     if (e->n == 0)
         return false;
@@ -786,16 +780,14 @@ static bool last_value(const struct entry_view *e, int64_t last_m, double *ret)
             return false;
         *ret = get_double(e->stream + e->len - 8);
     } else {
-        *ret = fp_chunk_decimal_value(last_m, e->mode);
+        *ret = fp_chunk_decimal_value(e->last_m, e->mode);
     }
     return true;
 }
 
-int fp_head_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, const char *device,
-                   int64_t *ret_ts, double *ret_v)
+int fp_head_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t *ret_ts, double *ret_v)
 {
-    if (device == NULL)
-        device = series_device(txn, s, id);
+    const char *device = series_device(txn, s, id);
     MDB_val base, tail;
     struct entry_view ev;
     int rc;
@@ -807,7 +799,7 @@ int fp_head_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, const char *de
         return fp_store_map_lmdb(rc);
     /* The tail's header has the newest sample (and a raw one ends its bytes): no join needed. */
     if (find_in(&tail, id, &ev) || find_in(&base, id, &ev))
-        rc = last_value(&ev, ev.last_m, ret_v) ? 0 : FP_STORE_E_NOTFOUND;
+        rc = last_value(&ev, ret_v) ? 0 : FP_STORE_E_NOTFOUND;
     else
         rc = FP_STORE_E_NOTFOUND;
     if (rc == 0)

@@ -40,23 +40,13 @@
 
 /* --- record encoding ------------------------------------------------------------------------ */
 
-static int64_t unzz64(uint64_t v)
-{
-    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
-}
-
-static uint64_t zz64(int64_t v)
-{
-    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-}
-
 /* Reads a scaled integer (zigzag varint) of decimal mode d into *ret. */
 static bool get_scaled(const uint8_t *p, size_t len, size_t *pos, unsigned d, double *ret)
 {
     uint64_t u;
     if (!get_varint(p, len, pos, &u))
         return false;
-    *ret = fp_chunk_decimal_value(unzz64(u), d);
+    *ret = fp_chunk_decimal_value(unzz(u), d);
     return true;
 }
 
@@ -92,7 +82,7 @@ static int rollup_decode(const uint8_t *p, size_t len, int64_t hour_ms, struct f
             if (!get_varint(p, len, &pos, &u) || !get_varint(p, len, &pos, &dmax) ||
                 !get_varint(p, len, &pos, &dlast))
                 return FP_STORE_E_FORMAT;
-            m = unzz64(u);
+            m = unzz(u);
             /* Unsigned sums: a damaged record must not overflow a signed one. */
             min = fp_chunk_decimal_value(m, d);
             max = fp_chunk_decimal_value((int64_t)((uint64_t)m + dmax), d);
@@ -178,12 +168,12 @@ static size_t put_values(uint8_t *p, const struct acc *a)
         return 33;
     }
     p[0] = (uint8_t)d;
-    n += put_varint(p + n, zz64(mmin));
+    n += put_varint(p + n, zz(mmin));
     n += put_varint(p + n, (uint64_t)(mmax - mmin));
     n += put_varint(p + n, (uint64_t)(mlast - mmin));
     if (fp_chunk_decimal_fit(a->sum, d, &msum)) {
         p[0] |= MODE_SUM_SCALED;
-        n += put_varint(p + n, zz64(msum));
+        n += put_varint(p + n, zz(msum));
     } else {
         put_double(p + n, a->sum);
         n += 8;

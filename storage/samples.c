@@ -1122,13 +1122,6 @@ struct chunk_ref {
     int64_t first, last;
 };
 
-/* Reads through the reader's handles (r) or, in the writer's transaction, through part_open
- * (r NULL, s and txn given).
- *
- * Chunks of a series do not overlap and its head samples come after them (samples.c, head.c),
- * so the usual read hands each chunk's samples to fn straight from the decoder and then the
- * head's. Should the chunks ever overlap (a store damaged, or a bug), every sample is gathered,
- * sorted and deduplicated instead, with the later chunk in key order winning, as before. */
 /* Where read_core's samples go: one call per sample (fn) or per run (blk). */
 struct sink {
     fp_point_fn fn;
@@ -1148,6 +1141,13 @@ static int emit(const struct sink *k, const int64_t *ts, const double *v, size_t
     return res;
 }
 
+/* Reads through the reader's handles (r) or, in the writer's transaction, through part_open
+ * (r NULL, s and txn given).
+ *
+ * Chunks of a series do not overlap and its head samples come after them (samples.c, head.c),
+ * so the usual read hands each chunk's samples to fn straight from the decoder and then the
+ * head's. Should the chunks ever overlap (a store damaged, or a bug), every sample is gathered,
+ * sorted and deduplicated instead, with the later chunk in key order winning, as before. */
 static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_reader *r,
                      uint64_t id, int64_t from_ms, int64_t to_ms, const struct sink *out)
 {
@@ -1210,8 +1210,7 @@ static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_rea
     if (err == 0) {
         /* The head, gathered first: it is small, and where it starts decides the path. */
         struct head_push hp = {&g, (uint32_t)n_refs + 1};
-        rc = fp_head_read(txn, r != NULL ? r->store : s, r == NULL, id,
-                          r != NULL ? fp_reader_device(r, id) : NULL, from_ms, to_ms,
+        rc = fp_head_read(txn, r != NULL ? r->store : s, r == NULL, id, from_ms, to_ms,
                           head_push_cb, &hp);
         if (rc < 0)
             err = rc;

@@ -126,19 +126,9 @@ struct fp_store {
     struct fp_decoded_cache decoded;
 };
 
-/* A series described through a reader, and its device (a pointer into the snapshot). */
-struct reader_dev {
-    uint64_t id; /* 0: empty slot */
-    const char *device;
-};
-
 struct fp_store_reader {
     struct fp_store *store;
     MDB_txn *txn;
-    /* The devices of the series fp_store_series_get described (open addressing): reading a
-     * series' head then needs no second lookup of the series to find its device. */
-    struct reader_dev *devs;
-    size_t devs_cap, devs_used;
     struct fp_partition parts[MAX_PARTITIONS]; /* the store's handles when the reader began */
     size_t n_parts;
 };
@@ -219,6 +209,18 @@ static inline double get_double(const uint8_t *p)
     double v;
     memcpy(&v, &u, sizeof(v));
     return v;
+}
+
+/* Zigzag: signed integers as unsigned ones, small magnitudes small (0, -1, 1 -> 0, 1, 2), for
+ * put_varint. */
+static inline uint64_t zz(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static inline int64_t unzz(uint64_t v)
+{
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
 }
 
 /* LEB128: 7 bits a byte, low first. Writes at most 10 bytes; returns how many. */
@@ -336,16 +338,15 @@ int fp_head_seal_all(MDB_txn *txn, struct fp_store *s);
 int fp_head_seal_older(MDB_txn *txn, struct fp_store *s, int64_t cutoff);
 /* Calls fn for series id's head samples in [from, to]: through the writer's working copy when
  * writer and it holds the series' device, else from the stored value. Returns 0, fn's result,
- * or a store code. device: the series' device when the caller knows it, else NULL. */
-int fp_head_read(MDB_txn *txn, struct fp_store *s, bool writer, uint64_t id, const char *device,
-                 int64_t from, int64_t to, int (*fn)(void *, int64_t, double), void *ud);
+ * or a store code. */
+int fp_head_read(MDB_txn *txn, struct fp_store *s, bool writer, uint64_t id, int64_t from,
+                 int64_t to, int (*fn)(void *, int64_t, double), void *ud);
 void fp_head_fini(struct fp_store *s);
 /* Raises *max_ts to sid's newest head sample in the writer's working copy, if newer. */
 void fp_head_max_ts(const struct fp_store *s, uint64_t sid, int64_t *max_ts);
 /* Series id's newest sample, when its device's head holds the series. Returns 0,
  * FP_STORE_E_NOTFOUND, or a store code. */
-int fp_head_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, const char *device,
-                   int64_t *ret_ts, double *ret_v);
+int fp_head_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t *ret_ts, double *ret_v);
 /* Puts series id's newest sample into "latest". Returns an LMDB rc. */
 int fp_samples_put_latest(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t ts, double value);
 
@@ -368,7 +369,5 @@ int fp_rollup_retention(MDB_txn *txn, struct fp_store *s, int64_t now_ms);
 
 /* Frees the writer's series states and encoder. */
 void fp_samples_fini(struct fp_store *s);
-/* The device of series id if this reader has described the series, else NULL. */
-const char *fp_reader_device(const struct fp_store_reader *r, uint64_t id);
 /* Sets up the readers' decoded-chunk cache (opts.decoded_cache_chunks); 0 or -ENOMEM. */
 int fp_samples_cache_init(struct fp_store *s);

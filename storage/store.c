@@ -1468,56 +1468,8 @@ void fp_store_reader_close(struct fp_store_reader **rp)
         return;
     /* Commit, not abort: LMDB keeps the partition handles opened in a committed read txn. */
     (void)mdb_txn_commit(r->txn);
-    free(r->devs);
     free(r);
     *rp = NULL;
-}
-
-static size_t reader_dev_slot(uint64_t id, size_t cap)
-{
-    uint64_t h = id * 0x9e3779b97f4a7c15u;
-    return (size_t)(h ^ (h >> 32)) & (cap - 1);
-}
-
-const char *fp_reader_device(const struct fp_store_reader *r, uint64_t id)
-{
-    if (r->devs_cap == 0)
-        return NULL;
-    for (size_t i = reader_dev_slot(id, r->devs_cap);; i = (i + 1) & (r->devs_cap - 1)) {
-        if (r->devs[i].id == id)
-            return r->devs[i].device;
-        if (r->devs[i].id == 0)
-            return NULL;
-    }
-}
-
-/* Remembers series id's device; a failed allocation only forgoes the shortcut. */
-static void reader_dev_put(struct fp_store_reader *r, uint64_t id, const char *device)
-{
-    size_t i;
-
-    if (id == 0 || fp_reader_device(r, id) != NULL)
-        return;
-    if (2 * (r->devs_used + 1) > r->devs_cap) {
-        size_t cap = r->devs_cap ? 2 * r->devs_cap : 256;
-        struct reader_dev *nd = calloc(cap, sizeof(*nd));
-        if (nd == NULL)
-            return;
-        for (size_t j = 0; j < r->devs_cap; j++) {
-            if (r->devs[j].id == 0)
-                continue;
-            for (i = reader_dev_slot(r->devs[j].id, cap); nd[i].id != 0; i = (i + 1) & (cap - 1))
-                ;
-            nd[i] = r->devs[j];
-        }
-        free(r->devs);
-        r->devs = nd;
-        r->devs_cap = cap;
-    }
-    for (i = reader_dev_slot(id, r->devs_cap); r->devs[i].id != 0; i = (i + 1) & (r->devs_cap - 1))
-        ;
-    r->devs[i] = (struct reader_dev){id, device};
-    r->devs_used++;
 }
 
 int fp_store_series_get(struct fp_store_reader *r, uint64_t id, struct fp_series_desc *ret)
@@ -1545,8 +1497,6 @@ int fp_store_series_get(struct fp_store_reader *r, uint64_t id, struct fp_series
         if (value >= end)
             return -EIO;
         ret->labels[ret->n_labels++] = (struct fp_label){name, value};
-        if (strcmp(name, "device") == 0)
-            reader_dev_put(r, id, value);
         p = value + strlen(value) + 1;
     }
     return 0;
@@ -1848,7 +1798,7 @@ int fp_store_latest(struct fp_store_reader *r, uint64_t id, int64_t *ret_ts_ms, 
     int rc;
 
     /* The newest samples wait in their device's head; "latest" has the series once sealed. */
-    rc = fp_head_latest(r->txn, r->store, id, fp_reader_device(r, id), ret_ts_ms, ret_value);
+    rc = fp_head_latest(r->txn, r->store, id, ret_ts_ms, ret_value);
     if (rc != FP_STORE_E_NOTFOUND)
         return rc;
     put_u64(id_be, id);

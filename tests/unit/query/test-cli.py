@@ -108,6 +108,9 @@ def main():
                           'invalid --summary-refresh "-1"')
     for bad in ("yesterday", "-5", "0", "1e12"):
         expect_one_line_error(["--data", "/tmp", "--as-of", bad], 2, f'invalid --as-of "{bad}"')
+    for bad in ("lots", "-1", "16777217"):
+        expect_one_line_error(["--data", "/tmp", "--chunk-cache", bad], 2,
+                              f'invalid --chunk-cache "{bad}"')
     expect_one_line_error([], 2, "missing --data DIR")
     expect_one_line_error(["--data", "/tmp", "extra"], 2, 'unexpected argument "extra"')
 
