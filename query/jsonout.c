@@ -42,29 +42,45 @@ static const char digit_pairs[] =
     "34353637383940414243444546474849505152535455565758596061626364656667"
     "6869707172737475767778798081828384858687888990919293949596979899";
 
-/* Writes the decimal digits of x (at least one) at buf. Returns the count. */
-static size_t format_u64(char *buf, uint64_t x)
+/* Each digit pair is one two-byte store: these run once or twice per number of a response of
+ * thousands, where a libc memcpy call per piece was a third of the formatting time. */
+static inline void put_pair(char *dst, unsigned x)
 {
-    char tmp[20];
-    size_t n = sizeof(tmp);
-
-    while (x >= 100) {
-        n -= 2;
-        memcpy(tmp + n, digit_pairs + 2 * (x % 100), 2);
-        x /= 100;
-    }
-    if (x >= 10) {
-        n -= 2;
-        memcpy(tmp + n, digit_pairs + 2 * x, 2);
-    } else {
-        tmp[--n] = (char)('0' + x);
-    }
-    memcpy(buf, tmp + n, sizeof(tmp) - n);
-    return sizeof(tmp) - n;
+    memcpy(dst, digit_pairs + 2 * x, 2);
 }
 
-#ifdef __SIZEOF_INT128__
-__extension__ typedef unsigned __int128 u128;
+/* Writes the 8 digits of x < 10^8 at buf: two independent halves of 4. */
+static inline void format_8(char *buf, uint32_t x)
+{
+    uint32_t hi = x / 10000, lo = x % 10000;
+
+    put_pair(buf, hi / 100);
+    put_pair(buf + 2, hi % 100);
+    put_pair(buf + 4, lo / 100);
+    put_pair(buf + 6, lo % 100);
+}
+
+/* Writes exactly width digits of x (x < 10^width, leading zeros kept) at buf: 8 at a time from
+ * the right in 32-bit arithmetic, then pairs. */
+static inline void format_fixed(char *buf, uint64_t x, int width)
+{
+    uint32_t y;
+    int n = width;
+
+    while (n > 8) {
+        n -= 8;
+        format_8(buf + n, (uint32_t)(x % 100000000));
+        x /= 100000000;
+    }
+    y = (uint32_t)x;
+    while (n >= 2) {
+        n -= 2;
+        put_pair(buf + n, y % 100);
+        y /= 100;
+    }
+    if (n == 1)
+        buf[0] = (char)('0' + y);
+}
 
 static const uint64_t pow10_u64[20] = {
     UINT64_C(1),
@@ -89,6 +105,20 @@ static const uint64_t pow10_u64[20] = {
     UINT64_C(10000000000000000000),
 };
 
+/* Writes the decimal digits of x (at least one) at buf. Returns the count. */
+static size_t format_u64(char *buf, uint64_t x)
+{
+    int width = 1;
+
+    while (width < 20 && x >= pow10_u64[width])
+        width++;
+    format_fixed(buf, x, width);
+    return (size_t)width;
+}
+
+#ifdef __SIZEOF_INT128__
+__extension__ typedef unsigned __int128 u128;
+
 /* 10^k for k <= 22 (< 2^74). */
 static u128 pow10_u128(int k)
 {
@@ -96,50 +126,85 @@ static u128 pow10_u128(int k)
 }
 
 /* Prints digits (exactly p of them, the first non-zero) times 10^(x - p + 1) as printf's "%.*g"
- * with precision p does: trailing zeros dropped, exponent form when x < -4 or x >= p. */
+ * with precision p does: trailing zeros dropped, exponent form when x < -4 or x >= p. The
+ * digits are written where they end up, not built apart and copied. */
 static size_t format_g(char *buf, bool negative, uint64_t digits, int p, int x)
 {
-    char d[20];
     size_t n = 0;
     int nd = p;
+    char *d;
 
-    (void)format_u64(d, digits);
-    while (nd > 1 && d[nd - 1] == '0')
-        nd--;
     if (negative)
         buf[n++] = '-';
-    if (x < -4 || x >= p) {
+    if (x >= 0 && x < p) {
+        /* The digits one place right, then the x + 1 integer digits back left over the '.'. */
+        d = buf + n + 1;
+        format_fixed(d, digits, p);
+        while (nd > x + 1 && d[nd - 1] == '0')
+            nd--;
+        for (int i = 0; i <= x; i++)
+            d[i - 1] = d[i];
+        if (nd > x + 1) {
+            d[x] = '.';
+            n += (size_t)nd + 1;
+        } else {
+            n += (size_t)x + 1;
+        }
+    } else if (x < 0 && x >= -4) {
+        buf[n++] = '0';
+        buf[n++] = '.';
+        for (int i = -1; i > x; i--)
+            buf[n++] = '0';
+        d = buf + n;
+        format_fixed(d, digits, p);
+        while (nd > 1 && d[nd - 1] == '0')
+            nd--;
+        n += (size_t)nd;
+    } else {
         unsigned ax = (unsigned)(x < 0 ? -x : x);
 
-        buf[n++] = d[0];
+        /* d[0], then '.' and the rest when there is a rest: write the digits one place right
+         * and move the first back over the '.'. */
+        d = buf + n + 1;
+        format_fixed(d, digits, p);
+        while (nd > 1 && d[nd - 1] == '0')
+            nd--;
+        d[-1] = d[0];
         if (nd > 1) {
-            buf[n++] = '.';
-            memcpy(buf + n, d + 1, (size_t)nd - 1);
-            n += (size_t)nd - 1;
+            d[0] = '.';
+            n += (size_t)nd + 1;
+        } else {
+            n += 1;
         }
         buf[n++] = 'e';
         buf[n++] = x < 0 ? '-' : '+';
         if (ax < 10)
             buf[n++] = '0';
         n += format_u64(buf + n, ax);
-    } else if (x >= 0) {
-        memcpy(buf + n, d, (size_t)x + 1);
-        n += (size_t)x + 1;
-        if (nd > x + 1) {
-            buf[n++] = '.';
-            memcpy(buf + n, d + x + 1, (size_t)(nd - x - 1));
-            n += (size_t)(nd - x - 1);
-        }
-    } else {
-        buf[n++] = '0';
-        buf[n++] = '.';
-        for (int i = -1; i > x; i--)
-            buf[n++] = '0';
-        memcpy(buf + n, d, (size_t)nd);
-        n += (size_t)nd;
     }
     buf[n] = '\0';
     return n;
+}
+
+/* The p-digit rounding of the 17 digits q17 (remainder r17 in units of 2^-s), d = 10^(17 - p),
+ * and whether it reads back as v: see format_short. Inlined with d a constant, so the division
+ * and remainder are multiplications. Returns the rounded digits, 0 when they do not read back. */
+static inline __attribute__((always_inline)) uint64_t round_to(uint64_t q17, u128 r17, int s,
+                                                               int e, uint64_t m, uint64_t d)
+{
+    uint64_t q = q17 / d;
+    u128 rem = ((u128)(q17 % d) << s) | r17, half = (u128)d << (s - 1), diff, lim;
+    bool up = rem > half || (rem == half && (q & 1) != 0); /* printf: ties to even */
+
+    /* The decimal reads back as v when it lies within half an ulp of it: the ulp is 2^-s,
+     * 10^(16 - e) in units of n, so the test is 2 * diff against 10^(16 - e). At a power of
+     * two the gap below is half as wide. A tie goes to the even mantissa. */
+    lim = pow10_u128(16 - e);
+    diff = up ? ((u128)d << s) - rem : rem;
+    diff *= !up && rem != 0 && m == UINT64_C(1) << 52 ? 4 : 2;
+    if (diff > lim || (diff == lim && (m & 1) != 0))
+        return 0;
+    return q + up;
 }
 
 /* The text fp_jsonout_format_double's printf loop would give v, computed exactly without printf;
@@ -174,25 +239,21 @@ static size_t format_short(char *buf, double v)
     q17 = (uint64_t)(n >> s);
     r17 = n & (((u128)1 << s) - 1);
 
-    /* p digits: the 17 digits divided by d = 10^(17 - p), with the remainder in units of n. */
+    /* p digits: the 17 digits divided by d = 10^(17 - p), with the remainder in units of n. At
+     * 17 digits the rounding alone decides (printf's last resort). */
     for (int p = 15; p <= 17; p++) {
-        uint64_t d = pow10_u64[17 - p], q = q17 / d;
-        u128 rem = ((u128)(q17 % d) << s) | r17, half = (u128)d << (s - 1), diff;
-        bool up = rem > half || (rem == half && (q & 1) != 0); /* printf: ties to even */
-        uint64_t digits = q + up;
+        uint64_t digits;
         int x = e;
 
-        /* The decimal reads back as v when it lies within half an ulp of it: the ulp is 2^-s,
-         * 10^(16 - e) in units of n, so the test is 2 * diff against 10^(16 - e). At a power of
-         * two the gap below is half as wide. A tie goes to the even mantissa. */
-        if (p < 17) {
-            u128 lim = pow10_u128(16 - e);
-
-            diff = up ? ((u128)d << s) - rem : rem;
-            diff *= !up && rem != 0 && m == UINT64_C(1) << 52 ? 4 : 2;
-            if (diff > lim || (diff == lim && (m & 1) != 0))
-                continue;
-        }
+        if (p == 15)
+            digits = round_to(q17, r17, s, e, m, 100);
+        else if (p == 16)
+            digits = round_to(q17, r17, s, e, m, 10);
+        else
+            digits = q17 + (r17 > ((u128)1 << (s - 1)) ||
+                            (r17 == ((u128)1 << (s - 1)) && (q17 & 1) != 0));
+        if (digits == 0)
+            continue;
         if (digits == pow10_u64[p]) { /* 9.99...95 rounded up to 10.0...0 */
             digits = pow10_u64[p - 1];
             x++;
