@@ -99,11 +99,16 @@ static struct acc *bucket_of(struct scan *sc, int64_t ts_ms, uint64_t *ret_k)
 {
     if (ts_ms < sc->cur_start || ts_ms >= sc->cur_end) {
         const struct fp_agg_query *q = sc->q;
-        uint64_t k;
+        uint64_t step = (uint64_t)q->step_ms, k;
 
-        if (ts_ms < q->from_ms)
+        /* Usually the sample has moved on to the next bucket: no division then. */
+        if (sc->cur_end > sc->cur_start &&
+            (uint64_t)ts_ms - ((uint64_t)sc->cur_start + step) < step)
+            k = sc->cur_k + 1;
+        else if (ts_ms < q->from_ms)
             return NULL;
-        k = ((uint64_t)ts_ms - (uint64_t)q->from_ms) / (uint64_t)q->step_ms;
+        else
+            k = ((uint64_t)ts_ms - (uint64_t)q->from_ms) / step;
         if (k < sc->first || k - sc->first >= sc->n)
             return NULL;
         sc->cur_k = k;

@@ -166,6 +166,46 @@ static int part_list(MDB_txn *txn, int64_t *days, size_t max, size_t *ret_n)
     return 0;
 }
 
+/* --- chunk generation ------------------------------------------------------------------------
+ * A counter in meta that grows in every transaction that deletes or replaces a stored chunk (an
+ * out-of-order merge, compaction, retention); adding a chunk under a new key leaves it alone.
+ * So two snapshots of one generation hold the same bytes under every chunk key both have, and
+ * a reader's decoded-chunk cache can trust an entry checked at its snapshot's generation
+ * without comparing the chunk's bytes again (they cost a sixth of a fleet-wide query). Sealing
+ * head streams, the common write, adds chunks only. */
+static const char CHUNK_GEN_KEY[] = "chunk_gen";
+
+static int chunk_gen_get(MDB_txn *txn, struct fp_store *s, uint64_t *ret)
+{
+    MDB_val k = {sizeof(CHUNK_GEN_KEY) - 1, (void *)CHUNK_GEN_KEY}, v;
+    int rc = mdb_get(txn, s->meta, &k, &v);
+
+    *ret = 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    if (v.mv_size != 8)
+        return MDB_CORRUPTED;
+    *ret = get_u64(v.mv_data);
+    return 0;
+}
+
+/* Called before a transaction deletes or replaces a chunk. */
+static int chunks_changed(MDB_txn *txn, struct fp_store *s)
+{
+    MDB_val k = {sizeof(CHUNK_GEN_KEY) - 1, (void *)CHUNK_GEN_KEY}, v;
+    uint8_t b[8];
+    uint64_t gen;
+    int rc = chunk_gen_get(txn, s, &gen);
+
+    if (rc != 0)
+        return rc;
+    put_u64(b, gen + 1);
+    v = (MDB_val){8, b};
+    return mdb_put(txn, s->meta, &k, &v, 0);
+}
+
 /* Time between scans of every head for silent devices' streams (fp_samples_retention). */
 #define HEAD_SCAN_MS (INT64_C(10) * 60 * 1000)
 
@@ -190,6 +230,8 @@ int fp_samples_retention(MDB_txn *txn, struct fp_store *s, int64_t now_ms)
         return 0;
     cutoff = day_of(now_ms - s->opts.raw_retention_ms);
     rc = part_list(txn, days, MAX_PARTITIONS, &n);
+    if (rc == 0 && n > 0 && days[0] < cutoff)
+        rc = chunks_changed(txn, s);
     for (size_t i = 0; rc == 0 && i < n && days[i] < cutoff; i++) {
         MDB_dbi dbi;
         rc = part_open(txn, s, days[i], false, &dbi);
@@ -262,6 +304,7 @@ struct fp_decoded_entry {
     uint32_t refs; /* holders, the cache's slot included; under the cache lock */
     uint32_t n;
     size_t len;
+    uint64_t gen; /* a chunk generation whose snapshots hold these bytes; under the cache lock */
     /* int64_t ts[n], double v[n], then the chunk's len bytes */
     _Alignas(8) uint8_t mem[];
 };
@@ -328,20 +371,32 @@ static struct fp_decoded_slot *cache_set(struct fp_decoded_cache *c, uint64_t si
     return &c->slots[(h ^ (h >> 29)) & (c->n_slots - 1) & ~(size_t)1];
 }
 
+/* Whether sl holds the chunk (sid, first) with exactly these bytes, in a snapshot of chunk
+ * generation gen. Snapshots of one generation hold the same bytes under every chunk key they
+ * share (see chunks_changed), so an entry checked at gen needs no compare; otherwise the bytes
+ * are compared in full, and a match is remembered for gen. Under the cache lock. */
 static bool slot_holds(const struct fp_decoded_slot *sl, uint64_t sid, int64_t first,
-                       const uint8_t *chunk, size_t len)
+                       const uint8_t *chunk, size_t len, uint64_t gen)
 {
-    return sl->e != NULL && sl->sid == sid && sl->first == first && sl->e->len == len &&
-           memcmp(entry_chunk(sl->e), chunk, len) == 0;
+    if (sl->e == NULL || sl->sid != sid || sl->first != first || sl->e->len != len)
+        return false;
+    if (sl->e->gen == gen)
+        return true;
+    if (memcmp(entry_chunk(sl->e), chunk, len) != 0)
+        return false;
+    if (gen > sl->e->gen)
+        sl->e->gen = gen;
+    return true;
 }
 
 /* A decoded chunk (sid, first, its bytes): the samples in *ret_ts / *ret_v, either in ts_buf /
  * v_buf (room for FP_CHUNK_MAX_SAMPLES) or in a cache entry, then returned in *ret_ref to be
  * released with chunk_release once used. Returns the count, or < 0 for a chunk that does not
  * decode. */
-static int chunk_samples(struct fp_store *s, uint64_t sid, int64_t first, const uint8_t *chunk,
-                         size_t len, int64_t *ts_buf, double *v_buf, const int64_t **ret_ts,
-                         const double **ret_v, struct fp_decoded_entry **ret_ref)
+static int chunk_samples(struct fp_store *s, uint64_t gen, uint64_t sid, int64_t first,
+                         const uint8_t *chunk, size_t len, int64_t *ts_buf, double *v_buf,
+                         const int64_t **ret_ts, const double **ret_v,
+                         struct fp_decoded_entry **ret_ref)
 {
     struct fp_decoded_cache *c = &s->decoded;
     struct fp_decoded_slot *set, *sl;
@@ -355,9 +410,9 @@ static int chunk_samples(struct fp_store *s, uint64_t sid, int64_t first, const 
         return fp_chunk_decode(chunk, len, ts_buf, v_buf);
     set = cache_set(c, sid, first);
     (void)pthread_mutex_lock(&c->lock);
-    sl = slot_holds(&set[0], sid, first, chunk, len) ? &set[0]
-         : slot_holds(&set[1], sid, first, chunk, len) ? &set[1]
-                                                       : NULL;
+    sl = slot_holds(&set[0], sid, first, chunk, len, gen)   ? &set[0]
+         : slot_holds(&set[1], sid, first, chunk, len, gen) ? &set[1]
+                                                            : NULL;
     if (sl != NULL) {
         set[0].recent = sl == &set[0];
         set[1].recent = sl == &set[1];
@@ -381,6 +436,7 @@ static int chunk_samples(struct fp_store *s, uint64_t sid, int64_t first, const 
     e->refs = 1;
     e->n = (uint32_t)n;
     e->len = len;
+    e->gen = gen;
     memcpy(entry_ts(e), ts_buf, 8 * (size_t)n);
     memcpy(entry_v(e), v_buf, 8 * (size_t)n);
     memcpy(e->mem + 16 * (size_t)n, chunk, len);
@@ -496,7 +552,9 @@ static int merge_existing(MDB_txn *txn, struct fp_store *s, MDB_dbi dbi, uint64_
     for (size_t i = 0; i < n; i++)
         all[m++] = (struct point){pts[i].ts, pts[i].v, 1};
     m = sort_unique(all, m);
-    rc = mdb_del(txn, dbi, &k, NULL);
+    rc = chunks_changed(txn, s);
+    if (rc == 0)
+        rc = mdb_del(txn, dbi, &k, NULL);
     if (rc == 0)
         rc = store_points(txn, s, dbi, id, all, m, ret_small, ret_small_chunks);
     free(all);
@@ -561,7 +619,9 @@ static int compact_day(MDB_txn *txn, struct fp_store *s, MDB_dbi dbi, uint64_t i
     uint32_t small = 0, small_chunks = 0;
     int rc;
 
-    rc = mdb_cursor_open(txn, dbi, &cur);
+    rc = chunks_changed(txn, s);
+    if (rc == 0)
+        rc = mdb_cursor_open(txn, dbi, &cur);
     if (rc != 0)
         return rc;
     put_u64(kb, id + 1);
@@ -781,7 +841,7 @@ static int store_merged(MDB_txn *txn, struct fp_store *s, struct fp_series_state
 {
     struct point *all = NULL;
     size_t n_all = 0, cap = 0;
-    int rc = 0;
+    int rc = m > 0 ? chunks_changed(txn, s) : 0;
 
     for (size_t i = 0; rc == 0 && i < m;) {
         int64_t day = day_of(pts[i].ts), lo = pts[i].ts, hi;
@@ -1069,6 +1129,12 @@ int fp_samples_reader_begin(struct fp_store *s, struct fp_store_reader *r)
         r->n_parts = s->n_parts;
         (void)pthread_mutex_unlock(&s->parts_lock);
         rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
+        if (rc == 0)
+            rc = chunk_gen_get(r->txn, s, &r->chunk_gen);
+        if (rc != 0 && r->txn != NULL) {
+            mdb_txn_abort(r->txn);
+            r->txn = NULL;
+        }
         if (rc != 0 || attempt > 0)
             return rc;
         /* Usually every day of the snapshot has its handle: one transaction, no lock held. */
@@ -1148,6 +1214,21 @@ static int emit(const struct sink *k, const int64_t *ts, const double *v, size_t
  * so the usual read hands each chunk's samples to fn straight from the decoder and then the
  * head's. Should the chunks ever overlap (a store damaged, or a bug), every sample is gathered,
  * sorted and deduplicated instead, with the later chunk in key order winning, as before. */
+/* The index of the first of ts[0..n) (ascending) at or after t; n when none is. */
+static int first_at_or_after(const int64_t *ts, int n, int64_t t)
+{
+    int lo = 0, hi = n;
+
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (ts[mid] < t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_reader *r,
                      uint64_t id, int64_t from_ms, int64_t to_ms, const struct sink *out)
 {
@@ -1229,17 +1310,20 @@ static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_rea
         const int64_t *ts = ts_buf;
         const double *val = v_buf;
         struct fp_decoded_entry *ref = NULL;
-        int n = r != NULL ? chunk_samples(r->store, id, refs[i].first, refs[i].chunk,
-                                          refs[i].len, ts_buf, v_buf, &ts, &val, &ref)
+        int n = r != NULL ? chunk_samples(r->store, r->chunk_gen, id, refs[i].first,
+                                          refs[i].chunk, refs[i].len, ts_buf, v_buf, &ts, &val,
+                                          &ref)
                           : fp_chunk_decode(refs[i].chunk, refs[i].len, ts_buf, v_buf);
         if (n <= 0)
             continue; /* a damaged chunk is skipped, as before */
-        int j = 0, end;
-        while (j < n && ts[j] < from_ms)
-            j++;
-        end = j;
-        while (end < n && ts[end] <= to_ms)
-            end++;
+        /* Most chunks lie wholly inside the range: no per-sample compares for those. */
+        int j = 0, end = n;
+        if (ts[0] < from_ms)
+            j = first_at_or_after(ts, n, from_ms);
+        if (ts[n - 1] > to_ms)
+            end = first_at_or_after(ts, n, to_ms == INT64_MAX ? to_ms : to_ms + 1);
+        if (end < j)
+            end = j;
         if (ordered)
             res = emit(out, ts + j, val + j, (size_t)(end - j));
         for (; !ordered && j < end && err == 0; j++)

@@ -131,6 +131,7 @@ struct fp_store_reader {
     MDB_txn *txn;
     struct fp_partition parts[MAX_PARTITIONS]; /* the store's handles when the reader began */
     size_t n_parts;
+    uint64_t chunk_gen; /* the snapshot's raw chunk generation (samples.c) */
 };
 
 
