@@ -175,35 +175,13 @@ static int part_list(MDB_txn *txn, int64_t *days, size_t max, size_t *ret_n)
  * head streams, the common write, adds chunks only. */
 static const char CHUNK_GEN_KEY[] = "chunk_gen";
 
-static int chunk_gen_get(MDB_txn *txn, struct fp_store *s, uint64_t *ret)
-{
-    MDB_val k = {sizeof(CHUNK_GEN_KEY) - 1, (void *)CHUNK_GEN_KEY}, v;
-    int rc = mdb_get(txn, s->meta, &k, &v);
-
-    *ret = 0;
-    if (rc == MDB_NOTFOUND)
-        return 0;
-    if (rc != 0)
-        return rc;
-    if (v.mv_size != 8)
-        return MDB_CORRUPTED;
-    *ret = get_u64(v.mv_data);
-    return 0;
-}
-
 /* Called before a transaction deletes or replaces a chunk. */
 static int chunks_changed(MDB_txn *txn, struct fp_store *s)
 {
-    MDB_val k = {sizeof(CHUNK_GEN_KEY) - 1, (void *)CHUNK_GEN_KEY}, v;
-    uint8_t b[8];
     uint64_t gen;
-    int rc = chunk_gen_get(txn, s, &gen);
+    int rc = fp_store_meta_get_u64(txn, s, CHUNK_GEN_KEY, &gen);
 
-    if (rc != 0)
-        return rc;
-    put_u64(b, gen + 1);
-    v = (MDB_val){8, b};
-    return mdb_put(txn, s->meta, &k, &v, 0);
+    return rc != 0 ? rc : fp_store_meta_put_u64(txn, s, CHUNK_GEN_KEY, gen + 1);
 }
 
 /* Time between scans of every head for silent devices' streams (fp_samples_retention). */
@@ -1130,7 +1108,7 @@ int fp_samples_reader_begin(struct fp_store *s, struct fp_store_reader *r)
         (void)pthread_mutex_unlock(&s->parts_lock);
         rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
         if (rc == 0)
-            rc = chunk_gen_get(r->txn, s, &r->chunk_gen);
+            rc = fp_store_meta_get_u64(r->txn, s, CHUNK_GEN_KEY, &r->chunk_gen);
         if (rc != 0 && r->txn != NULL) {
             mdb_txn_abort(r->txn);
             r->txn = NULL;

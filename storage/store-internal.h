@@ -269,6 +269,11 @@ static inline int64_t day_of(int64_t ts_ms)
 /* Translates an LMDB result (or a positive errno) into 0, FP_STORE_E_* or -errno. */
 int fp_store_map_lmdb(int rc);
 
+/* A u64 under name in meta (0 when absent; MDB_CORRUPTED when not 8 bytes), and its update.
+ * LMDB return codes. */
+int fp_store_meta_get_u64(MDB_txn *txn, struct fp_store *s, const char *name, uint64_t *ret);
+int fp_store_meta_put_u64(MDB_txn *txn, struct fp_store *s, const char *name, uint64_t value);
+
 /* --- samples.c: chunked, time-partitioned sample storage -------------------------------------- */
 
 /* Stores one series' samples (any order) in the write txn. Sets *ret_written and *ret_refused

@@ -572,7 +572,7 @@ static int canonical_key(const char *device, const struct identity *ident,
     return r;
 }
 
-static int get_meta_u64(MDB_txn *txn, struct fp_store *s, const char *name, uint64_t *ret)
+int fp_store_meta_get_u64(MDB_txn *txn, struct fp_store *s, const char *name, uint64_t *ret)
 {
     MDB_val k = {strlen(name), (void *)name}, v;
     int rc = mdb_get(txn, s->meta, &k, &v);
@@ -588,7 +588,7 @@ static int get_meta_u64(MDB_txn *txn, struct fp_store *s, const char *name, uint
     return 0;
 }
 
-static int put_meta_u64(MDB_txn *txn, struct fp_store *s, const char *name, uint64_t value)
+int fp_store_meta_put_u64(MDB_txn *txn, struct fp_store *s, const char *name, uint64_t value)
 {
     uint8_t b[8];
     MDB_val k = {strlen(name), (void *)name}, v = {8, b};
@@ -1235,7 +1235,7 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
     rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     if (rc != 0)
         return rc;
-    rc = get_meta_u64(txn, s, "next_series_id", &next_id);
+    rc = fp_store_meta_get_u64(txn, s, "next_series_id", &next_id);
     first_id = next_id;
     for (size_t bi = 0; rc == 0 && bi < n; bi++) {
         if (next_id - first_id >= NEW_SERIES_PER_TXN) {
@@ -1318,7 +1318,7 @@ static int write_txn(struct fp_store *s, const struct fp_write_batch *batches, s
         res[bi].samples_too_old = too_old;
     }
     if (rc == 0)
-        rc = put_meta_u64(txn, s, "next_series_id", next_id);
+        rc = fp_store_meta_put_u64(txn, s, "next_series_id", next_id);
     /* Retention rides on a write at most once a minute: dropping a day is one mdb_drop. */
     if (rc == 0 && n > 0 && batches[0].received_ms - s->retention_checked_ms >= 60000) {
         rc = fp_samples_retention(txn, s, batches[0].received_ms);

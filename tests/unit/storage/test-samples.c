@@ -105,34 +105,16 @@ static void read_all(struct fp_store *s, int64_t from, int64_t to, struct points
 }
 
 /* Entries (chunks) in the partition of day, read straight from LMDB. */
-static size_t chunks_in_day(int64_t day)
-{
-    MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi dbi;
-    MDB_stat st = {0};
-    char name[48];
-    fp_assert(mdb_env_create(&env) == 0);
-    (void)mdb_env_set_maxdbs(env, 256);
-    fp_assert(mdb_env_open(env, dir, MDB_RDONLY, 0644) == 0);
-    fp_assert(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0);
-    (void)snprintf(name, sizeof(name), "raw.%" PRId64, day);
-    if (mdb_dbi_open(txn, name, 0, &dbi) == 0)
-        (void)mdb_stat(txn, dbi, &st);
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
-    return st.ms_entries;
-}
-
-/* The bytes of every chunk value in one day's partition (its key's 8-byte last time included). */
-static size_t chunk_bytes_in_day(int64_t day)
+/* The chunks in one day's partition, and in *ret_bytes (unless NULL) the bytes of their values
+ * (each with its 8-byte last time). */
+static size_t day_chunks(int64_t day, size_t *ret_bytes)
 {
     MDB_env *env;
     MDB_txn *txn;
     MDB_dbi dbi;
     MDB_cursor *cur;
     MDB_val k, v;
-    size_t total = 0;
+    size_t n = 0, bytes = 0;
     char name[48];
     fp_assert(mdb_env_create(&env) == 0);
     (void)mdb_env_set_maxdbs(env, 256);
@@ -141,13 +123,29 @@ static size_t chunk_bytes_in_day(int64_t day)
     (void)snprintf(name, sizeof(name), "raw.%" PRId64, day);
     if (mdb_dbi_open(txn, name, 0, &dbi) == 0 && mdb_cursor_open(txn, dbi, &cur) == 0) {
         for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-            total += v.mv_size;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            n++;
+            bytes += v.mv_size;
+        }
         mdb_cursor_close(cur);
     }
     mdb_txn_abort(txn);
     mdb_env_close(env);
-    return total;
+    if (ret_bytes != NULL)
+        *ret_bytes = bytes;
+    return n;
+}
+
+static size_t chunks_in_day(int64_t day)
+{
+    return day_chunks(day, NULL);
+}
+
+static size_t chunk_bytes_in_day(int64_t day)
+{
+    size_t bytes;
+    (void)day_chunks(day, &bytes);
+    return bytes;
 }
 
 /* The length of one chunk holding ts/v, as the store's encoder (default options) writes it. */
