@@ -45,7 +45,10 @@ static int histogram_lines(struct evbuffer *out, const char *name, const char *l
 static int service_metrics(struct fp_query_server *srv, struct evbuffer *out)
 {
     char labels[160];
+    uint64_t chunk_hits, chunk_misses;
     int r = 0;
+
+    fp_store_chunk_cache_counts(srv->store, &chunk_hits, &chunk_misses);
 
     r |= evbuffer_add_printf(out,
                              "# HELP fleetpulse_query_requests_total Requests answered, by route "
@@ -87,10 +90,19 @@ static int service_metrics(struct fp_query_server *srv, struct evbuffer *out)
                              "# TYPE fleetpulse_query_cache_requests_total counter\n"
                              "fleetpulse_query_cache_requests_total{result=\"hit\"} %" PRIu64 "\n"
                              "fleetpulse_query_cache_requests_total{result=\"miss\"} %" PRIu64 "\n"
+                             "# HELP fleetpulse_query_chunk_cache_requests_total Stored chunks "
+                             "read from the decoded-chunk cache (hit) or decoded (miss); see "
+                             "--chunk-cache.\n"
+                             "# TYPE fleetpulse_query_chunk_cache_requests_total counter\n"
+                             "fleetpulse_query_chunk_cache_requests_total{result=\"hit\"} %" PRIu64
+                             "\n"
+                             "fleetpulse_query_chunk_cache_requests_total{result=\"miss\"} %" PRIu64
+                             "\n"
                              "# HELP fleetpulse_query_build_info The running version.\n"
                              "# TYPE fleetpulse_query_build_info gauge\n"
                              "fleetpulse_query_build_info{version=\"%s\"} 1\n",
-                             srv->cache_hits, srv->cache_misses, FP_VERSION) < 0;
+                             srv->cache_hits, srv->cache_misses, chunk_hits, chunk_misses,
+                             FP_VERSION) < 0;
     return r ? -ENOMEM : 0;
 }
 

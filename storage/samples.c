@@ -427,6 +427,17 @@ static int chunk_samples(struct fp_store *s, uint64_t gen, uint64_t sid, int64_t
     return n;
 }
 
+void fp_store_chunk_cache_counts(struct fp_store *s, uint64_t *ret_hits, uint64_t *ret_misses)
+{
+    *ret_hits = *ret_misses = 0;
+    if (s->decoded.n_slots == 0)
+        return; /* no cache, and its lock was never made */
+    (void)pthread_mutex_lock(&s->decoded.lock);
+    *ret_hits = s->decoded.hits;
+    *ret_misses = s->decoded.misses;
+    (void)pthread_mutex_unlock(&s->decoded.lock);
+}
+
 /* Releases what chunk_samples handed out from the cache (NULL: nothing). */
 static void chunk_release(struct fp_store *s, struct fp_decoded_entry *ref)
 {

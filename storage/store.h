@@ -135,6 +135,10 @@ int fp_store_write(struct fp_store *s, const struct fp_write_batch *batches, siz
  * moment; durable when it returns 0. Returns 0, FP_STORE_E_FULL or -errno. */
 int fp_store_compact(struct fp_store *s);
 
+/* Lookups of the readers' decoded-chunk cache (decoded_cache_chunks) since the store was opened:
+ * served from it (hits) or decoded (misses). Both 0 without the cache. */
+void fp_store_chunk_cache_counts(struct fp_store *s, uint64_t *ret_hits, uint64_t *ret_misses);
+
 /* The number of write transactions committed since the store was opened: a write that returned
  * 0 is covered by the value read after it. */
 uint64_t fp_store_committed(struct fp_store *s);

@@ -1861,6 +1861,10 @@ static void test_metrics(uint16_t port)
     check(strstr(r.body, "fleetpulse_query_store_read_duration_seconds_count 1\n") != NULL);
     check(strstr(r.body, "fleetpulse_query_cache_requests_total{result=\"miss\"} 1\n") != NULL);
     check(strstr(r.body, "fleetpulse_query_build_info{version=\"0.1.0\"} 1\n") != NULL);
+    /* No series read here yet: the decoded-chunk cache's counters are there, at zero. */
+    check(strstr(r.body, "fleetpulse_query_chunk_cache_requests_total{result=\"hit\"} 0\n"
+                         "fleetpulse_query_chunk_cache_requests_total{result=\"miss\"} 0\n") !=
+          NULL);
     reply_fini(&r);
 
     http(port, "GET", "/metrics", &r);

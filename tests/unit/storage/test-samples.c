@@ -327,6 +327,12 @@ static void test_decoded_cache(void)
     check(ro->decoded.hits >= 1);
     check_int(ro->decoded.misses, misses);
     hits = ro->decoded.hits;
+    {
+        uint64_t h, m;
+        fp_store_chunk_cache_counts(ro, &h, &m);
+        check_int(h, hits);
+        check_int(m, misses);
+    }
 
     /* A new value for an old timestamp: the chunk keeps its key, its bytes change. */
     ts[0] = T0 + 3600000 + 10 * 10000;
