@@ -39,6 +39,7 @@
 /* A matched series and its group key. */
 struct series_ref {
     uint64_t id;
+    const char *device; /**< its device label, from fp_store_series_get (valid with the reader) */
     char *key;      /**< value\0value\0... per group-by name, "" for a missing label */
     size_t key_len; /**< bytes of key, NULs included */
 };
@@ -588,8 +589,9 @@ static int aggregate_group(struct fp_store_reader *rd, const struct fp_agg_query
                 r = read_with_rollups(rd, refs[i].id, bucket_start(q, w0), bucket_end(q, w1 - 1),
                                       sc, sc->rollups);
             else if (sc->add_blk != NULL)
-                r = fp_store_read_range_blocks(rd, refs[i].id, bucket_start(q, w0),
-                                               bucket_end(q, w1 - 1) - 1, sc->add_blk, sc);
+                r = fp_store_read_device_blocks(rd, refs[i].id, refs[i].device,
+                                                bucket_start(q, w0), bucket_end(q, w1 - 1) - 1,
+                                                sc->add_blk, sc);
             else
                 r = fp_store_read_range(rd, refs[i].id, bucket_start(q, w0),
                                         bucket_end(q, w1 - 1) - 1, sc->add, sc);
@@ -648,6 +650,10 @@ int fp_store_aggregate(struct fp_store_reader *rd, const struct fp_agg_query *q,
         if (r != 0)
             goto out;
         refs[n_refs].id = ids[i];
+        refs[n_refs].device = NULL;
+        for (size_t j = 0; j < d.n_labels && refs[n_refs].device == NULL; j++)
+            if (strcmp(d.labels[j].name, "device") == 0)
+                refs[n_refs].device = d.labels[j].value;
         refs[n_refs].key = group_key(q, &d, &refs[n_refs].key_len);
         if (refs[n_refs].key == NULL) {
             r = -ENOMEM;

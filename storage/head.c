@@ -724,15 +724,16 @@ static const char *series_device(MDB_txn *txn, struct fp_store *s, uint64_t id)
     return NULL;
 }
 
-int fp_head_read(MDB_txn *txn, struct fp_store *s, bool writer, uint64_t id, int64_t from,
-                 int64_t to, int (*fn)(void *, int64_t, double), void *ud)
+int fp_head_read(MDB_txn *txn, struct fp_store *s, bool writer, uint64_t id, const char *device,
+                 int64_t from, int64_t to, int (*fn)(void *, int64_t, double), void *ud)
 {
-    const char *device = series_device(txn, s, id);
     MDB_val base, tail;
     struct entry_view ev;
     struct buf scratch = {0};
     int rc;
 
+    if (device == NULL)
+        device = series_device(txn, s, id);
     if (device == NULL)
         return 0;
     if (writer && s->head.active && strcmp(device, (const char *)s->head.device.data) == 0) {

@@ -1182,6 +1182,7 @@ struct sink {
     fp_point_fn fn;
     fp_block_fn blk;
     void *ud;
+    const char *device; /* the series' device label, when the caller knows it (else NULL) */
 };
 
 static int emit(const struct sink *k, const int64_t *ts, const double *v, size_t n)
@@ -1280,8 +1281,8 @@ static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_rea
     if (err == 0) {
         /* The head, gathered first: it is small, and where it starts decides the path. */
         struct head_push hp = {&g, (uint32_t)n_refs + 1};
-        rc = fp_head_read(txn, r != NULL ? r->store : s, r == NULL, id, from_ms, to_ms,
-                          head_push_cb, &hp);
+        rc = fp_head_read(txn, r != NULL ? r->store : s, r == NULL, id, out->device, from_ms,
+                          to_ms, head_push_cb, &hp);
         if (rc < 0)
             err = rc;
         else if (rc > 0)
@@ -1332,21 +1333,21 @@ static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_rea
 int fp_samples_read(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int64_t to_ms,
                     fp_point_fn fn, void *userdata)
 {
-    struct sink k = {fn, NULL, userdata};
+    struct sink k = {fn, NULL, userdata, NULL};
     return read_core(r->txn, NULL, r, id, from_ms, to_ms, &k);
 }
 
-int fp_samples_read_blocks(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int64_t to_ms,
-                           fp_block_fn fn, void *userdata)
+int fp_samples_read_blocks(struct fp_store_reader *r, uint64_t id, const char *device,
+                           int64_t from_ms, int64_t to_ms, fp_block_fn fn, void *userdata)
 {
-    struct sink k = {NULL, fn, userdata};
+    struct sink k = {NULL, fn, userdata, device};
     return read_core(r->txn, NULL, r, id, from_ms, to_ms, &k);
 }
 
 int fp_samples_read_txn(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t from_ms,
                         int64_t to_ms, fp_point_fn fn, void *userdata)
 {
-    struct sink k = {fn, NULL, userdata};
+    struct sink k = {fn, NULL, userdata, NULL};
     return read_core(txn, s, NULL, id, from_ms, to_ms, &k);
 }
 

@@ -311,9 +311,10 @@ void fp_samples_txn_end(struct fp_store *s, bool committed);
  * covers yet. Returns an LMDB rc. */
 int fp_samples_reader_begin(struct fp_store *s, struct fp_store_reader *r);
 
-/* fp_samples_read handing runs of samples to fn (fp_store_read_range_blocks). */
-int fp_samples_read_blocks(struct fp_store_reader *r, uint64_t id, int64_t from_ms, int64_t to_ms,
-                           fp_block_fn fn, void *userdata);
+/* fp_samples_read handing runs of samples to fn (fp_store_read_range_blocks); device as for
+ * fp_head_read. */
+int fp_samples_read_blocks(struct fp_store_reader *r, uint64_t id, const char *device,
+                           int64_t from_ms, int64_t to_ms, fp_block_fn fn, void *userdata);
 /* fp_samples_read inside the writer's transaction (rollup rebuilds). */
 int fp_samples_read_txn(MDB_txn *txn, struct fp_store *s, uint64_t id, int64_t from_ms,
                         int64_t to_ms, fp_point_fn fn, void *userdata);
@@ -343,10 +344,11 @@ int fp_head_seal_series(MDB_txn *txn, struct fp_store *s, uint64_t sid);
 int fp_head_seal_all(MDB_txn *txn, struct fp_store *s);
 int fp_head_seal_older(MDB_txn *txn, struct fp_store *s, int64_t cutoff);
 /* Calls fn for series id's head samples in [from, to]: through the writer's working copy when
- * writer and it holds the series' device, else from the stored value. Returns 0, fn's result,
+ * writer and it holds the series' device, else from the stored value. device: the series'
+ * device label when the caller has it at hand, else NULL (looked up). Returns 0, fn's result,
  * or a store code. */
-int fp_head_read(MDB_txn *txn, struct fp_store *s, bool writer, uint64_t id, int64_t from,
-                 int64_t to, int (*fn)(void *, int64_t, double), void *ud);
+int fp_head_read(MDB_txn *txn, struct fp_store *s, bool writer, uint64_t id, const char *device,
+                 int64_t from, int64_t to, int (*fn)(void *, int64_t, double), void *ud);
 void fp_head_fini(struct fp_store *s);
 /* Raises *max_ts to sid's newest head sample in the writer's working copy, if newer. */
 void fp_head_max_ts(const struct fp_store *s, uint64_t sid, int64_t *max_ts);

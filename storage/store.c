@@ -1792,7 +1792,13 @@ int fp_store_read_range(struct fp_store_reader *r, uint64_t id, int64_t from_ms,
 int fp_store_read_range_blocks(struct fp_store_reader *r, uint64_t id, int64_t from_ms,
                                int64_t to_ms, fp_block_fn fn, void *userdata)
 {
-    return fp_samples_read_blocks(r, id, from_ms, to_ms, fn, userdata);
+    return fp_samples_read_blocks(r, id, NULL, from_ms, to_ms, fn, userdata);
+}
+
+int fp_store_read_device_blocks(struct fp_store_reader *r, uint64_t id, const char *device,
+                                int64_t from_ms, int64_t to_ms, fp_block_fn fn, void *userdata)
+{
+    return fp_samples_read_blocks(r, id, device, from_ms, to_ms, fn, userdata);
 }
 
 int fp_store_latest(struct fp_store_reader *r, uint64_t id, int64_t *ret_ts_ms, double *ret_value)

@@ -219,6 +219,12 @@ typedef int (*fp_block_fn)(void *userdata, const int64_t *ts_ms, const double *v
 int fp_store_read_range_blocks(struct fp_store_reader *r, uint64_t id, int64_t from_ms,
                                int64_t to_ms, fp_block_fn fn, void *userdata);
 
+/* fp_store_read_range_blocks for a series whose device label the caller already has from
+ * fp_store_series_get on this reader (the pointer it gave): saves looking the series up again
+ * to find its device's head. device NULL: looked up. */
+int fp_store_read_device_blocks(struct fp_store_reader *r, uint64_t id, const char *device,
+                                int64_t from_ms, int64_t to_ms, fp_block_fn fn, void *userdata);
+
 /* The newest sample of series id, without scanning history. Returns 0, FP_STORE_E_NOTFOUND, or
  * -errno. */
 int fp_store_latest(struct fp_store_reader *r, uint64_t id, int64_t *ret_ts_ms, double *ret_value);
