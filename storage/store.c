@@ -195,9 +195,8 @@ static int open_dbs(struct fp_store *s, char *err, size_t err_size, const char *
  * sync before it, so at any moment at most the newest commit is not yet durable; after a crash
  * or a power cut the store opens at that commit or the one before, both whole. (MDB_NOSYNC,
  * used before, saved the data sync too, but let the meta page reach the disk before the pages
- * it points at: a power cut there left a store that opens onto garbage. bench/storage's serial
- * writes lose ~20% of their rate to the extra sync; the collector, which decodes the next group
- * meanwhile, ~5%.) */
+ * it points at: a power cut there left a store that opens onto garbage. The data sync is on the
+ * writer's time: see storage/README.md for what it costs.) */
 static void *sync_main(void *arg)
 {
     struct fp_store *s = arg;
