@@ -8,9 +8,11 @@
  * series costs one chunk put per 480 samples.
  *
  * Layout: database "head", key = device id, value = version byte, entry count (u16), then per
- * series an entry: series id (u64), value mode (u8), samples (u32), first and last timestamp,
- * the last timestamp delta, the last scaled value (i64 each), stream length (u32) and the
- * stream. The stream is appendable without decoding: per sample a zigzag varint of the
+ * series an entry: a header of varints (series id, value mode byte, samples, first timestamp
+ * zigzagged, last timestamp as its distance from the first, the last timestamp delta and the
+ * last scaled value zigzagged, stream length), then the stream. A tail carries one header per
+ * grown series per batch, so the header is most of a tail: as fixed fields it was 49 bytes,
+ * as varints it is about 20. The stream is appendable without decoding: per sample a zigzag varint of the
  * timestamp's delta of delta (one byte at a steady cadence) and the value, either as a zigzag
  * varint of the change of its scaled integer (mode d = 0..6: value = m / 10^d exactly, the test
  * chunk.c uses) or as 8 raw bytes (MODE_RAW: any other double). The first sample's value is the
@@ -34,8 +36,8 @@
 
 #include "store-internal.h"
 
-#define HEAD_VERSION 1
-#define ENTRY_HEADER (8 + 1 + 4 + 8 * 4 + 4)
+#define HEAD_VERSION 2
+#define ENTRY_HEADER_MAX (10 + 1 + 5 + 10 * 4 + 5)
 #define MODE_RAW 7
 #define DECIMALS 6
 /* Past this a device's head seals its largest entries: a batch rewrites the whole value, so it
@@ -46,19 +48,6 @@
 #define TAIL_MAX_BYTES 1536
 /* Timestamp steps beyond this end an entry, keeping delta-of-delta arithmetic in range. */
 #define STEP_MAX (INT64_C(1) << 60)
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 /* --- decoding (readers and the sealer) ------------------------------------------------------ */
 
@@ -79,22 +68,49 @@ static bool next_entry(const uint8_t *p, size_t len, size_t *pos, struct entry_v
             return false;
         *pos = 3;
     }
-    if (len - *pos < ENTRY_HEADER)
-        return false;
-    p += *pos;
-    e->sid = get_u64(p);
-    e->mode = p[8];
-    e->n = get_u32(p + 9);
-    e->first_ts = get_ts(p + 13);
-    e->last_ts = get_ts(p + 21);
-    e->last_delta = get_ts(p + 29);
-    e->last_m = get_ts(p + 37);
-    e->len = get_u32(p + 45);
-    if (e->len > len - *pos - ENTRY_HEADER || e->mode > MODE_RAW)
-        return false;
-    e->stream = p + ENTRY_HEADER;
-    *pos += ENTRY_HEADER + e->len;
+    {
+        uint64_t sid, n, first, span, delta, m, slen;
+        size_t q = *pos;
+
+        if (!get_varint(p, len, &q, &sid) || q >= len)
+            return false;
+        e->mode = p[q++];
+        if (!get_varint(p, len, &q, &n) || !get_varint(p, len, &q, &first) ||
+            !get_varint(p, len, &q, &span) || !get_varint(p, len, &q, &delta) ||
+            !get_varint(p, len, &q, &m) || !get_varint(p, len, &q, &slen))
+            return false;
+        if (n > UINT32_MAX || slen > len - q || e->mode > MODE_RAW)
+            return false;
+        e->sid = sid;
+        e->n = (uint32_t)n;
+        e->first_ts = unzz(first);
+        e->last_ts = (int64_t)((uint64_t)e->first_ts + span);
+        e->last_delta = unzz(delta);
+        e->last_m = unzz(m);
+        e->len = (size_t)slen;
+        e->stream = p + q;
+        *pos = q + (size_t)slen;
+    }
     return true;
+}
+
+/* Writes the header of an entry whose stream part is len bytes; returns its size (at most
+ * ENTRY_HEADER_MAX). p NULL: only the size. */
+static size_t put_header(uint8_t *p, uint64_t sid, uint8_t mode, uint32_t n, int64_t first_ts,
+                         int64_t last_ts, int64_t last_delta, int64_t last_m, size_t len)
+{
+    uint8_t tmp[ENTRY_HEADER_MAX];
+    uint8_t *w = p != NULL ? p : tmp;
+    size_t k = put_varint(w, sid);
+
+    w[k++] = mode;
+    k += put_varint(w + k, n);
+    k += put_varint(w + k, zz(first_ts));
+    k += put_varint(w + k, (uint64_t)last_ts - (uint64_t)first_ts);
+    k += put_varint(w + k, zz(last_delta));
+    k += put_varint(w + k, zz(last_m));
+    k += put_varint(w + k, len);
+    return k;
 }
 
 /* Calls fn for each sample of the stream with from <= ts <= to. Returns 0, fn's result, or
@@ -284,11 +300,18 @@ int fp_head_begin(MDB_txn *txn, struct fp_store *s, const char *device)
     return rc;
 }
 
+/* Writes e's header for its stream bytes from offset from on (p NULL: sizes it). */
+static size_t entry_header(uint8_t *p, const struct fp_head_entry *e, size_t from)
+{
+    return put_header(p, e->sid, e->mode, e->n, e->first_ts, e->last_ts, e->last_delta, e->last_m,
+                      e->bytes.len - from);
+}
+
 static size_t head_bytes(const struct fp_head *h)
 {
     size_t total = 3;
     for (size_t i = 0; i < h->n; i++)
-        total += ENTRY_HEADER + h->e[i].bytes.len;
+        total += entry_header(NULL, &h->e[i], 0) + h->e[i].bytes.len;
     return total;
 }
 
@@ -306,7 +329,7 @@ static size_t tail_bytes(const struct fp_head *h, size_t *ret_n)
         const struct fp_head_entry *e = &h->e[i];
         if (!in_tail(e))
             continue;
-        total += ENTRY_HEADER + e->bytes.len - e->base_len;
+        total += entry_header(NULL, e, e->base_len) + e->bytes.len - e->base_len;
         n++;
     }
     *ret_n = n;
@@ -334,16 +357,9 @@ static int put_value(MDB_txn *txn, MDB_dbi db, MDB_val *k, const struct fp_head 
         size_t from = tail ? e->base_len : 0;
         if (tail && !in_tail(e))
             continue;
-        put_u64(p, e->sid);
-        p[8] = e->mode;
-        put_u32(p + 9, e->n);
-        put_ts(p + 13, e->first_ts);
-        put_ts(p + 21, e->last_ts);
-        put_ts(p + 29, e->last_delta);
-        put_ts(p + 37, e->last_m);
-        put_u32(p + 45, (uint32_t)(e->bytes.len - from));
-        memcpy(p + ENTRY_HEADER, e->bytes.data + from, e->bytes.len - from);
-        p += ENTRY_HEADER + e->bytes.len - from;
+        p += entry_header(p, e, from);
+        memcpy(p, e->bytes.data + from, e->bytes.len - from);
+        p += e->bytes.len - from;
     }
     return 0;
 }

@@ -24,7 +24,7 @@ struct fp_store_reader;
 
 /* Version of the on-disk layout. A store with another version is refused at open with
  * FP_STORE_E_FORMAT. If you change what is written, bump this. */
-#define FP_STORE_FORMAT 6
+#define FP_STORE_FORMAT 7
 
 /* Outcomes a caller must act on (positive; negative values are -errno). */
 enum {
