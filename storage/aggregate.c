@@ -172,11 +172,13 @@ static int add_sum_block(void *userdata, const int64_t *ts, const double *v, siz
         uint64_t k;
         struct acc *a = bucket_of(sc, ts[i], &k);
         int64_t end = sc->cur_end;
-        double sum = a != NULL ? a->sum : 0;
-        uint64_t count = a != NULL ? a->count : 0;
+        double sum;
+        uint64_t count;
 
         if (a == NULL)
             return -EIO;
+        sum = a->sum;
+        count = a->count;
         for (; i < n && ts[i] < end; i++) {
             if (isnan(v[i]))
                 continue;

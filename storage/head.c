@@ -12,11 +12,11 @@
  * zigzagged, last timestamp as its distance from the first, the last timestamp delta and the
  * last scaled value zigzagged, stream length), then the stream. A tail carries one header per
  * grown series per batch, so the header is most of a tail: as fixed fields it was 49 bytes,
- * as varints it is about 20. The stream is appendable without decoding: per sample a zigzag varint of the
- * timestamp's delta of delta (one byte at a steady cadence) and the value, either as a zigzag
- * varint of the change of its scaled integer (mode d = 0..6: value = m / 10^d exactly, the test
- * chunk.c uses) or as 8 raw bytes (MODE_RAW: any other double). The first sample's value is the
- * varint of m itself.
+ * as varints it is about 20. The stream is appendable without decoding: per sample a zigzag
+ * varint of the timestamp's delta of delta (one byte at a steady cadence) and the value, either
+ * as a zigzag varint of the change of its scaled integer (mode d = 0..6: value = m / 10^d
+ * exactly, the test chunk.c uses) or as 8 raw bytes (MODE_RAW: any other double). The first
+ * sample's value is the varint of m itself.
  *
  * Base and tail: a batch adds a few bytes to each stream, but rewriting the whole value cost a
  * page copy of up to HEAD_MAX_BYTES per batch (bench/storage wrote ~300 bytes to disk per
@@ -92,25 +92,6 @@ static bool next_entry(const uint8_t *p, size_t len, size_t *pos, struct entry_v
         *pos = q + (size_t)slen;
     }
     return true;
-}
-
-/* Writes the header of an entry whose stream part is len bytes; returns its size (at most
- * ENTRY_HEADER_MAX). p NULL: only the size. */
-static size_t put_header(uint8_t *p, uint64_t sid, uint8_t mode, uint32_t n, int64_t first_ts,
-                         int64_t last_ts, int64_t last_delta, int64_t last_m, size_t len)
-{
-    uint8_t tmp[ENTRY_HEADER_MAX];
-    uint8_t *w = p != NULL ? p : tmp;
-    size_t k = put_varint(w, sid);
-
-    w[k++] = mode;
-    k += put_varint(w + k, n);
-    k += put_varint(w + k, zz(first_ts));
-    k += put_varint(w + k, (uint64_t)last_ts - (uint64_t)first_ts);
-    k += put_varint(w + k, zz(last_delta));
-    k += put_varint(w + k, zz(last_m));
-    k += put_varint(w + k, len);
-    return k;
 }
 
 /* Calls fn for each sample of the stream with from <= ts <= to. Returns 0, fn's result, or
@@ -300,11 +281,22 @@ int fp_head_begin(MDB_txn *txn, struct fp_store *s, const char *device)
     return rc;
 }
 
-/* Writes e's header for its stream bytes from offset from on (p NULL: sizes it). */
+/* Writes e's header (the layout at the top of the file) for its stream bytes from offset from
+ * on; returns its size, at most ENTRY_HEADER_MAX. p NULL: only sizes it. */
 static size_t entry_header(uint8_t *p, const struct fp_head_entry *e, size_t from)
 {
-    return put_header(p, e->sid, e->mode, e->n, e->first_ts, e->last_ts, e->last_delta, e->last_m,
-                      e->bytes.len - from);
+    uint8_t tmp[ENTRY_HEADER_MAX];
+    uint8_t *w = p != NULL ? p : tmp;
+    size_t k = put_varint(w, e->sid);
+
+    w[k++] = e->mode;
+    k += put_varint(w + k, e->n);
+    k += put_varint(w + k, zz(e->first_ts));
+    k += put_varint(w + k, (uint64_t)e->last_ts - (uint64_t)e->first_ts);
+    k += put_varint(w + k, zz(e->last_delta));
+    k += put_varint(w + k, zz(e->last_m));
+    k += put_varint(w + k, e->bytes.len - from);
+    return k;
 }
 
 static size_t head_bytes(const struct fp_head *h)

@@ -273,8 +273,9 @@ static struct fp_series_state *state_get(struct fp_store *s, uint64_t id)
  * Dashboards ask for the same recent hours every few seconds, and a sealed chunk is decoded
  * again each time: on bench/storage's Q1 (1000 series, the last hour) decoding was half the
  * time. So readers keep decoded chunks, two-way set-associative by (series, chunk start). A hit
- * must hold the very bytes the reader's snapshot has (compared in full: a chunk merged out of
- * order keeps its key but not its bytes), so a hit is exact, never stale. Entries are shared,
+ * must hold the very bytes the reader's snapshot has (a chunk merged out of order keeps its key
+ * but not its bytes): trusted when checked at the snapshot's chunk generation, else compared in
+ * full (slot_holds), so a hit is exact, never stale. Entries are shared,
  * not copied: a reader holds a reference while it hands the samples on, and an entry replaced
  * meanwhile is freed by its last holder. One lock, held only to find, count and replace. */
 
@@ -608,9 +609,7 @@ static int compact_day(MDB_txn *txn, struct fp_store *s, MDB_dbi dbi, uint64_t i
     uint32_t small = 0, small_chunks = 0;
     int rc;
 
-    rc = chunks_changed(txn, s);
-    if (rc == 0)
-        rc = mdb_cursor_open(txn, dbi, &cur);
+    rc = mdb_cursor_open(txn, dbi, &cur);
     if (rc != 0)
         return rc;
     put_u64(kb, id + 1);
@@ -660,8 +659,8 @@ static int compact_day(MDB_txn *txn, struct fp_store *s, MDB_dbi dbi, uint64_t i
         free(pts);
         return rc;
     }
-    rc = 0;
-    if (n > 0) {
+    rc = chunks > 0 ? chunks_changed(txn, s) : 0;
+    if (rc == 0 && n > 0) {
         n = sort_unique(pts, n);
         rc = store_points(txn, s, dbi, id, pts, n, &small, &small_chunks);
     }
@@ -830,7 +829,8 @@ static int store_merged(MDB_txn *txn, struct fp_store *s, struct fp_series_state
 {
     struct point *all = NULL;
     size_t n_all = 0, cap = 0;
-    int rc = m > 0 ? chunks_changed(txn, s) : 0;
+    bool deleted = false, bumped = false; /* a stored chunk deleted; the generation moved */
+    int rc = 0;
 
     for (size_t i = 0; rc == 0 && i < m;) {
         int64_t day = day_of(pts[i].ts), lo = pts[i].ts, hi;
@@ -880,6 +880,7 @@ static int store_merged(MDB_txn *txn, struct fp_store *s, struct fp_series_state
                 while (fp_chunk_iter_next(&it, &ts, &val) == 0)
                     all[n_all++] = (struct point){ts, val, 0};
             rc = mdb_cursor_del(cur, 0);
+            deleted |= rc == 0;
             if (rc == 0)
                 rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
         }
@@ -887,6 +888,12 @@ static int store_merged(MDB_txn *txn, struct fp_store *s, struct fp_series_state
         if (rc != 0 && rc != MDB_NOTFOUND && rc != EINVAL)
             break;
         rc = 0;
+        if (deleted && !bumped) {
+            rc = chunks_changed(txn, s);
+            bumped = true;
+            if (rc != 0)
+                break;
+        }
         if (n_all + (j - i) > cap) {
             struct point *np = realloc(all, (n_all + (j - i)) * sizeof(*np));
             if (np == NULL) {
@@ -1197,13 +1204,6 @@ static int emit(const struct sink *k, const int64_t *ts, const double *v, size_t
     return res;
 }
 
-/* Reads through the reader's handles (r) or, in the writer's transaction, through part_open
- * (r NULL, s and txn given).
- *
- * Chunks of a series do not overlap and its head samples come after them (samples.c, head.c),
- * so the usual read hands each chunk's samples to fn straight from the decoder and then the
- * head's. Should the chunks ever overlap (a store damaged, or a bug), every sample is gathered,
- * sorted and deduplicated instead, with the later chunk in key order winning, as before. */
 /* The index of the first of ts[0..n) (ascending) at or after t; n when none is. */
 static int first_at_or_after(const int64_t *ts, int n, int64_t t)
 {
@@ -1219,6 +1219,13 @@ static int first_at_or_after(const int64_t *ts, int n, int64_t t)
     return lo;
 }
 
+/* Reads through the reader's handles (r) or, in the writer's transaction, through part_open
+ * (r NULL, s and txn given).
+ *
+ * Chunks of a series do not overlap and its head samples come after them (samples.c, head.c),
+ * so the usual read hands each chunk's samples to fn straight from the decoder and then the
+ * head's. Should the chunks ever overlap (a store damaged, or a bug), every sample is gathered,
+ * sorted and deduplicated instead, with the later chunk in key order winning, as before. */
 static int read_core(MDB_txn *txn, struct fp_store *s, const struct fp_store_reader *r,
                      uint64_t id, int64_t from_ms, int64_t to_ms, const struct sink *out)
 {

@@ -67,8 +67,8 @@ struct fp_series_state {
     int64_t rollup_hour;     /* the open hour of its rollup (rollup.c); INT64_MIN unknown */
 };
 
-/* A decoded chunk kept for readers (samples.c): its samples and its bytes, which prove a later
- * hit is the same chunk. */
+/* A decoded chunk kept for readers (samples.c): its samples, and its bytes and the chunk
+ * generation they were last checked at, which prove a later hit is the same chunk. */
 struct fp_decoded_entry;
 
 struct fp_decoded_slot {
