@@ -139,6 +139,21 @@ static int collect(void *ud, int64_t ts, double v)
     return 0;
 }
 
+/* Samples of all of ids, read whole through r (each read must succeed). */
+static size_t count_samples(struct fp_store_reader *r, const uint64_t *ids, size_t n_ids)
+{
+    size_t total = 0;
+
+    for (size_t i = 0; i < n_ids; i++) {
+        struct got g = {0};
+        check_int(fp_store_read_range(r, ids[i], INT64_MIN, INT64_MAX, collect, &g), 0);
+        total += g.n;
+        free(g.ts);
+        free(g.bits);
+    }
+    return total;
+}
+
 /* Every series of every device reads back as the model says. */
 static void verify(struct fp_store *s, const char *when)
 {
@@ -317,13 +332,7 @@ static void test_many_series(void)
         fp_assert(fp_store_select(r, m, 1, &ids, &n_ids) == 0);
     }
     check_int(n_ids, NDEV * (NSER + 1)); /* "warm" is not many.* */
-    for (size_t i = 0; i < n_ids; i++) {
-        struct got g = {0};
-        check_int(fp_store_read_range(r, ids[i], INT64_MIN, INT64_MAX, collect, &g), 0);
-        total += g.n;
-        free(g.ts);
-        free(g.bits);
-    }
+    total = count_samples(r, ids, n_ids);
     check_int(total, (long long)NDEV * (NSER * NPTS + NEW_PTS));
     free(ids);
     fp_store_reader_close(&r);
@@ -465,7 +474,7 @@ static void test_tail_cut(void)
     memcpy(saved, val.mv_data, len);
     mdb_txn_abort(txn);
     for (size_t cut = 0; cut <= len; cut++) {
-        size_t total = 0;
+        size_t total;
 
         fp_assert(mdb_txn_begin(s->env, NULL, 0, &txn) == 0);
         val = (MDB_val){cut, saved};
@@ -474,13 +483,7 @@ static void test_tail_cut(void)
         fp_assert(fp_store_reader_open(s, &r) == 0);
         fp_assert(fp_store_select(r, mt, 1, &ids, &n_ids) == 0);
         check_int(n_ids, 2);
-        for (size_t i = 0; i < n_ids; i++) {
-            struct got g = {0};
-            check_int(fp_store_read_range(r, ids[i], INT64_MIN, INT64_MAX, collect, &g), 0);
-            total += g.n;
-            free(g.ts);
-            free(g.bits);
-        }
+        total = count_samples(r, ids, n_ids);
         free(ids);
         fp_store_reader_close(&r);
         if (cut < len)
